@@ -1,0 +1,55 @@
+"""The dataset card of a build: `dataset_card/template.md` rendered with huggingface_hub's `DatasetCard`.
+
+The YAML header declares both configs (`default`: packed sequences, `dependencies`: one row per root) over the
+parquet files, so `load_dataset(folder)` and `load_dataset("org/name")` read the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_card" / "template.md"
+EMBEDDED_LICENSE = "cc-by-sa-4.0"
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def render_dataset_card(config, counts: dict, has_sequences: bool = True, template_path: Path = TEMPLATE) -> str:
+    """Render the card for a build with `config` (a `BuildConfig`) and the `counts` of `build.summarize`."""
+    from .models import is_embedded
+
+    sources = [config.roots, *config.corpus]
+    license_id = EMBEDDED_LICENSE if all(is_embedded(s) for s in sources) else config.dataset_license
+    configs = [{"config_name": "dependencies", "data_files": [{"split": "train", "path": "dependencies/train-*.parquet"}]}]
+    if has_sequences:
+        configs.insert(0, {"config_name": "default", "data_files": [{"split": "train", "path": "default/train-*.parquet"}]})
+    pretty_name = config.pretty_name or f"EntropyLong {config.max_seq_length // 1024}K"
+    card_data = DatasetCardData(
+        language="en",
+        license=license_id,
+        pretty_name=pretty_name,
+        size_categories=_size_category(counts["sequences"]),
+        task_categories=["text-generation"],
+        tags=["long-context", "entropylong", "pretraining"],
+        configs=configs,
+    )
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        pretty_name=pretty_name,
+        repo_id=config.hub_repo_id or config.output_dir,
+        config=config,
+        counts=counts,
+        license=license_id,
+        config_yaml=yaml.safe_dump(asdict(config), sort_keys=False, allow_unicode=True),
+    )
+    return str(card)

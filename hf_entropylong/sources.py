@@ -1,0 +1,129 @@
+"""Roots and corpus from any `datasets` source, validated and reduced to `id` and `text` columns.
+
+A source is a Hub dataset id (optionally `id::config`), a local data file (jsonl, json, parquet, csv,
+txt), a folder (`save_to_disk` output or data files), or `embedded:wiki-summaries`. Rows whose text is
+missing, empty or whitespace-only are dropped and counted; a missing text column, a non-text value or a
+file that is not UTF-8 is an error that names the source, the column and the row or line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from .models import EMBEDDED_CORPUS, embedded_corpus_file, is_embedded
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
+TEXT_FORMATS = {".jsonl", ".json", ".csv", ".txt"}
+
+
+class SourceError(ValueError):
+    """A roots or corpus source that cannot be used as given."""
+
+
+@dataclass
+class SourceCounts:
+    rows: int
+    kept: int
+    empty: int
+
+
+def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
+    """Raise `SourceError` naming the line of the first byte sequence that is not UTF-8."""
+    line = 1
+    tail = b""
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            data = tail + chunk
+            try:
+                data.decode("utf-8")
+                tail = b""
+            except UnicodeDecodeError as error:
+                if error.reason == "unexpected end of data" and len(data) - error.start < 4:
+                    tail = data[error.start :]  # a character cut by the chunk boundary
+                    data = data[: error.start]
+                else:
+                    line += data[: error.start].count(b"\n")
+                    raise SourceError(
+                        f"{path}: line {line} is not valid UTF-8 ({error.reason} at byte {error.start}); "
+                        "re-encode the file as UTF-8."
+                    ) from None
+            line += data.count(b"\n")
+    if tail:
+        raise SourceError(f"{path}: ends inside a UTF-8 character (line {line}); the file is truncated or not UTF-8.")
+
+
+def _load_raw(source: str, split: str) -> datasets.Dataset:
+    if is_embedded(source):
+        if source != EMBEDDED_CORPUS:
+            raise SourceError(f"Unknown embedded source {source!r}; known: {EMBEDDED_CORPUS}.")
+        return datasets.load_dataset("json", data_files=str(embedded_corpus_file()), split="train")
+    path = Path(source)
+    if path.is_file():
+        builder = FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise SourceError(f"{path}: unsupported file type; use one of {', '.join(FILE_BUILDERS)}.")
+        if path.suffix.lower() in TEXT_FORMATS:
+            check_utf8(path)
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            loaded = datasets.load_from_disk(str(path))
+            return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        for file in sorted(path.rglob("*")):
+            if file.suffix.lower() in TEXT_FORMATS:
+                check_utf8(file)
+        return datasets.load_dataset(str(path), split=split)
+    name, _, config = source.partition("::")
+    return datasets.load_dataset(name, config or None, split=split)
+
+
+def load_text_source(
+    source: str, split: str = "train", text_column: str = "text", id_column: str | None = "id", role: str = "source"
+) -> tuple[datasets.Dataset, SourceCounts]:
+    """Load `source` as a dataset with string columns `id` and `text`, dropping empty texts.
+
+    Args:
+        source: Hub id (`org/name` or `org/name::config`), local file or folder, or `embedded:wiki-summaries`.
+        split: the split to read.
+        text_column: the column holding the document text.
+        id_column: the column holding a stable document id; when `None` or absent, `"<row index>"` is used.
+        role: `"roots"` or `"corpus"`, used in error messages.
+
+    Returns:
+        The dataset and the counts of rows read, kept and dropped as empty.
+    """
+    try:
+        raw = _load_raw(source, split)
+    except datasets.exceptions.DatasetGenerationError as error:
+        cause = error.__cause__ or error
+        raise SourceError(f"{role} {source!r} could not be read: {cause}") from error
+    if text_column not in raw.column_names:
+        raise SourceError(
+            f"{role} {source!r} has no text column {text_column!r} (columns: {', '.join(raw.column_names)}); "
+            f"set --{role}_text_column."
+        )
+    has_ids = id_column is not None and id_column in raw.column_names
+
+    def to_id_text(batch: dict, indices: list[int]) -> dict:
+        texts = []
+        for index, text in zip(indices, batch[text_column], strict=True):
+            if text is not None and not isinstance(text, str):
+                raise SourceError(
+                    f"{role} {source!r}, row {index}: column {text_column!r} holds {type(text).__name__}, not text."
+                )
+            texts.append(text or "")
+        ids = [str(value) for value in batch[id_column]] if has_ids else [str(index) for index in indices]
+        return {"id": ids, "text": texts}
+
+    table = raw.map(
+        to_id_text,
+        batched=True,
+        with_indices=True,
+        remove_columns=raw.column_names,
+        desc=f"Reading {role}",
+    )
+    kept = table.filter(lambda batch: [bool(text.strip()) for text in batch["text"]], batched=True)
+    return kept, SourceCounts(rows=len(raw), kept=len(kept), empty=len(raw) - len(kept))
