@@ -89,7 +89,7 @@ def load_text_source(
         source: Hub id (`org/name` or `org/name::config`), local file or folder, or `embedded:wiki-summaries`.
         split: the split to read.
         text_column: the column holding the document text.
-        id_column: the column holding a stable document id; when `None` or absent, `"<row index>"` is used.
+        id_column: the column holding a stable document id; when `None` or absent, `"<source>#<row>"` is used.
         role: `"roots"` or `"corpus"`, used in error messages.
 
     Returns:
@@ -115,7 +115,7 @@ def load_text_source(
                     f"{role} {source!r}, row {index}: column {text_column!r} holds {type(text).__name__}, not text."
                 )
             texts.append(text or "")
-        ids = [str(value) for value in batch[id_column]] if has_ids else [str(index) for index in indices]
+        ids = [str(value) for value in batch[id_column]] if has_ids else [f"{source}#{index}" for index in indices]
         return {"id": ids, "text": texts}
 
     table = raw.map(

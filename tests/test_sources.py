@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from hf_entropylong.sources import SourceError, check_utf8, load_text_source
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_missing_text_column_names_it(tmp_path):
+    source = write_jsonl(tmp_path / "roots.jsonl", [{"body": "some text"}])
+    with pytest.raises(SourceError, match=r"no text column 'text' \(columns: body\).*--roots_text_column"):
+        load_text_source(str(source), role="roots")
+
+
+def test_empty_and_whitespace_documents_are_dropped_and_counted(tmp_path):
+    rows = [{"id": "a", "text": "kept"}, {"id": "b", "text": ""}, {"id": "c", "text": " \n\t "}, {"id": "d", "text": None}]
+    dataset, counts = load_text_source(str(write_jsonl(tmp_path / "r.jsonl", rows)))
+    assert dataset["id"] == ["a"] and dataset["text"] == ["kept"]
+    assert (counts.rows, counts.kept, counts.empty) == (4, 1, 3)
+
+
+def test_ids_fall_back_to_source_and_row(tmp_path):
+    source = write_jsonl(tmp_path / "r.jsonl", [{"text": "one"}, {"text": "two"}])
+    dataset, _ = load_text_source(str(source), id_column="id")
+    assert dataset["id"] == [f"{source}#0", f"{source}#1"]
+
+
+def test_non_text_value_names_the_row(tmp_path):
+    source = write_jsonl(tmp_path / "r.jsonl", [{"text": "ok"}, {"text": "fine"}, {"text": 12}])
+    with pytest.raises(SourceError, match="row 2: column 'text' holds int"):
+        load_text_source(str(source), role="corpus")
+
+
+def test_non_utf8_file_names_the_line(tmp_path):
+    source = tmp_path / "latin1.jsonl"
+    source.write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(SourceError, match=r"latin1.jsonl: line 2 is not valid UTF-8"):
+        load_text_source(str(source))
+
+
+def test_utf8_check_accepts_characters_split_across_chunks(tmp_path):
+    source = tmp_path / "ok.txt"
+    source.write_text("é" * 1000 + "\n€\n", encoding="utf-8")
+    check_utf8(source, chunk_bytes=7)  # every chunk boundary cuts a multi-byte character
+
+
+def test_unsupported_file_type(tmp_path):
+    source = tmp_path / "data.xml"
+    source.write_text("<a/>")
+    with pytest.raises(SourceError, match="unsupported file type"):
+        load_text_source(str(source))
+
+
+def test_parquet_and_saved_dataset_folders(tmp_path):
+    import datasets
+
+    table = datasets.Dataset.from_dict({"doc": ["alpha", "beta"], "key": [7, 8]})
+    table.to_parquet(str(tmp_path / "t.parquet"))
+    table.save_to_disk(str(tmp_path / "saved"))
+    for source in (tmp_path / "t.parquet", tmp_path / "saved"):
+        dataset, counts = load_text_source(str(source), text_column="doc", id_column="key")
+        assert dataset["id"] == ["7", "8"] and counts.kept == 2
+
+
+def test_embedded_corpus():
+    dataset, counts = load_text_source("embedded:wiki-summaries")
+    assert counts.rows == 10_033 and counts.kept > 10_000
+    assert set(dataset.column_names) == {"id", "text"}
