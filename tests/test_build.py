@@ -1,0 +1,190 @@
+"""End-to-end builds with the embedded SmolLM2 and MiniLM on a small crafted corpus."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from datasets import load_dataset
+
+from hf_entropylong import build as build_module
+from hf_entropylong.build import STATUSES, BuildConfig, build, main
+
+pytestmark = pytest.mark.slow
+
+DOCS = [
+    ("velmora", "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
+     "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
+     "kept the ledger of tolls in his counting house on Wharf Street until his death in 1869."),
+    ("grennick", "Tobias Grennick (1801-1869) was a merchant of Calder Bay, remembered for the Velmora Accord, which he "
+     "signed with the harbour master in 1847. The accord set a toll of nine silver crowns on every ship; Grennick kept "
+     "the ledger in his counting house on Wharf Street."),
+    ("velmora-copy", "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
+     "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
+     "kept the ledger of tolls in his counting house on Wharf Street until his death in 1870."),
+    ("volcano", "A volcano is a rupture in the crust of a planet that allows hot lava, volcanic ash and gases to escape "
+     "from a magma chamber below the surface. Volcanoes are often found where tectonic plates diverge or converge."),
+    ("violin", "The violin is a wooden string instrument in the violin family. It is the smallest and highest-pitched "
+     "instrument in regular use, played with a bow drawn across its four strings tuned in perfect fifths."),
+    ("photosynthesis", "Photosynthesis is the process by which plants, algae and some bacteria convert light energy into "
+     "chemical energy stored in sugars, releasing oxygen as a by-product of splitting water molecules."),
+    ("short", "Hello."),
+]
+
+
+@pytest.fixture(scope="module")
+def docs_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in DOCS), encoding="utf-8")
+    return path
+
+
+def small_config(docs_file, output_dir, **overrides) -> BuildConfig:
+    settings = dict(
+        roots=str(docs_file),
+        num_roots=None,
+        corpus=[str(docs_file)],
+        lm="embedded:SmolLM2-135M-Instruct",
+        lm_dtype="float32",
+        embedder="embedded:all-MiniLM-L6-v2",
+        top_k=2,
+        max_seq_length=1024,
+        shard_size=3,
+        output_dir=str(output_dir),
+    )
+    return BuildConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def demo_build(docs_file, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("build") / "out"
+    counts = build(small_config(docs_file, output_dir))
+    return output_dir, counts
+
+
+def test_layout_and_packed_sequences(demo_build):
+    output_dir, counts = demo_build
+    assert (output_dir / "README.md").exists() and (output_dir / "build_config.json").exists()
+    sequences = load_dataset(str(output_dir), split="train")
+    assert len(sequences) == counts["sequences"] > 0
+    for row in sequences:
+        assert len(row["input_ids"]) == 1024
+        assert sum(row["seq_lengths"]) == 1024
+        assert len(row["root_ids"]) == len(row["context_ids"])
+        units = len(row["seq_lengths"]) - (row["num_padding_tokens"] > 0)
+        assert units == len(row["root_ids"])
+        assert row["text"]
+    assert counts["units"] == sum(len(row["root_ids"]) for row in sequences)
+
+
+def test_dependencies_config_is_consistent(demo_build):
+    output_dir, counts = demo_build
+    roots = load_dataset(str(output_dir), "dependencies", split="train")
+    assert len(roots) == counts["roots"] == len(DOCS)
+    by_id = {row["root_id"]: row for row in roots}
+    assert set(row["status"] for row in roots) <= set(STATUSES)
+    for row in roots:
+        for position in row["positions"]:
+            assert row["root_text"][position["char_start"] : position["char_end"]] == position["token"]
+            assert position["token"].strip() in position["query"]
+        for candidate in row["candidates"]:
+            assert candidate["corpus_id"] != row["root_id"]  # the root never retrieves itself
+            baseline = next(p["entropy"] for p in row["positions"] if p["token_index"] == candidate["token_index"])
+            expected = (baseline - candidate["entropy_with_context"]) / baseline
+            assert candidate["delta_i"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+            assert candidate["verified"] == (candidate["delta_i"] >= 0.4)
+        for context in row["verified_contexts"]:
+            assert context["delta_i"] >= 0.4
+        assert (row["status"] == "ok") == bool(row["verified_contexts"])
+    # Near-copies of a root are excluded: the edited copy of the Velmora text is never its candidate.
+    assert all(c["corpus_id"] != "velmora-copy" for c in by_id["velmora"]["candidates"])
+    assert counts["candidates_excluded_near_duplicate"] > 0
+    # The accord text supplies what the merchant's biography cannot predict (the name "Velmora Accord").
+    assert "velmora" in [c["corpus_id"] for c in by_id["grennick"]["verified_contexts"]]
+    assert by_id["short"]["status"] == "no_high_entropy_position"
+    deltas = [c["delta_i"] for row in roots for c in row["candidates"] if c["verified"]]
+    assert counts["mean_delta_i"] == pytest.approx(np.mean(deltas), abs=1e-4)
+
+
+def test_dataset_card(demo_build):
+    output_dir, counts = demo_build
+    card = (output_dir / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["default", "dependencies"]
+    assert header["license"] == "odc-by"  # local files: the configured licence
+    assert f"| verified dependencies (ΔI ≥ 0.4) | {counts['verified_dependencies']} |" in card
+    assert "embedded:SmolLM2-135M-Instruct" in card and "best-fit-decreasing" in card
+
+
+def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, monkeypatch):
+    reference_dir, reference_counts = demo_build
+    config = small_config(docs_file, tmp_path / "out")
+    real_verify = build_module.verify_stage
+    calls = {"verify": 0}
+
+    def failing_verify(*args, **kwargs):
+        calls["verify"] += 1
+        if calls["verify"] > 1:
+            raise KeyboardInterrupt  # killed during the second verification shard
+        return real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "verify_stage", failing_verify)
+    with pytest.raises(KeyboardInterrupt):
+        build(config)
+    cache = tmp_path / "out" / ".cache"
+    finished = sorted(p.name for p in cache.glob("verify-*.arrow"))
+    assert len(finished) == 1 and len(list(cache.glob("entropy-*.arrow"))) == 3
+
+    def no_entropy(*args, **kwargs):
+        raise AssertionError("finished entropy shards must be reused")
+
+    calls["verify"] = -10  # the resumed run may verify the remaining shards
+    monkeypatch.setattr(build_module, "entropy_stage", no_entropy)
+    counts = build(config)
+    assert calls["verify"] == -10 + 2  # only the two unfinished shards ran again
+    for name in ("default", "dependencies"):
+        resumed = load_dataset(str(tmp_path / "out"), name, split="train").to_list()
+        reference = load_dataset(str(reference_dir), name, split="train").to_list()
+        assert resumed == reference
+    counts.pop("seconds")
+    assert counts == {key: value for key, value in reference_counts.items() if key != "seconds"}
+
+
+def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "roots": str(docs_file),
+                "num_roots": 3,
+                "corpus": [str(docs_file)],
+                "lm": "embedded:SmolLM2-135M-Instruct",
+                "lm_dtype": "float32",
+                "embedder": "embedded:all-MiniLM-L6-v2",
+                "top_k": 50,  # more than the corpus holds: clamped
+                "epsilon": 1.0,  # nothing can reach it: no verified context anywhere
+                "max_seq_length": 1024,
+                "lm_max_length": 48,  # an LM window shorter than the roots: windowed scoring
+                "output_dir": str(tmp_path / "ignored"),
+            }
+        )
+    )
+    counts = main(["--config", str(recipe), "--output_dir", str(tmp_path / "cli"), "--seed", "7"])
+    saved = json.loads((tmp_path / "cli" / "build_config.json").read_text())
+    assert saved["seed"] == 7 and saved["top_k"] == 50 and saved["num_roots"] == 3
+    assert counts["sequences"] == 0 and counts["roots_by_status"]["ok"] == 0
+    assert counts["roots_by_status"]["no_verified_context"] > 0
+    roots = load_dataset(str(tmp_path / "cli"), "dependencies", split="train")
+    assert len(roots) == 3
+    assert max(len(row["candidates"]) for row in roots) > 0
+    header = yaml.safe_load((tmp_path / "cli" / "README.md").read_text().split("---")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["dependencies"]
+    shutil.rmtree(tmp_path / "cli")
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match="order must be"):
+        BuildConfig(order="random")
+    with pytest.raises(ValueError, match="hub_repo_id"):
+        BuildConfig(push_to_hub=True)
