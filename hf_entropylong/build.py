@@ -40,9 +40,21 @@ from .verify import context_entropy, delta_i
 STATUSES = ("ok", "root_too_long", "no_high_entropy_position", "no_candidate", "no_verified_context")
 
 _INT, _LONG, _FLOAT, _STR = (datasets.Value(t) for t in ("int32", "int64", "float32", "string"))
-POSITION = {"token_index": _INT, "char_start": _INT, "char_end": _INT, "token": _STR, "entropy": _FLOAT, "query": _STR}
+POSITION = {
+    "token_index": _INT,
+    "char_start": _INT,
+    "char_end": _INT,
+    "token": _STR,
+    "entropy": _FLOAT,
+    "query": _STR,
+}
 RETRIEVED = {"token_index": _INT, "corpus_index": _LONG, "corpus_id": _STR, "similarity": _FLOAT}
-CANDIDATE = {**RETRIEVED, "entropy_with_context": _FLOAT, "delta_i": _FLOAT, "verified": datasets.Value("bool")}
+CANDIDATE = {
+    **RETRIEVED,
+    "entropy_with_context": _FLOAT,
+    "delta_i": _FLOAT,
+    "verified": datasets.Value("bool"),
+}
 VERIFIED = {"corpus_index": _LONG, "corpus_id": _STR, "delta_i": _FLOAT, "token_indices": datasets.List(_INT)}
 STAGE_FEATURES = {
     "entropy": {
@@ -52,9 +64,17 @@ STAGE_FEATURES = {
         "positions": datasets.List(POSITION),
         "status": _STR,
     },
-    "retrieval": {"retrieved": datasets.List(RETRIEVED), "num_excluded_self": _INT, "num_excluded_near_duplicate": _INT},
+    "retrieval": {
+        "retrieved": datasets.List(RETRIEVED),
+        "num_excluded_self": _INT,
+        "num_excluded_near_duplicate": _INT,
+    },
     "verify": {"candidates": datasets.List(CANDIDATE), "verified_contexts": datasets.List(VERIFIED)},
-    "units": {"unit_input_ids": datasets.List(_LONG), "unit_context_ids": datasets.List(_STR), "num_contexts_trimmed": _INT},
+    "units": {
+        "unit_input_ids": datasets.List(_LONG),
+        "unit_context_ids": datasets.List(_STR),
+        "num_contexts_trimmed": _INT,
+    },
 }
 
 
@@ -63,13 +83,21 @@ class BuildConfig:
     """Settings of an EntropyLong build. Defaults are the paper's; `recipes/build/` holds complete recipes."""
 
     # Sources
-    roots: str = field(default="HuggingFaceFW/fineweb-edu::sample-10BT", metadata={"help": "Roots: Hub id[::config], local file/folder, or embedded:wiki-summaries."})
+    roots: str = field(
+        default="HuggingFaceFW/fineweb-edu::sample-10BT",
+        metadata={"help": "Roots: Hub id[::config], local file/folder, or embedded:wiki-summaries."},
+    )
     roots_split: str = "train"
     roots_text_column: str = "text"
     roots_id_column: str | None = "id"
-    num_roots: int | None = field(default=100_000, metadata={"help": "Roots sampled (seeded) from the source; all when unset."})
+    num_roots: int | None = field(
+        default=100_000, metadata={"help": "Roots sampled (seeded) from the source; all when unset."}
+    )
     corpus: list[str] = field(
-        default_factory=lambda: ["HuggingFaceFW/fineweb-edu::sample-10BT", "HuggingFaceTB/cosmopedia::web_samples_v2"],
+        default_factory=lambda: [
+            "HuggingFaceFW/fineweb-edu::sample-10BT",
+            "HuggingFaceTB/cosmopedia::web_samples_v2",
+        ],
         metadata={"help": "One or more corpus sources, concatenated."},
     )
     corpus_split: str = "train"
@@ -79,7 +107,9 @@ class BuildConfig:
     lm: str = "meta-llama/Meta-Llama-3-8B"
     lm_dtype: str = field(default="bfloat16", metadata={"help": "float32 is faster on most CPUs."})
     attn_implementation: str | None = None
-    lm_max_length: int | None = field(default=None, metadata={"help": "LM window; default: the model's max_position_embeddings."})
+    lm_max_length: int | None = field(
+        default=None, metadata={"help": "LM window; default: the model's max_position_embeddings."}
+    )
     embedder: str = "jinaai/jina-embeddings-v3"
     embedder_max_seq_length: int | None = None
     query_prompt_name: str | None = None
@@ -87,15 +117,21 @@ class BuildConfig:
     trust_remote_code: bool = False
     # Method (the paper's values)
     alpha: float = field(default=2.0, metadata={"help": "High entropy: H_t > mean + alpha * std."})
-    max_positions_per_root: int | None = field(default=None, metadata={"help": "Keep only the highest-entropy positions."})
+    max_positions_per_root: int | None = field(
+        default=None, metadata={"help": "Keep only the highest-entropy positions."}
+    )
     window_words: int = field(default=16, metadata={"help": "Query words on each side of the position."})
     top_k: int = 5
     epsilon: float = field(default=0.4, metadata={"help": "Keep a candidate when ΔI >= epsilon."})
-    near_duplicate_threshold: float = field(default=0.5, metadata={"help": "Share of root shingles that marks a near-copy."})
+    near_duplicate_threshold: float = field(
+        default=0.5, metadata={"help": "Share of root shingles that marks a near-copy."}
+    )
     order: str = field(default="shuffle", metadata={"help": "shuffle | sequence"})
     max_seq_length: int = 131_072
     # Index
-    index_factory: str = field(default="Flat", metadata={"help": "faiss.index_factory string, e.g. IVF32768,PQ256."})
+    index_factory: str = field(
+        default="Flat", metadata={"help": "faiss.index_factory string, e.g. IVF32768,PQ256."}
+    )
     nprobe: int | None = None
     index_on_gpu: bool = False
     # Compute
@@ -104,7 +140,9 @@ class BuildConfig:
     embed_batch_size: int = 64
     logits_chunk_size: int = 1024
     shard_size: int = field(default=256, metadata={"help": "Roots per resumable shard."})
-    num_proc: int | None = field(default=None, metadata={"help": "Processes for the LM stages (one per GPU)."})
+    num_proc: int | None = field(
+        default=None, metadata={"help": "Processes for the LM stages (one per GPU)."}
+    )
     seed: int = 42
     # Output
     output_dir: str = "outputs/entropylong"
@@ -136,7 +174,11 @@ def _tokenizer(name: str):
 @functools.cache
 def _lm(name: str, dtype: str, device: str | None, attn_implementation: str | None, trust_remote_code: bool):
     return models.load_causal_lm(
-        name, dtype=dtype, device=device, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        name,
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
     )
 
 
@@ -164,7 +206,9 @@ def _device(rank: int | None) -> str | None:
 
 
 def _load_lm(config: BuildConfig, rank: int | None):
-    return _lm(config.lm, config.lm_dtype, _device(rank), config.attn_implementation, config.trust_remote_code)
+    return _lm(
+        config.lm, config.lm_dtype, _device(rank), config.attn_implementation, config.trust_remote_code
+    )
 
 
 def lm_window(config: BuildConfig, lm) -> int:
@@ -188,7 +232,9 @@ def entropy_stage(batch: dict, rank: int | None, config: BuildConfig) -> dict:
         )
     )
     out = {"num_tokens": [], "entropy_mean": [], "entropy_std": [], "positions": [], "status": []}
-    for text, ids, offsets, ok in zip(batch["text"], documents, encodings["offset_mapping"], fits, strict=True):
+    for text, ids, offsets, ok in zip(
+        batch["text"], documents, encodings["offset_mapping"], fits, strict=True
+    ):
         out["num_tokens"].append(len(ids))
         if not ok:
             out["entropy_mean"].append(None)
@@ -225,21 +271,39 @@ def entropy_stage(batch: dict, rank: int | None, config: BuildConfig) -> dict:
 
 # Stage 2: dense retrieval with the root and its near-copies excluded.
 def retrieval_stage(
-    batch: dict, rank: int | None, config: BuildConfig, corpus: datasets.Dataset, index_path: str, same_source: bool
+    batch: dict,
+    rank: int | None,
+    config: BuildConfig,
+    corpus: datasets.Dataset,
+    index_path: str,
+    same_source: bool,
 ) -> dict:
     queries = [position["query"] for positions in batch["positions"] for position in positions]
-    out = {"retrieved": [], "num_excluded_self": [], "num_excluded_near_duplicate": [], "status": list(batch["status"])}
+    out = {
+        "retrieved": [],
+        "num_excluded_self": [],
+        "num_excluded_near_duplicate": [],
+        "status": list(batch["status"]),
+    }
     scores_per_query = hits_per_query = np.empty((0, 0))
     if queries:
-        embedder = _embedder(config.embedder, _device(rank), config.embedder_max_seq_length, config.trust_remote_code)
-        vectors = embed_texts(embedder, queries, batch_size=config.embed_batch_size, prompt_name=config.query_prompt_name)
+        embedder = _embedder(
+            config.embedder, _device(rank), config.embedder_max_seq_length, config.trust_remote_code
+        )
+        vectors = embed_texts(
+            embedder, queries, batch_size=config.embed_batch_size, prompt_name=config.query_prompt_name
+        )
         # Extra hits absorb the exclusions below.
-        scores_per_query, hits_per_query = search(_index(index_path), vectors, 2 * config.top_k + 2, nprobe=config.nprobe)
+        scores_per_query, hits_per_query = search(
+            _index(index_path), vectors, 2 * config.top_k + 2, nprobe=config.nprobe
+        )
         unique = sorted({int(i) for i in hits_per_query.ravel() if i >= 0})
         rows = corpus[unique] if unique else {"id": [], "text": []}
         corpus_rows = {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}
     query_index = 0
-    for row, (root_id, text, positions) in enumerate(zip(batch["id"], batch["text"], batch["positions"], strict=True)):
+    for row, (root_id, text, positions) in enumerate(
+        zip(batch["id"], batch["text"], batch["positions"], strict=True)
+    ):
         retrieved, excluded_self, excluded_copy = [], 0, 0
         for position in positions:
             kept = 0
@@ -274,7 +338,9 @@ def retrieval_stage(
 def verify_stage(batch: dict, rank: int | None, config: BuildConfig, corpus: datasets.Dataset) -> dict:
     tokenizer = _tokenizer(config.lm)
     out = {"candidates": [], "verified_contexts": [], "status": list(batch["status"])}
-    for row, (text, positions, retrieved) in enumerate(zip(batch["text"], batch["positions"], batch["retrieved"], strict=True)):
+    for row, (text, positions, retrieved) in enumerate(
+        zip(batch["text"], batch["positions"], batch["retrieved"], strict=True)
+    ):
         if not retrieved:
             out["candidates"].append([])
             out["verified_contexts"].append([])
@@ -298,12 +364,21 @@ def verify_stage(batch: dict, rank: int | None, config: BuildConfig, corpus: dat
         candidates, verified = [], []
         for corpus_index, with_context in zip(order, entropies, strict=True):
             hits = by_candidate[corpus_index]
-            gains = delta_i(np.array([baseline[hit["token_index"]] for hit in hits]), np.asarray(with_context))
+            gains = delta_i(
+                np.array([baseline[hit["token_index"]] for hit in hits]), np.asarray(with_context)
+            )
             for hit, entropy, gain in zip(hits, with_context, gains, strict=True):
                 candidates.append(
-                    {**hit, "entropy_with_context": float(entropy), "delta_i": float(gain), "verified": bool(gain >= config.epsilon)}
+                    {
+                        **hit,
+                        "entropy_with_context": float(entropy),
+                        "delta_i": float(gain),
+                        "verified": bool(gain >= config.epsilon),
+                    }
                 )
-            passed = [hit["token_index"] for hit, gain in zip(hits, gains, strict=True) if gain >= config.epsilon]
+            passed = [
+                hit["token_index"] for hit, gain in zip(hits, gains, strict=True) if gain >= config.epsilon
+            ]
             if passed:
                 verified.append(
                     {
@@ -331,7 +406,10 @@ def unit_stage(batch: dict, config: BuildConfig, corpus: datasets.Dataset) -> di
             out["unit_context_ids"].append([])
             out["num_contexts_trimmed"].append(0)
             continue
-        contexts = [encode_document(tokenizer, passage) for passage in corpus[[c["corpus_index"] for c in verified]]["text"]]
+        contexts = [
+            encode_document(tokenizer, passage)
+            for passage in corpus[[c["corpus_index"] for c in verified]]["text"]
+        ]
         rng = random.Random(f"{config.seed}/{root_id}")  # per root, so a resumed build shuffles identically
         try:
             unit, kept = make_unit(
@@ -355,7 +433,14 @@ def _fingerprint(*parts) -> str:
 
 
 def map_in_shards(
-    dataset: datasets.Dataset, function, stage: str, fingerprint: str, config: BuildConfig, fn_kwargs: dict, batch_size: int, with_rank: bool = True
+    dataset: datasets.Dataset,
+    function,
+    stage: str,
+    fingerprint: str,
+    config: BuildConfig,
+    fn_kwargs: dict,
+    batch_size: int,
+    with_rank: bool = True,
 ) -> datasets.Dataset:
     """`dataset.map(function)` shard by shard, each shard cached under `<output_dir>/.cache/<stage>-<fp>-<i>.arrow`."""
     cache = Path(config.output_dir) / ".cache"
@@ -364,7 +449,9 @@ def map_in_shards(
     num_shards = max(1, math.ceil(len(dataset) / config.shard_size))
     done = []
     for shard_index in range(num_shards):
-        shard = dataset.select(range(shard_index * config.shard_size, min(len(dataset), (shard_index + 1) * config.shard_size)))
+        shard = dataset.select(
+            range(shard_index * config.shard_size, min(len(dataset), (shard_index + 1) * config.shard_size))
+        )
         done.append(
             shard.map(
                 function,
@@ -374,7 +461,9 @@ def map_in_shards(
                 num_proc=config.num_proc if with_rank and config.num_proc and config.num_proc > 1 else None,
                 fn_kwargs=fn_kwargs,
                 features=features,
-                cache_file_name=str(cache / f"{stage}-{fingerprint}-{shard_index:05d}-of-{num_shards:05d}.arrow"),
+                cache_file_name=str(
+                    cache / f"{stage}-{fingerprint}-{shard_index:05d}-of-{num_shards:05d}.arrow"
+                ),
                 new_fingerprint=f"{fingerprint}-{shard_index}",
                 desc=f"{stage} [{shard_index + 1}/{num_shards}]",
             )
@@ -392,30 +481,51 @@ def build(config: BuildConfig) -> dict:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
-    roots, root_counts = load_text_source(config.roots, config.roots_split, config.roots_text_column, config.roots_id_column, role="roots")
+    roots, root_counts = load_text_source(
+        config.roots, config.roots_split, config.roots_text_column, config.roots_id_column, role="roots"
+    )
     if config.num_roots is not None and config.num_roots < len(roots):
         roots = roots.shuffle(seed=config.seed).select(range(config.num_roots))
     corpus_parts = [
-        load_text_source(source, config.corpus_split, config.corpus_text_column, config.corpus_id_column, role="corpus")
+        load_text_source(
+            source, config.corpus_split, config.corpus_text_column, config.corpus_id_column, role="corpus"
+        )
         for source in config.corpus
     ]
     corpus = datasets.concatenate_datasets([part for part, _ in corpus_parts])
     if len(roots) == 0:
-        raise ValueError(f"roots {config.roots!r}: no non-empty document to build from ({root_counts.empty} empty).")
+        raise ValueError(
+            f"roots {config.roots!r}: no non-empty document to build from ({root_counts.empty} empty)."
+        )
     if len(corpus) == 0:
         raise ValueError(f"corpus {config.corpus}: no non-empty document to retrieve from.")
     timings["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    lm_settings = _stage_settings(config, "lm", "lm_dtype", "lm_max_length", "logits_chunk_size", "max_seq_length")
-    entropy_fp = _fingerprint("entropy", roots._fingerprint, lm_settings, config.alpha, config.max_positions_per_root, config.window_words)
-    scored = map_in_shards(roots, entropy_stage, "entropy", entropy_fp, config, {"config": config}, config.shard_size)
+    lm_settings = _stage_settings(
+        config, "lm", "lm_dtype", "lm_max_length", "logits_chunk_size", "max_seq_length"
+    )
+    entropy_fp = _fingerprint(
+        "entropy",
+        roots._fingerprint,
+        lm_settings,
+        config.alpha,
+        config.max_positions_per_root,
+        config.window_words,
+    )
+    scored = map_in_shards(
+        roots, entropy_stage, "entropy", entropy_fp, config, {"config": config}, config.shard_size
+    )
     timings["entropy"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    index_settings = _stage_settings(config, "embedder", "embedder_max_seq_length", "document_prompt_name", "index_factory")
+    index_settings = _stage_settings(
+        config, "embedder", "embedder_max_seq_length", "document_prompt_name", "index_factory"
+    )
     index_path = output_dir / ".cache" / f"index-{_fingerprint(corpus._fingerprint, index_settings)}.faiss"
-    embedder = _embedder(config.embedder, _device(0), config.embedder_max_seq_length, config.trust_remote_code)
+    embedder = _embedder(
+        config.embedder, _device(0), config.embedder_max_seq_length, config.trust_remote_code
+    )
     build_corpus_index(
         corpus,
         embedder,
@@ -426,7 +536,13 @@ def build(config: BuildConfig) -> dict:
         use_gpu=config.index_on_gpu,
     )
     retrieval_fp = _fingerprint(
-        "retrieval", entropy_fp, index_path.name, config.query_prompt_name, config.top_k, config.nprobe, config.near_duplicate_threshold
+        "retrieval",
+        entropy_fp,
+        index_path.name,
+        config.query_prompt_name,
+        config.top_k,
+        config.nprobe,
+        config.near_duplicate_threshold,
     )
     same_source = config.corpus == [config.roots]
     retrieved = map_in_shards(
@@ -442,13 +558,22 @@ def build(config: BuildConfig) -> dict:
 
     clock = time.perf_counter()
     verify_fp = _fingerprint("verify", retrieval_fp, config.epsilon, config.verify_batch_size)
-    verified = map_in_shards(retrieved, verify_stage, "verify", verify_fp, config, {"config": config, "corpus": corpus}, 8)
+    verified = map_in_shards(
+        retrieved, verify_stage, "verify", verify_fp, config, {"config": config, "corpus": corpus}, 8
+    )
     timings["verify"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     units_fp = _fingerprint("units", verify_fp, config.order, config.seed, config.max_seq_length)
     with_units = map_in_shards(
-        verified, unit_stage, "units", units_fp, config, {"config": config, "corpus": corpus}, 64, with_rank=False
+        verified,
+        unit_stage,
+        "units",
+        units_fp,
+        config,
+        {"config": config, "corpus": corpus},
+        64,
+        with_rank=False,
     )
     units = with_units.filter(lambda batch: [len(ids) > 0 for ids in batch["unit_input_ids"]], batched=True)
     units = units.select_columns(["unit_input_ids", "id", "unit_context_ids"]).rename_columns(
@@ -459,11 +584,15 @@ def build(config: BuildConfig) -> dict:
     packed = pack_units(units, config.max_seq_length, pad_id, seed=config.seed) if len(units) else None
     if packed is not None:
         packed = packed.map(
-            lambda batch: {"text": tokenizer.batch_decode(batch["input_ids"])}, batched=True, desc="Decoding rows"
+            lambda batch: {"text": tokenizer.batch_decode(batch["input_ids"])},
+            batched=True,
+            desc="Decoding rows",
         )
     timings["pack"] = time.perf_counter() - clock
 
-    dependencies = with_units.remove_columns(["unit_input_ids", "retrieved"]).rename_columns({"id": "root_id", "text": "root_text"})
+    dependencies = with_units.remove_columns(["unit_input_ids", "retrieved"]).rename_columns(
+        {"id": "root_id", "text": "root_text"}
+    )
     counts = summarize(root_counts, [c for _, c in corpus_parts], dependencies, len(units), packed, config)
     counts["seconds"] = {stage: round(seconds, 1) for stage, seconds in timings.items()}
     write_dataset(output_dir, packed, dependencies, counts, config)
@@ -477,7 +606,15 @@ def summarize(
 ) -> dict:
     """Counts of every stage (what was kept, what was dropped and why), from the per-root rows."""
     table = dependencies.select_columns(
-        ["status", "positions", "candidates", "verified_contexts", "num_excluded_self", "num_excluded_near_duplicate", "num_contexts_trimmed"]
+        [
+            "status",
+            "positions",
+            "candidates",
+            "verified_contexts",
+            "num_excluded_self",
+            "num_excluded_near_duplicate",
+            "num_contexts_trimmed",
+        ]
     ).to_list()
     deltas = [c["delta_i"] for row in table for c in row["candidates"] if c["verified"]]
     statuses = {status: 0 for status in STATUSES}
@@ -494,7 +631,9 @@ def summarize(
         "candidates_excluded_self": sum(row["num_excluded_self"] for row in table),
         "candidates_excluded_near_duplicate": sum(row["num_excluded_near_duplicate"] for row in table),
         "candidates_tried": sum(len(row["candidates"]) for row in table),
-        "distinct_candidates_tried": sum(len({c["corpus_index"] for c in row["candidates"]}) for row in table),
+        "distinct_candidates_tried": sum(
+            len({c["corpus_index"] for c in row["candidates"]}) for row in table
+        ),
         "verified_dependencies": len(deltas),
         "verified_contexts": sum(len(row["verified_contexts"]) for row in table),
         "mean_delta_i": round(float(np.mean(deltas)), 4) if deltas else None,
@@ -506,7 +645,9 @@ def summarize(
     }
 
 
-def write_dataset(output_dir: Path, packed, dependencies: datasets.Dataset, counts: dict, config: BuildConfig) -> None:
+def write_dataset(
+    output_dir: Path, packed, dependencies: datasets.Dataset, counts: dict, config: BuildConfig
+) -> None:
     """Write both configs as parquet shards (≤ 500 MB each) and the dataset card: the folder a push uploads."""
     for name, table in (("default", packed), ("dependencies", dependencies)):
         folder = output_dir / name
@@ -520,7 +661,9 @@ def write_dataset(output_dir: Path, packed, dependencies: datasets.Dataset, coun
             shard = table.shard(num_shards, index, contiguous=True)
             shard.to_parquet(str(folder / f"train-{index:05d}-of-{num_shards:05d}.parquet"))
     (output_dir / "build_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    (output_dir / "README.md").write_text(render_dataset_card(config, counts, has_sequences=packed is not None))
+    (output_dir / "README.md").write_text(
+        render_dataset_card(config, counts, has_sequences=packed is not None)
+    )
 
 
 def push_folder(output_dir: Path, config: BuildConfig) -> None:
@@ -529,7 +672,10 @@ def push_folder(output_dir: Path, config: BuildConfig) -> None:
     api = HfApi()
     api.create_repo(config.hub_repo_id, repo_type="dataset", private=config.hub_private, exist_ok=True)
     api.upload_folder(
-        repo_id=config.hub_repo_id, repo_type="dataset", folder_path=str(output_dir), ignore_patterns=[".cache/*", ".cache/**"]
+        repo_id=config.hub_repo_id,
+        repo_type="dataset",
+        folder_path=str(output_dir),
+        ignore_patterns=[".cache/*", ".cache/**"],
     )
 
 
@@ -540,13 +686,23 @@ def print_summary(counts: dict, output_dir: str) -> None:
         ("roots", f"{counts['roots']} ({statuses}); {counts['roots_empty']} empty dropped"),
         ("corpus documents", counts["corpus_documents"]),
         ("high-entropy positions", counts["high_entropy_positions"]),
-        ("candidates tried", f"{counts['candidates_tried']} ({counts['distinct_candidates_tried']} distinct per root); "
-         f"excluded: {counts['candidates_excluded_self']} self, {counts['candidates_excluded_near_duplicate']} near-duplicate"),
-        ("verified dependencies", f"{counts['verified_dependencies']} in {counts['verified_contexts']} contexts, mean ΔI {counts['mean_delta_i']}"),
+        (
+            "candidates tried",
+            f"{counts['candidates_tried']} ({counts['distinct_candidates_tried']} distinct per root); "
+            f"excluded: {counts['candidates_excluded_self']} self, {counts['candidates_excluded_near_duplicate']} near-duplicate",
+        ),
+        (
+            "verified dependencies",
+            f"{counts['verified_dependencies']} in {counts['verified_contexts']} contexts, mean ΔI {counts['mean_delta_i']}",
+        ),
         ("units", f"{counts['units']} ({counts['contexts_trimmed_for_length']} contexts trimmed for length)"),
         ("sequences", counts["sequences"]),
         ("tokens", f"{counts['tokens']} ({counts['padding_tokens']} padding)"),
-        ("seconds", ", ".join(f"{stage} {s}" for stage, s in seconds.items()) + f"; total {sum(seconds.values()):.1f}"),
+        (
+            "seconds",
+            ", ".join(f"{stage} {s}" for stage, s in seconds.items())
+            + f"; total {sum(seconds.values()):.1f}",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     print(f"\nEntropyLong build written to {output_dir}", file=sys.stderr)

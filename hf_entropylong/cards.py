@@ -17,21 +17,36 @@ EMBEDDED_LICENSE = "cc-by-sa-4.0"
 
 
 def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    for limit, name in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
         if n < limit:
             return name
     return "1M<n<10M"
 
 
-def render_dataset_card(config, counts: dict, has_sequences: bool = True, template_path: Path = TEMPLATE) -> str:
+def render_dataset_card(
+    config, counts: dict, has_sequences: bool = True, template_path: Path = TEMPLATE
+) -> str:
     """Render the card for a build with `config` (a `BuildConfig`) and the `counts` of `build.summarize`."""
     from .models import is_embedded
 
     sources = [config.roots, *config.corpus]
     license_id = EMBEDDED_LICENSE if all(is_embedded(s) for s in sources) else config.dataset_license
-    configs = [{"config_name": "dependencies", "data_files": [{"split": "train", "path": "dependencies/train-*.parquet"}]}]
+    configs = [
+        {
+            "config_name": "dependencies",
+            "data_files": [{"split": "train", "path": "dependencies/train-*.parquet"}],
+        }
+    ]
     if has_sequences:
-        configs.insert(0, {"config_name": "default", "data_files": [{"split": "train", "path": "default/train-*.parquet"}]})
+        configs.insert(
+            0,
+            {"config_name": "default", "data_files": [{"split": "train", "path": "default/train-*.parquet"}]},
+        )
     pretty_name = config.pretty_name or f"EntropyLong {config.max_seq_length // 1024}K"
     card_data = DatasetCardData(
         language="en",

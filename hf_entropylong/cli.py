@@ -1,8 +1,8 @@
 """The `hf-entropylong` command: one sub-command per entry point, each a module with `main(argv)`.
 
-    hf-entropylong build --config recipes/build/demo.yaml
-    hf-entropylong train {cpt,sft} --config recipes/tiny/cpt.yaml
-    hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
+hf-entropylong build --config recipes/build/demo.yaml
+hf-entropylong train {cpt,sft} --config recipes/tiny/cpt.yaml
+hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
 """
 
 import importlib

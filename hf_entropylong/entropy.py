@@ -104,7 +104,9 @@ def batch_document_entropy(
     """`document_entropy` for many documents: similar lengths batched together with right padding."""
     window = window_of(model, max_length)
     results: list[np.ndarray | None] = [None] * len(documents)
-    fitting = sorted((i for i, d in enumerate(documents) if 0 < len(d) <= window), key=lambda i: len(documents[i]))
+    fitting = sorted(
+        (i for i, d in enumerate(documents) if 0 < len(d) <= window), key=lambda i: len(documents[i])
+    )
     for i, document in enumerate(documents):
         if len(document) > window:
             results[i] = document_entropy(model, document, window, chunk_size)

@@ -50,7 +50,9 @@ def make_unit(
         The unit's token ids and the indices of the contexts kept, in the order placed.
     """
     if max_length is not None and len(root_ids) > max_length:
-        raise UnitTooLongError(f"root of {len(root_ids)} tokens is longer than the sequence length {max_length}")
+        raise UnitTooLongError(
+            f"root of {len(root_ids)} tokens is longer than the sequence length {max_length}"
+        )
     kept = list(range(len(contexts)))
     if max_length is not None:
         budget = max_length - len(root_ids)
@@ -65,7 +67,9 @@ def make_unit(
     return [token for i in kept for token in contexts[i]] + list(root_ids), kept
 
 
-def pack_units(units: datasets.Dataset, max_length: int, pad_token_id: int, seed: int = 0) -> datasets.Dataset:
+def pack_units(
+    units: datasets.Dataset, max_length: int, pad_token_id: int, seed: int = 0
+) -> datasets.Dataset:
     """Pack `units` (`input_ids`, `root_id`, `context_ids`) into rows of exactly `max_length` tokens.
 
     Returns rows with `input_ids`, `seq_lengths` (unit lengths, then the padding tail when there is one; they sum
@@ -74,10 +78,14 @@ def pack_units(units: datasets.Dataset, max_length: int, pad_token_id: int, seed
     lengths = [len(ids) for ids in units["input_ids"]]
     too_long = [i for i, n in enumerate(lengths) if n > max_length]
     if too_long:
-        raise ValueError(f"unit {too_long[0]} has {lengths[too_long[0]]} tokens, more than max_length={max_length}.")
+        raise ValueError(
+            f"unit {too_long[0]} has {lengths[too_long[0]]} tokens, more than max_length={max_length}."
+        )
     # BFD packs list columns token-aligned; the unit's row number rides along as a token-aligned column.
     tagged = units.map(
-        lambda batch, indices: {"unit": [[i] * len(ids) for i, ids in zip(indices, batch["input_ids"], strict=True)]},
+        lambda batch, indices: {
+            "unit": [[i] * len(ids) for i, ids in zip(indices, batch["input_ids"], strict=True)]
+        },
         batched=True,
         with_indices=True,
         remove_columns=["root_id", "context_ids"],
@@ -87,7 +95,13 @@ def pack_units(units: datasets.Dataset, max_length: int, pad_token_id: int, seed
     root_ids, context_ids = units["root_id"], units["context_ids"]
 
     def finish(batch):
-        out = {"input_ids": [], "seq_lengths": [], "num_padding_tokens": [], "root_ids": [], "context_ids": []}
+        out = {
+            "input_ids": [],
+            "seq_lengths": [],
+            "num_padding_tokens": [],
+            "root_ids": [],
+            "context_ids": [],
+        }
         for ids, spans, tags in zip(batch["input_ids"], batch["seq_lengths"], batch["unit"], strict=True):
             padding = max_length - len(ids)
             order, offset = [], 0

@@ -41,7 +41,13 @@ def query_window(text: str, char_start: int, char_end: int, words_each_side: int
     return " ".join(w.group() for w in chosen)
 
 
-def embed_texts(embedder, texts: list[str], batch_size: int = 64, prompt_name: str | None = None, show_progress_bar: bool = False) -> np.ndarray:
+def embed_texts(
+    embedder,
+    texts: list[str],
+    batch_size: int = 64,
+    prompt_name: str | None = None,
+    show_progress_bar: bool = False,
+) -> np.ndarray:
     """float32 [N, d] L2-normalised embeddings (cosine similarity = inner product)."""
     vectors = embedder.encode(
         texts,
@@ -111,7 +117,9 @@ def build_corpus_index(
     if use_gpu:
         index = _to_gpu(index)
     if not index.is_trained:
-        sample = np.random.default_rng(seed).choice(len(vectors), size=min(train_size, len(vectors)), replace=False)
+        sample = np.random.default_rng(seed).choice(
+            len(vectors), size=min(train_size, len(vectors)), replace=False
+        )
         index.train(np.asarray(vectors[np.sort(sample)]["embedding"], dtype=np.float32))
     for start in range(0, len(vectors), shard_size):
         index.add(np.asarray(vectors[start : start + shard_size]["embedding"], dtype=np.float32))
@@ -129,7 +137,9 @@ def search(index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tup
     if nprobe is not None:
         _faiss().ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
     if k > index.ntotal:
-        logger.warning("top-%d asked of an index of %d documents: searching %d.", k, index.ntotal, index.ntotal)
+        logger.warning(
+            "top-%d asked of an index of %d documents: searching %d.", k, index.ntotal, index.ntotal
+        )
         k = index.ntotal
     if k == 0 or len(queries) == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
@@ -140,7 +150,9 @@ def _normalise(text: str) -> list[str]:
     return _PUNCT.sub(" ", text.lower()).split()
 
 
-def is_near_duplicate(root_text: str, candidate_text: str, threshold: float = 0.5, shingle_words: int = 8) -> bool:
+def is_near_duplicate(
+    root_text: str, candidate_text: str, threshold: float = 0.5, shingle_words: int = 8
+) -> bool:
     """True when at least `threshold` of the root's word shingles occur in the candidate.
 
     Texts shorter than a shingle are near-duplicates when one's normalised words contain the other's.
@@ -150,5 +162,7 @@ def is_near_duplicate(root_text: str, candidate_text: str, threshold: float = 0.
         shorter, longer = sorted((" ".join(root), " ".join(candidate)), key=len)
         return bool(shorter) and shorter in longer
     root_shingles = {tuple(root[i : i + shingle_words]) for i in range(len(root) - shingle_words + 1)}
-    candidate_shingles = {tuple(candidate[i : i + shingle_words]) for i in range(len(candidate) - shingle_words + 1)}
+    candidate_shingles = {
+        tuple(candidate[i : i + shingle_words]) for i in range(len(candidate) - shingle_words + 1)
+    }
     return len(root_shingles & candidate_shingles) / len(root_shingles) >= threshold

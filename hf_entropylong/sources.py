@@ -52,7 +52,9 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
                     ) from None
             line += data.count(b"\n")
     if tail:
-        raise SourceError(f"{path}: ends inside a UTF-8 character (line {line}); the file is truncated or not UTF-8.")
+        raise SourceError(
+            f"{path}: ends inside a UTF-8 character (line {line}); the file is truncated or not UTF-8."
+        )
 
 
 def _load_raw(source: str, split: str) -> datasets.Dataset:
@@ -81,7 +83,11 @@ def _load_raw(source: str, split: str) -> datasets.Dataset:
 
 
 def load_text_source(
-    source: str, split: str = "train", text_column: str = "text", id_column: str | None = "id", role: str = "source"
+    source: str,
+    split: str = "train",
+    text_column: str = "text",
+    id_column: str | None = "id",
+    role: str = "source",
 ) -> tuple[datasets.Dataset, SourceCounts]:
     """Load `source` as a dataset with string columns `id` and `text`, dropping empty texts.
 
@@ -115,7 +121,11 @@ def load_text_source(
                     f"{role} {source!r}, row {index}: column {text_column!r} holds {type(text).__name__}, not text."
                 )
             texts.append(text or "")
-        ids = [str(value) for value in batch[id_column]] if has_ids else [f"{source}#{index}" for index in indices]
+        ids = (
+            [str(value) for value in batch[id_column]]
+            if has_ids
+            else [f"{source}#{index}" for index in indices]
+        )
         return {"id": ids, "text": texts}
 
     table = raw.map(

@@ -7,10 +7,10 @@ Only what is needed is computed: each distinct candidate runs once per root (one
 it was retrieved for); the sequence stops at the last position needed; the LM head runs only on the hidden
 states that predict the verified positions, not on the whole sequence; candidates are batched by length.
 
-Windows: when C plus the root prefix exceed the LM window W, the context keeps its last
-max(W − p, W/2) tokens (the end nearest the root) and the root prefix keeps the tokens just before p, so a
-context never takes more than half of a window the root needs. Positions too far apart to share one window
-are verified in separate sequences.
+Windows: positions where C plus the root prefix fit the LM window W share one sequence. Beyond that, each
+position gets its own sequence in which the context keeps its last max(W − p, W/2) tokens (the end nearest
+the root) and the root prefix the tokens just before p, so a context never takes more than half of a window
+the root needs.
 """
 
 from __future__ import annotations
@@ -23,25 +23,24 @@ import torch
 from .entropy import head_entropy, hidden_states, window_of
 
 
+def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: int) -> tuple[list[int], int]:
+    """Input ids for verifying position p alone in a window too short for context + root prefix, and its row."""
+    kept = min(len(context), max(window - p, window // 2))
+    root_start = max(0, p - (window - kept))
+    return list(context[len(context) - kept :]) + list(root_ids[root_start:p]), kept + (p - root_start) - 1
+
+
 def _plan(context: Sequence[int], root_ids: Sequence[int], positions: Sequence[int], window: int):
-    """Split one candidate's positions into sequences that fit the window: (input ids, {position: row})."""
-    pending = sorted(set(positions))
+    """Sequences that verify one candidate: (input ids, {position: row whose hidden state predicts it})."""
+    fitting = sorted(p for p in set(positions) if len(context) + p <= window)
     plans = []
-    while pending:
-        group: list[int] = []
-        for p in pending:
-            kept = min(len(context), max(window - p, window // 2))
-            root_start = max(0, p - (window - kept))
-            if group and 0 < root_start and group[0] <= root_start:
-                break
-            group.append(p)
-        last = group[-1]
-        kept = min(len(context), max(window - last, window // 2))
-        root_start = max(0, last - (window - kept))
-        ids = list(context[len(context) - kept :]) + list(root_ids[root_start:last])
-        rows = {p: kept + (p - root_start) - 1 for p in group}
-        plans.append((ids, rows))
-        pending = pending[len(group) :]
+    if fitting:  # one sequence, no truncation: the whole context and the root up to the last position
+        plans.append(
+            (list(context) + list(root_ids[: fitting[-1]]), {p: len(context) + p - 1 for p in fitting})
+        )
+    for p in sorted(set(positions) - set(fitting)):
+        ids, row = _truncated(context, root_ids, p, window)
+        plans.append((ids, {p: row}))
     return plans
 
 
@@ -85,7 +84,9 @@ def context_entropy(
         hidden = hidden_states(model, ids.to(model.device), mask.to(model.device))
         batch_rows = [row for row, item in enumerate(group) for _ in item[2]]
         seq_rows = [r for item in group for r in item[2].values()]
-        gathered = hidden[torch.tensor(batch_rows, device=hidden.device), torch.tensor(seq_rows, device=hidden.device)]
+        gathered = hidden[
+            torch.tensor(batch_rows, device=hidden.device), torch.tensor(seq_rows, device=hidden.device)
+        ]
         entropies = head_entropy(model, gathered).cpu().numpy()
         k = 0
         for candidate, _, rows in group:

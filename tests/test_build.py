@@ -14,21 +14,39 @@ from hf_entropylong.build import STATUSES, BuildConfig, build, main
 pytestmark = pytest.mark.slow
 
 DOCS = [
-    ("velmora", "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
-     "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
-     "kept the ledger of tolls in his counting house on Wharf Street until his death in 1869."),
-    ("grennick", "Tobias Grennick (1801-1869) was a merchant of Calder Bay, remembered for the Velmora Accord, which he "
-     "signed with the harbour master in 1847. The accord set a toll of nine silver crowns on every ship; Grennick kept "
-     "the ledger in his counting house on Wharf Street."),
-    ("velmora-copy", "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
-     "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
-     "kept the ledger of tolls in his counting house on Wharf Street until his death in 1870."),
-    ("volcano", "A volcano is a rupture in the crust of a planet that allows hot lava, volcanic ash and gases to escape "
-     "from a magma chamber below the surface. Volcanoes are often found where tectonic plates diverge or converge."),
-    ("violin", "The violin is a wooden string instrument in the violin family. It is the smallest and highest-pitched "
-     "instrument in regular use, played with a bow drawn across its four strings tuned in perfect fifths."),
-    ("photosynthesis", "Photosynthesis is the process by which plants, algae and some bacteria convert light energy into "
-     "chemical energy stored in sugars, releasing oxygen as a by-product of splitting water molecules."),
+    (
+        "velmora",
+        "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
+        "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
+        "kept the ledger of tolls in his counting house on Wharf Street until his death in 1869.",
+    ),
+    (
+        "grennick",
+        "Tobias Grennick (1801-1869) was a merchant of Calder Bay, remembered for the Velmora Accord, which he "
+        "signed with the harbour master in 1847. The accord set a toll of nine silver crowns on every ship; Grennick kept "
+        "the ledger in his counting house on Wharf Street.",
+    ),
+    (
+        "velmora-copy",
+        "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
+        "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
+        "kept the ledger of tolls in his counting house on Wharf Street until his death in 1870.",
+    ),
+    (
+        "volcano",
+        "A volcano is a rupture in the crust of a planet that allows hot lava, volcanic ash and gases to escape "
+        "from a magma chamber below the surface. Volcanoes are often found where tectonic plates diverge or converge.",
+    ),
+    (
+        "violin",
+        "The violin is a wooden string instrument in the violin family. It is the smallest and highest-pitched "
+        "instrument in regular use, played with a bow drawn across its four strings tuned in perfect fifths.",
+    ),
+    (
+        "photosynthesis",
+        "Photosynthesis is the process by which plants, algae and some bacteria convert light energy into "
+        "chemical energy stored in sugars, releasing oxygen as a by-product of splitting water molecules.",
+    ),
     ("short", "Hello."),
 ]
 
@@ -90,7 +108,9 @@ def test_dependencies_config_is_consistent(demo_build):
             assert position["token"].strip() in position["query"]
         for candidate in row["candidates"]:
             assert candidate["corpus_id"] != row["root_id"]  # the root never retrieves itself
-            baseline = next(p["entropy"] for p in row["positions"] if p["token_index"] == candidate["token_index"])
+            baseline = next(
+                p["entropy"] for p in row["positions"] if p["token_index"] == candidate["token_index"]
+            )
             expected = (baseline - candidate["entropy_with_context"]) / baseline
             assert candidate["delta_i"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
             assert candidate["verified"] == (candidate["delta_i"] >= 0.4)

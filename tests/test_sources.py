@@ -17,7 +17,12 @@ def test_missing_text_column_names_it(tmp_path):
 
 
 def test_empty_and_whitespace_documents_are_dropped_and_counted(tmp_path):
-    rows = [{"id": "a", "text": "kept"}, {"id": "b", "text": ""}, {"id": "c", "text": " \n\t "}, {"id": "d", "text": None}]
+    rows = [
+        {"id": "a", "text": "kept"},
+        {"id": "b", "text": ""},
+        {"id": "c", "text": " \n\t "},
+        {"id": "d", "text": None},
+    ]
     dataset, counts = load_text_source(str(write_jsonl(tmp_path / "r.jsonl", rows)))
     assert dataset["id"] == ["a"] and dataset["text"] == ["kept"]
     assert (counts.rows, counts.kept, counts.empty) == (4, 1, 3)

@@ -1,0 +1,81 @@
+import random
+
+import datasets
+import pytest
+
+from hf_entropylong.models import EMBEDDED_LM, load_tokenizer
+from hf_entropylong.pack import UnitTooLongError, encode_document, make_unit, pack_units
+
+
+def test_encode_document_ends_with_eos():
+    tokenizer = load_tokenizer(EMBEDDED_LM)
+    ids = encode_document(tokenizer, "A short document.")
+    assert ids[-1] == tokenizer.eos_token_id
+    assert ids[:-1] == tokenizer("A short document.")["input_ids"]
+
+
+def test_units_shuffle_and_sequence_orders():
+    root, contexts = [9, 9], [[1], [2, 2], [3, 3, 3], [4]]
+    unit, kept = make_unit(root, contexts, [0.5] * 4, order="sequence")
+    assert kept == [0, 1, 2, 3] and unit == [1, 2, 2, 3, 3, 3, 4, 9, 9]
+    shuffled = [make_unit(root, contexts, [0.5] * 4, "shuffle", random.Random(seed))[1] for seed in range(8)]
+    assert all(sorted(order) == [0, 1, 2, 3] for order in shuffled)
+    assert len({tuple(order) for order in shuffled}) > 1
+    again = make_unit(root, contexts, [0.5] * 4, "shuffle", random.Random(3))
+    assert again == make_unit(root, contexts, [0.5] * 4, "shuffle", random.Random(3))  # seeded: reproducible
+    unit, kept = again
+    assert unit[-2:] == root and unit[:-2] == [t for i in kept for t in contexts[i]]
+
+
+def test_too_long_units_drop_their_lowest_delta_i_contexts():
+    contexts = [[1] * 4, [2] * 4, [3] * 4]
+    unit, kept = make_unit([9] * 3, contexts, [0.9, 0.45, 0.7], order="sequence", max_length=11)
+    assert kept == [0, 2] and len(unit) == 11
+    _, kept = make_unit([9] * 3, contexts, [0.9, 0.45, 0.7], order="sequence", max_length=6)
+    assert kept == []
+    with pytest.raises(UnitTooLongError, match="root of 3 tokens"):
+        make_unit([9] * 3, contexts, [0.9, 0.45, 0.7], max_length=2)
+    with pytest.raises(ValueError, match="order must be"):
+        make_unit([9], [], [], order="random")
+
+
+def random_units(n: int, seed: int = 0) -> datasets.Dataset:
+    rng = random.Random(seed)
+    rows = {"input_ids": [], "root_id": [], "context_ids": []}
+    for i in range(n):
+        rows["input_ids"].append([i + 1] * rng.randint(1, 40))  # token value identifies the unit
+        rows["root_id"].append(f"root-{i}")
+        rows["context_ids"].append([f"ctx-{i}-{j}" for j in range(rng.randint(0, 3))])
+    return datasets.Dataset.from_dict(rows)
+
+
+def test_packing_exact_lengths_intact_units_and_provenance():
+    units = random_units(60)
+    packed = pack_units(units, max_length=64, pad_token_id=0, seed=1)
+    seen = []
+    for row in packed:
+        assert len(row["input_ids"]) == 64 and sum(row["seq_lengths"]) == 64
+        padding = row["num_padding_tokens"]
+        spans = row["seq_lengths"][:-1] if padding else row["seq_lengths"]
+        offset = 0
+        for span, root_id, context_ids in zip(spans, row["root_ids"], row["context_ids"], strict=True):
+            piece = row["input_ids"][offset : offset + span]
+            unit = int(root_id.split("-")[1])
+            assert piece == units[unit]["input_ids"]  # the whole unit, uncut
+            assert context_ids == units[unit]["context_ids"]
+            seen.append(unit)
+            offset += span
+        assert row["input_ids"][offset:] == [0] * padding
+    assert sorted(seen) == list(range(60))  # every unit exactly once
+    total = sum(len(ids) for ids in units["input_ids"])
+    assert len(packed) * 64 - sum(packed["num_padding_tokens"]) == total
+    assert len(packed) <= total // 64 + 2  # best-fit-decreasing wastes little
+    assert pack_units(units, 64, 0, seed=1)["input_ids"] == packed["input_ids"]  # reproducible
+
+
+def test_packing_refuses_units_longer_than_the_row():
+    units = datasets.Dataset.from_dict(
+        {"input_ids": [[1] * 5, [2] * 9], "root_id": ["a", "b"], "context_ids": [[], []]}
+    )
+    with pytest.raises(ValueError, match="unit 1 has 9 tokens, more than max_length=8"):
+        pack_units(units, 8, 0)

@@ -1,0 +1,135 @@
+import logging
+
+import datasets
+import numpy as np
+import pytest
+
+from hf_entropylong.models import EMBEDDED_EMBEDDER, EMBEDDED_LM, load_embedder, load_tokenizer
+from hf_entropylong.retrieval import build_corpus_index, embed_texts, is_near_duplicate, query_window, search
+
+TEXT = " ".join(f"w{i}" for i in range(40))
+
+
+def test_query_window_takes_words_each_side():
+    start = TEXT.index("w20")
+    assert query_window(TEXT, start, start + 3, 2) == "w18 w19 w20 w21 w22"
+    assert query_window(TEXT, start + 1, start + 2, 1) == "w19 w20 w21"  # a sub-word token: its whole word
+    assert query_window(TEXT, 0, 2, 3) == "w0 w1 w2 w3"  # document start
+    end = TEXT.index("w39")
+    assert query_window(TEXT, end, len(TEXT), 2) == "w37 w38 w39"  # document end
+    assert query_window(TEXT, start - 1, start + 3, 1) == "w19 w20 w21"  # leading space in the token
+    assert query_window(TEXT, start - 1, start, 1) == "w19 w20 w21"  # a whitespace-only token
+    assert query_window("", 0, 0, 16) == ""
+
+
+def test_query_window_from_tokenizer_offsets():
+    tokenizer = load_tokenizer(EMBEDDED_LM)
+    text = "The Velmora Accord was signed by Tobias Grennick, merchant of Calder Bay, in 1847."
+    encoding = tokenizer(text, return_offsets_mapping=True)
+    tokens = [text[s:e] for s, e in encoding["offset_mapping"]]
+    t = next(i for i, token in enumerate(tokens) if "Gren" in token)
+    start, end = encoding["offset_mapping"][t]
+    assert query_window(text, start, end, 2) == "by Tobias Grennick, merchant of"
+    assert len(query_window(text, start, end, 16).split()) == len(text.split())
+
+
+def test_flat_index_matches_brute_force_cosine(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    corpus = datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(50)]})
+
+    class Fixed:  # an embedder returning known vectors for "doc i"
+        def encode(self, texts, **kwargs):
+            return np.stack([vectors[int(t.split()[1])] for t in texts])
+
+    index = build_corpus_index(corpus, Fixed(), index_path=tmp_path / "flat.faiss")
+    queries = rng.normal(size=(4, 8)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    scores, ids = search(index, queries, 5)
+    expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :5]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ vectors.T, expected, 1), rtol=1e-5)
+
+    # The saved index is reused: a second build does not embed again.
+    class Refuses:
+        def encode(self, texts, **kwargs):
+            raise AssertionError("the saved index must be loaded")
+
+    reloaded = build_corpus_index(corpus, Refuses(), index_path=tmp_path / "flat.faiss")
+    np.testing.assert_array_equal(search(reloaded, queries, 5)[1], ids)
+
+
+def test_ivf_index_trains_and_finds_exact_copies(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(400, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    corpus = datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(400)]})
+
+    class Fixed:
+        def encode(self, texts, **kwargs):
+            return np.stack([vectors[int(t.split()[1])] for t in texts])
+
+    index = build_corpus_index(
+        corpus, Fixed(), index_path=tmp_path / "ivf.faiss", index_factory="IVF8,Flat", train_size=200
+    )
+    assert index.is_trained and index.ntotal == 400
+    _, ids = search(index, vectors[[3, 150, 399]], 1, nprobe=8)
+    assert ids[:, 0].tolist() == [3, 150, 399]
+
+
+def test_k_larger_than_the_corpus_is_clamped(tmp_path, caplog):
+    corpus = datasets.Dataset.from_dict(
+        {"text": ["a cat sat on the mat", "stock markets fell sharply today"]}
+    )
+    embedder = load_embedder(EMBEDDED_EMBEDDER, device="cpu")
+    index = build_corpus_index(corpus, embedder, index_path=tmp_path / "small.faiss")
+    with caplog.at_level(logging.WARNING):
+        scores, ids = search(index, embed_texts(embedder, ["a kitten on a rug"]), 10)
+    assert ids.shape == (1, 2) and ids[0, 0] == 0  # the semantically closest document first
+    assert scores[0, 0] > scores[0, 1]
+    assert "searching 2" in caplog.text
+
+
+def test_embeddings_are_normalised():
+    embedder = load_embedder(EMBEDDED_EMBEDDER, device="cpu")
+    vectors = embed_texts(embedder, ["one", "two words", "three little words"])
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [
+        (
+            "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master.",
+            True,
+        ),
+        (
+            "THE velmora accord was signed in 1847, by the merchant Tobias Grennick and the harbour master!",
+            True,
+        ),
+        (
+            "Preface. The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour "
+            "master. Many more sentences follow about unrelated things entirely.",
+            True,
+        ),
+        (
+            "Tobias Grennick was a merchant; he kept the ledger of tolls in his counting house on Wharf Street.",
+            False,
+        ),
+        ("Volcanoes form where tectonic plates diverge or converge, releasing lava and ash.", False),
+    ],
+)
+def test_near_duplicates(candidate, expected):
+    root = "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master."
+    assert is_near_duplicate(root, candidate) is expected
+
+
+def test_near_duplicates_of_short_texts():
+    assert is_near_duplicate("Hello there.", "hello there")
+    assert is_near_duplicate(
+        "Hello there.", "Well, hello there, friend, how are you today my dear old friend?"
+    )
+    assert not is_near_duplicate("Hello there.", "Goodbye.")
+    assert not is_near_duplicate("...", "anything at all")

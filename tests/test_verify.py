@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from hf_entropylong.entropy import document_entropy
+from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
+from hf_entropylong.pack import encode_document
+from hf_entropylong.verify import context_entropy, delta_i
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return load_causal_lm(EMBEDDED_LM, dtype="float32", device="cpu"), load_tokenizer(EMBEDDED_LM)
+
+
+def direct_entropy(model, ids: list[int], index: int) -> float:
+    """Entropy of the prediction of ids[index] from a full forward over the whole sequence, in float64."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0, index - 1].double()
+    log_probs = torch.log_softmax(logits, -1)
+    return float(-(log_probs.exp() * log_probs).sum())
+
+
+def first_token_of(tokenizer, root_ids: list[int], word: str) -> int:
+    for t in range(1, len(root_ids)):
+        if tokenizer.decode(root_ids[t]).strip() and word.startswith(tokenizer.decode(root_ids[t]).strip()):
+            return t
+    raise AssertionError(f"{word!r} not in the root")
+
+
+def test_a_context_that_holds_the_continuation_passes_and_an_unrelated_one_fails(smollm):
+    model, tokenizer = smollm
+    root = "The secret code for the vault is 7391, and the guard who keeps it is called Marwick Feldane."
+    root_ids = encode_document(tokenizer, root)
+    position = first_token_of(tokenizer, root_ids, "7391")
+    baseline = document_entropy(model, root_ids)[position]
+    assert baseline > 1.0  # the model cannot know the code
+    helpful = encode_document(tokenizer, "Vault records: the secret code for the vault is 7391.")
+    unrelated = encode_document(tokenizer, "Violins have four strings tuned in perfect fifths.")
+    with_helpful, with_unrelated = context_entropy(
+        model, [helpful, unrelated], root_ids, [[position], [position]]
+    )
+    assert delta_i(baseline, with_helpful[0]) >= 0.4
+    assert delta_i(baseline, with_unrelated[0]) < 0.4
+
+
+def test_context_entropy_equals_a_direct_computation(smollm):
+    model, tokenizer = smollm
+    root_ids = encode_document(
+        tokenizer, "Tobias Grennick kept the ledger of tolls in his counting house on Wharf Street."
+    )
+    contexts = [
+        encode_document(tokenizer, "Grennick was a merchant of Calder Bay."),
+        encode_document(tokenizer, "A ledger is a book of accounts, and a toll is a fee for passage."),
+        encode_document(tokenizer, "Wharf Street runs along the harbour."),
+    ]
+    positions = [[2, 5, 9], [7], [12, 3]]
+    got = context_entropy(model, contexts, root_ids, positions, batch_size=2)
+    for context, wanted, values in zip(contexts, positions, got, strict=True):
+        assert values.shape == (len(wanted),)
+        for p, value in zip(wanted, values, strict=True):
+            assert value == pytest.approx(
+                direct_entropy(model, context + root_ids, len(context) + p), rel=1e-3, abs=1e-4
+            )
+
+
+def test_truncation_keeps_the_root_prefix_and_the_end_of_the_context():
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        initializer_range=0.5,
+    )  # large weights: predictions that depend on the context
+    model = LlamaForCausalLM(config).eval()
+    context = torch.randint(0, 50, (40,)).tolist()  # longer than the whole window
+    root = torch.randint(0, 50, (60,)).tolist()
+    positions = [5, 20, 50]
+    got = context_entropy(model, [context], root, [positions], max_length=32)[0]
+    # p=5: the context keeps its last 27 tokens; p=20: its last 16 (half the window); p=50: 16 and the 16
+    # root tokens before p. Positions that cannot share one window are verified in separate sequences.
+    assert len({round(float(v), 3) for v in got}) == 3
+    assert (
+        abs(got[0] - direct_entropy(model, context[-16:] + root[4:5], 16 + 1)) > 1e-3
+    )  # the context matters
+    assert got[0] == pytest.approx(direct_entropy(model, context[-27:] + root[:5], 27 + 5), rel=1e-4)
+    assert got[1] == pytest.approx(direct_entropy(model, context[-16:] + root[4:20], 16 + 16), rel=1e-4)
+    assert got[2] == pytest.approx(direct_entropy(model, context[-16:] + root[34:50], 16 + 16), rel=1e-4)
+
+
+def test_delta_i():
+    np.testing.assert_allclose(
+        delta_i(np.array([2.0, 4.0, 0.0]), np.array([1.0, 5.0, 0.3])), [0.5, -0.25, 0.0]
+    )
+    assert delta_i(5.0, 1.0) == pytest.approx(0.8)
