@@ -1,13 +1,22 @@
 """Per-token entropy of a causal LM, and the high-entropy positions of a document.
 
 H_t = −Σ_v p(v | x_<t) log p(v | x_<t) over the full vocabulary: the entropy of the prediction of token t,
-read from the logits at t − 1 (so H_0 is undefined and set to NaN). The transformer body runs once; the LM
-head and the log-softmax then run over `chunk_size` positions at a time, so only one chunk of fp32 logits
-([batch, chunk, vocab]) is alive at once instead of [batch, seq, vocab].
+read from the logits at t − 1 (so H_0 is undefined and set to NaN).
 
-A document longer than the LM window is scored in windows of the window's length that advance by half a
-window: the first window scores its own positions, each later window only its second half, so every position
-past the first window is predicted from at least half a window of left context.
+Memory: the transformer body runs once and returns the last hidden states `[batch, seq, d]` (final norm
+included); the LM head, the model's own logit post-processing and the fp32 log-softmax then run over
+`chunk_size` positions at a time, so only one chunk of fp32 logits (`[chunk, vocab]`) is alive at once instead
+of `[batch, seq, vocab]` (4 GiB for a single 8K window of Llama-3, whose vocabulary has 128,256 entries).
+
+Padding: batches are right-padded. The body runs without the padding mask: under causal attention a real token
+never attends to the padding after it, so its hidden state is exactly the unpadded one, and the attention keeps
+its mask-free (fastest, O(seq) memory) kernel. Padded positions come out as NaN.
+
+Long documents: a document longer than the window W (`max_length`, default the model's
+`max_position_embeddings`) is scored in windows of W tokens that advance by ⌊W/2⌋. The first window scores all
+of its positions; each later window scores only the positions past the end of the previous one. Every position
+beyond the first window is therefore predicted from at least ⌈W/2⌉ tokens of left context, and every position is
+scored exactly once.
 
 High-entropy positions are those with H_t > μ + α·σ, μ and σ taken over the document's finite entropies
 (α = 2.0 in the paper).
@@ -15,31 +24,98 @@ High-entropy positions are those with H_t > μ + α·σ, μ and σ taken over th
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+_CHECKED_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of the softmax over the last dimension, computed in fp32."""
+    """Entropy (nats) of the softmax over the last dimension, computed in fp32.
+
+    Args:
+        logits: `[..., vocab]` in any floating dtype.
+
+    Returns:
+        `[...]` float32.
+    """
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     return -(log_probs.exp() * log_probs).sum(-1)
 
 
-def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Last hidden states of the transformer body (final norm included), without the LM head."""
+def window_of(model, max_length: int | None) -> int:
+    """The LM window: `max_length` when given, else the model's `max_position_embeddings`."""
+    window = int(max_length or model.config.max_position_embeddings)
+    if window < 2:
+        raise ValueError(f"max_length must be at least 2 tokens, got {window}")
+    return window
+
+
+def _body(model):
+    """The transformer body of a causal LM (the module that returns `last_hidden_state`)."""
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
-    return body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    if body is model:
+        body = model.base_model
+    if body is model:
+        raise TypeError(f"{type(model).__name__} exposes no transformer body (get_decoder() / base_model)")
+    return body
+
+
+def hidden_states(model, input_ids: torch.Tensor) -> torch.Tensor:
+    """Last hidden states `[batch, seq, d]` of the body (final norm included), for right-padded `input_ids`."""
+    return _body(model)(input_ids=input_ids).last_hidden_state
+
+
+def _head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The LM head plus the logit post-processing some families apply after it in their forward."""
+    logits = model.get_output_embeddings()(hidden)
+    config = model.config
+    if getattr(config, "logits_scaling", None):  # Granite
+        logits = logits / config.logits_scaling
+    if isinstance(getattr(model, "logit_scale", None), float | int):  # Cohere
+        logits = logits * model.logit_scale
+    if getattr(config, "final_logit_softcapping", None):  # Gemma 2/3
+        cap = config.final_logit_softcapping
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits of the LM for hidden states of its body, identical to what `model(...).logits` gives.
+
+    The first call for a model checks this on a 4-token probe and raises if the model post-processes its
+    logits in a way not reproduced here, rather than returning wrong entropies.
+    """
+    if model not in _CHECKED_HEADS:
+        probe = torch.arange(4, device=hidden.device)[None] % model.config.vocab_size
+        expected = model(input_ids=probe).logits.float()
+        got = _head_logits(model, hidden_states(model, probe)).float()
+        if not torch.allclose(got, expected, rtol=1e-2, atol=1e-2):
+            raise NotImplementedError(
+                f"{type(model).__name__}: the LM head applied to the body's hidden states does not reproduce "
+                "the model's logits (unknown logit post-processing)"
+            )
+        _CHECKED_HEADS[model] = True
+    return _head_logits(model, hidden)
 
 
 def head_entropy(model, hidden: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
-    """Entropy of the LM head's prediction for each hidden state of `hidden` [..., d], chunk by chunk."""
-    head = model.get_output_embeddings()
+    """Entropy of the LM's prediction from each hidden state of `hidden` `[..., d]`, `chunk_size` at a time.
+
+    Returns:
+        `[...]` float32 on the device of `hidden`.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     flat = hidden.reshape(-1, hidden.shape[-1])
     out = torch.empty(flat.shape[0], dtype=torch.float32, device=hidden.device)
     for start in range(0, flat.shape[0], chunk_size):
-        out[start : start + chunk_size] = entropy_from_logits(head(flat[start : start + chunk_size]))
+        out[start : start + chunk_size] = entropy_from_logits(
+            lm_logits(model, flat[start : start + chunk_size])
+        )
     return out.reshape(hidden.shape[:-1])
 
 
@@ -51,47 +127,63 @@ def next_token_entropy(
 
     Args:
         model: a transformers causal LM.
-        input_ids: `[batch, seq]` token ids (right-padded when `attention_mask` is given).
-        attention_mask: `[batch, seq]`, 1 for real tokens.
+        input_ids: `[batch, seq]` token ids, right-padded.
+        attention_mask: `[batch, seq]`, 1 for real tokens, 0 for the right padding (which comes out NaN).
         chunk_size: positions per LM-head chunk (across the batch).
 
     Returns:
-        `[batch, seq]` float32 on the CPU; position 0 and padded positions are NaN.
+        `[batch, seq]` float32 on the CPU: `out[:, t]` is the entropy of the prediction of token t; position 0
+        and padded positions are NaN.
     """
-    device = model.device
-    input_ids = input_ids.to(device)
     if attention_mask is not None:
-        attention_mask = attention_mask.to(device)
-    hidden = hidden_states(model, input_ids, attention_mask)
+        mask = attention_mask.cpu().bool()
+        if mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask {tuple(mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
+            )
+        if (mask[:, 1:] & ~mask[:, :-1]).any():
+            raise ValueError("attention_mask must describe right padding (no real token after a padded one)")
+    hidden = hidden_states(model, input_ids.to(model.device))
     out = torch.full(input_ids.shape, float("nan"), dtype=torch.float32)
     out[:, 1:] = head_entropy(model, hidden[:, :-1], chunk_size).cpu()
     if attention_mask is not None:
-        out[attention_mask.cpu() == 0] = float("nan")
+        out[~mask] = float("nan")
     return out
 
 
-def window_of(model, max_length: int | None) -> int:
-    return int(max_length or model.config.max_position_embeddings)
+def _window_starts(length: int, window: int) -> list[int]:
+    """Start of each window scoring a document of `length` tokens (see the module docstring)."""
+    stride = window // 2
+    starts = [0]
+    while starts[-1] + window < length:
+        starts.append(starts[-1] + stride)
+    return starts
 
 
 def document_entropy(
     model, token_ids: Sequence[int], max_length: int | None = None, chunk_size: int = 1024
 ) -> np.ndarray:
-    """Entropy at every position of one document, in half-overlapping windows when it exceeds `max_length`."""
+    """Entropy at every position of one document.
+
+    Args:
+        model: a transformers causal LM.
+        token_ids: the document's token ids.
+        max_length: the LM window (default: `model.config.max_position_embeddings`). Longer documents are scored
+            in half-overlapping windows (see the module docstring).
+        chunk_size: positions per LM-head chunk.
+
+    Returns:
+        float32 `[len(token_ids)]`, NaN at position 0.
+    """
     window = window_of(model, max_length)
     ids = torch.tensor([list(token_ids)], dtype=torch.long)
-    if ids.shape[1] <= window:
-        return next_token_entropy(model, ids, chunk_size=chunk_size)[0].numpy()
     out = np.full(ids.shape[1], np.nan, dtype=np.float32)
-    stride = max(1, window // 2)
-    start = 0
-    while True:
+    scored_until = 0
+    for start in _window_starts(ids.shape[1], window):
         scored = next_token_entropy(model, ids[:, start : start + window], chunk_size=chunk_size)[0].numpy()
-        keep_from = 0 if start == 0 else window - stride
-        out[start + keep_from : start + len(scored)] = scored[keep_from:]
-        if start + window >= ids.shape[1]:
-            return out
-        start += stride
+        out[scored_until : start + len(scored)] = scored[scored_until - start :]
+        scored_until = start + len(scored)
+    return out
 
 
 def batch_document_entropy(
@@ -101,37 +193,51 @@ def batch_document_entropy(
     max_length: int | None = None,
     chunk_size: int = 1024,
 ) -> list[np.ndarray]:
-    """`document_entropy` for many documents: similar lengths batched together with right padding."""
+    """`document_entropy` for many documents, in their input order.
+
+    Documents that fit the window are sorted by length and batched `batch_size` at a time with right padding
+    (so little is padded); longer ones are scored alone in windows by `document_entropy`. An empty document
+    gives an empty array.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     window = window_of(model, max_length)
-    results: list[np.ndarray | None] = [None] * len(documents)
+    results: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(documents)
     fitting = sorted(
         (i for i, d in enumerate(documents) if 0 < len(d) <= window), key=lambda i: len(documents[i])
     )
     for i, document in enumerate(documents):
         if len(document) > window:
             results[i] = document_entropy(model, document, window, chunk_size)
-        elif not document:
-            results[i] = np.zeros(0, dtype=np.float32)
     for start in range(0, len(fitting), batch_size):
         group = fitting[start : start + batch_size]
-        longest = len(documents[group[-1]])
-        ids = torch.zeros(len(group), longest, dtype=torch.long)
-        mask = torch.zeros(len(group), longest, dtype=torch.long)
+        ids = torch.zeros(len(group), len(documents[group[-1]]), dtype=torch.long)
+        mask = torch.zeros_like(ids)
         for row, i in enumerate(group):
             ids[row, : len(documents[i])] = torch.tensor(list(documents[i]))
             mask[row, : len(documents[i])] = 1
         scored = next_token_entropy(model, ids, mask, chunk_size).numpy()
         for row, i in enumerate(group):
-            results[i] = scored[row, : len(documents[i])]
+            results[i] = scored[row, : len(documents[i])].copy()
     return results
 
 
 def high_entropy_positions(entropy: np.ndarray, alpha: float = 2.0) -> np.ndarray:
-    """Indices t with H_t > mean + alpha·std over the document's finite entropies (empty with fewer than 2)."""
+    """Indices t with H_t > μ + α·σ, μ and σ over the document's finite entropies.
+
+    Args:
+        entropy: per-position entropies of one document (NaN where undefined or excluded).
+        alpha: the threshold in standard deviations (2.0 in the paper).
+
+    Returns:
+        int64 indices in increasing order; empty when the document has fewer than 2 finite entropies.
+    """
     entropy = np.asarray(entropy, dtype=np.float64)
     finite = np.isfinite(entropy)
     if finite.sum() < 2:
         return np.zeros(0, dtype=np.int64)
     values = entropy[finite]
+    if values.min() == values.max():  # constant: nothing stands out (and no rounding may pick everything)
+        return np.zeros(0, dtype=np.int64)
     threshold = values.mean() + alpha * values.std()
-    return np.flatnonzero(finite & (np.where(finite, entropy, -np.inf) > threshold))
+    return np.flatnonzero(finite & (np.where(finite, entropy, -np.inf) > threshold)).astype(np.int64)

@@ -7,10 +7,14 @@ Only what is needed is computed: each distinct candidate runs once per root (one
 it was retrieved for); the sequence stops at the last position needed; the LM head runs only on the hidden
 states that predict the verified positions, not on the whole sequence; candidates are batched by length.
 
-Windows: positions where C plus the root prefix fit the LM window W share one sequence. Beyond that, each
-position gets its own sequence in which the context keeps its last max(W − p, W/2) tokens (the end nearest
-the root) and the root prefix the tokens just before p, so a context never takes more than half of a window
-the root needs.
+Batches: sequences are sorted by length and right-padded; as in `entropy`, the body runs without a padding mask
+(causal attention: a real token never sees the padding after it), and only the gathered rows reach the head.
+
+Windows (W = `max_length`, default the model's `max_position_embeddings`): the positions p of a candidate for
+which C + D[:p] fits W share one sequence, C + D[:max p]. Each other position gets its own sequence in which the
+context keeps its last min(|C|, max(W − p, ⌊W/2⌋)) tokens (the end nearest the root) and the root prefix the
+tokens just before p that fill the rest: the context takes at most half the window whenever the root prefix
+needs more, and all the room the root prefix leaves otherwise.
 """
 
 from __future__ import annotations
@@ -59,29 +63,40 @@ def context_entropy(
         model: a transformers causal LM.
         context_ids: one encoded candidate per entry (the same encoding as in the training unit).
         root_ids: the encoded root, exactly as scored for the baseline entropy.
-        positions: for each candidate, the root positions (indices into `root_ids`, ≥ 0) to verify.
+        positions: for each candidate, the root positions (indices into `root_ids`) to verify.
         batch_size: sequences per forward.
         max_length: the LM window (default: `model.config.max_position_embeddings`).
 
     Returns:
         For each candidate, float32 entropies aligned with its `positions`.
     """
+    if len(context_ids) != len(positions):
+        raise ValueError(f"{len(context_ids)} contexts but {len(positions)} position lists")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     window = window_of(model, max_length)
-    items = []  # (candidate, input ids, {position: row})
-    for candidate, (context, wanted) in enumerate(zip(context_ids, positions, strict=True)):
-        for ids, rows in _plan(context, root_ids, wanted, window):
+    distinct: dict[tuple[int, ...], set[int]] = {}  # a candidate given twice still runs once
+    for i, (context, wanted) in enumerate(zip(context_ids, positions, strict=True)):
+        for p in wanted:
+            if not 0 <= p < len(root_ids) or (p == 0 and not context):
+                raise ValueError(
+                    f"candidate {i}: position {p} has nothing to predict it from (root of {len(root_ids)} tokens)"
+                )
+        distinct.setdefault(tuple(context), set()).update(int(p) for p in wanted)
+    keys = list(distinct)
+    items = []  # (distinct candidate, input ids, {position: row})
+    for candidate, context in enumerate(keys):
+        for ids, rows in _plan(context, root_ids, distinct[context], window):
             items.append((candidate, ids, rows))
-    found: list[dict[int, float]] = [{} for _ in context_ids]
+    found: list[dict[int, float]] = [{} for _ in keys]
     items.sort(key=lambda item: len(item[1]))
     for start in range(0, len(items), batch_size):
         group = items[start : start + batch_size]
         longest = len(group[-1][1])
         ids = torch.zeros(len(group), longest, dtype=torch.long)
-        mask = torch.zeros(len(group), longest, dtype=torch.long)
         for row, (_, item_ids, _) in enumerate(group):
             ids[row, : len(item_ids)] = torch.tensor(item_ids)
-            mask[row, : len(item_ids)] = 1
-        hidden = hidden_states(model, ids.to(model.device), mask.to(model.device))
+        hidden = hidden_states(model, ids.to(model.device))  # right padding: no mask needed
         batch_rows = [row for row, item in enumerate(group) for _ in item[2]]
         seq_rows = [r for item in group for r in item[2].values()]
         gathered = hidden[
@@ -93,11 +108,20 @@ def context_entropy(
             for p in rows:
                 found[candidate][p] = float(entropies[k])
                 k += 1
-    return [np.array([found[i][p] for p in wanted], dtype=np.float32) for i, wanted in enumerate(positions)]
+    index = {context: i for i, context in enumerate(keys)}
+    return [
+        np.array([found[index[tuple(context)]][p] for p in wanted], dtype=np.float32)
+        for context, wanted in zip(context_ids, positions, strict=True)
+    ]
 
 
-def delta_i(baseline, with_context):
-    """Relative entropy reduction ΔI = (H − H′) / H, elementwise; 0 where H is 0."""
+def delta_i(baseline: np.ndarray | float, with_context: np.ndarray | float) -> np.ndarray:
+    """Relative entropy reduction ΔI = (H − H′) / H, elementwise (float64); 0 where H is 0.
+
+    Args:
+        baseline: H, the entropy at the position with the root alone.
+        with_context: H′, the entropy there with the candidate prepended.
+    """
     baseline = np.asarray(baseline, dtype=np.float64)
     with_context = np.asarray(with_context, dtype=np.float64)
     safe = np.where(baseline > 0, baseline, 1.0)
