@@ -98,3 +98,105 @@ def test_high_entropy_threshold():
     assert high_entropy_positions(np.array([])).tolist() == []
     spread = np.array([np.nan, 0.0, 0.0, 10.0, 0.0, 0.0, 10.0])
     assert high_entropy_positions(spread, alpha=0.5).tolist() == [3, 6]
+
+
+def test_padded_positions_are_nan_and_left_padding_is_refused(tiny_lm):
+    ids = torch.randint(0, 97, (2, 9))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    got = next_token_entropy(tiny_lm, ids, mask)
+    assert (
+        torch.isnan(got[1, 6:]).all()
+        and torch.isfinite(got[1, 1:6]).all()
+        and torch.isfinite(got[0, 1:]).all()
+    )
+    np.testing.assert_allclose(got[1, :6].numpy(), reference_entropy(tiny_lm, ids[1, :6].tolist()), rtol=1e-5)
+    with pytest.raises(ValueError, match="right padding"):
+        next_token_entropy(tiny_lm, ids, mask.flip(-1))
+
+
+def test_odd_window_scores_every_position_once_with_half_a_window_of_context(tiny_lm):
+    ids = torch.randint(0, 97, (150,)).tolist()
+    got = document_entropy(tiny_lm, ids, max_length=63, chunk_size=5)
+    # W = 63, stride 31: windows start at 0, 31, 62, 93; each scores from where the previous one stopped.
+    expected = np.concatenate(
+        [
+            reference_entropy(tiny_lm, ids[0:63]),
+            reference_entropy(tiny_lm, ids[31:94])[32:],
+            reference_entropy(tiny_lm, ids[62:125])[32:],
+            reference_entropy(tiny_lm, ids[93:150])[32:],
+        ]
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, equal_nan=True)
+    # A document of exactly one window is scored in one piece.
+    np.testing.assert_allclose(
+        document_entropy(tiny_lm, ids[:63], max_length=63),
+        reference_entropy(tiny_lm, ids[:63]),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_batch_keeps_input_order_with_empty_and_single_token_documents(tiny_lm):
+    documents = [[5, 6, 7], [], [9], list(range(20))]
+    got = batch_document_entropy(tiny_lm, documents, batch_size=2)
+    assert [len(g) for g in got] == [3, 0, 1, 20] and all(g.dtype == np.float32 for g in got)
+    assert np.isnan(got[2]).all()
+    np.testing.assert_allclose(
+        got[3], reference_entropy(tiny_lm, documents[3]), rtol=1e-4, atol=1e-5, equal_nan=True
+    )
+
+
+def test_generic_causal_lms_match_their_own_logits():
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=61, n_embd=32, n_layer=2, n_head=4, n_positions=64)).eval()
+    gemma2 = Gemma2ForCausalLM(  # logits soft-capped after the head
+        Gemma2Config(
+            vocab_size=61,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            max_position_embeddings=64,
+            final_logit_softcapping=0.5,
+        )
+    ).eval()
+    ids = torch.randint(0, 61, (30,)).tolist()
+    for model in (gpt2, gemma2):
+        got = batch_document_entropy(model, [ids, ids[:11]], chunk_size=7)
+        np.testing.assert_allclose(
+            got[0], reference_entropy(model, ids), rtol=1e-4, atol=1e-5, equal_nan=True
+        )
+        np.testing.assert_allclose(
+            got[1], reference_entropy(model, ids[:11]), rtol=1e-4, atol=1e-5, equal_nan=True
+        )
+
+
+def test_unknown_logit_post_processing_is_refused():
+    class ScaledLogits(LlamaForCausalLM):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits * 3.0
+            return out
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+    )
+    with pytest.raises(NotImplementedError, match="post-processing"):
+        next_token_entropy(ScaledLogits(config).eval(), torch.randint(0, 97, (1, 8)))
+
+
+def test_high_entropy_edge_cases():
+    assert high_entropy_positions(np.full(7, 0.1)).tolist() == []  # constant, not exactly representable
+    assert high_entropy_positions(np.full(4, np.nan)).tolist() == []
+    assert high_entropy_positions(np.array([np.nan])).tolist() == []
+    assert high_entropy_positions(np.array([np.nan, 1.0, 5.0]), alpha=0.0).tolist() == [2]
+    with_inf = np.array([np.nan, 1.0, 1.0, 1.0, 1.0, np.inf, 1.0, 1.0, 1.0, 1.0, 9.0])
+    assert high_entropy_positions(with_inf).tolist() == [10]  # inf is not finite: ignored like NaN
+    picked = high_entropy_positions(np.array([np.nan, 1.0, 2.0, 3.0]), alpha=-10.0)
+    assert picked.tolist() == [1, 2, 3] and picked.dtype == np.int64

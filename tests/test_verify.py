@@ -98,3 +98,81 @@ def test_delta_i():
         delta_i(np.array([2.0, 4.0, 0.0]), np.array([1.0, 5.0, 0.3])), [0.5, -0.25, 0.0]
     )
     assert delta_i(5.0, 1.0) == pytest.approx(0.8)
+
+
+def tiny_llama(window: int = 64) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=window,
+        initializer_range=0.5,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def test_a_made_up_name_and_number_are_verified_in_one_forward(smollm):
+    model, tokenizer = smollm
+    root = "The secret code for the vault is 7391, and the guard who keeps it is called Marwick Feldane."
+    root_ids = encode_document(tokenizer, root)
+    digit, name = first_token_of(tokenizer, root_ids, "391"), first_token_of(tokenizer, root_ids, "Marwick")
+    baseline = document_entropy(model, root_ids)[[digit, name]]
+    assert (baseline > 2.0).all()
+    helpful = encode_document(tokenizer, "Vault records: code 7391. The vault guard is Marwick Feldane.")
+    unrelated = encode_document(tokenizer, "Violins have four strings tuned in perfect fifths.")
+    got = context_entropy(model, [unrelated, helpful], root_ids, [[digit, name], [name, digit]], batch_size=1)
+    assert (delta_i(baseline, got[0]) < 0.4).all()
+    assert (
+        delta_i(baseline[::-1], got[1]) >= 0.4
+    ).all()  # aligned with the order the positions were given in
+
+
+def test_sequences_stop_at_the_last_position_and_the_head_sees_only_verified_rows():
+    model = tiny_llama()
+    lengths, head_rows = [], []
+    model.model.register_forward_pre_hook(
+        lambda _, args, kwargs: lengths.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
+    model.lm_head.register_forward_pre_hook(lambda _, args: head_rows.append(args[0].shape[0]))
+    context_entropy(model, [[1, 2, 3]], [4, 5, 6, 7], [[1]])  # the first call checks the head once
+    lengths.clear(), head_rows.clear()
+    root = torch.randint(0, 50, (40,)).tolist()
+    contexts = [torch.randint(0, 50, (n,)).tolist() for n in (5, 9, 3)]
+    context_entropy(model, contexts, root, [[3, 30, 12], [7], [30, 30]], batch_size=8)
+    assert lengths == [
+        torch.Size([3, 5 + 30])
+    ]  # one batch, right-padded to the longest: context 0 + root[:30]
+    assert head_rows == [3 + 1 + 1]  # one row per distinct (candidate, position)
+
+
+def test_each_distinct_candidate_runs_once_and_batching_changes_nothing():
+    model = tiny_llama()
+    root = torch.randint(0, 50, (30,)).tolist()
+    contexts = [torch.randint(0, 50, (n,)).tolist() for n in (4, 11, 7, 2)]
+    positions = [[5, 20], [1, 29, 8], [0, 14], [22]]
+    one_by_one = [context_entropy(model, [c], root, [p])[0] for c, p in zip(contexts, positions, strict=True)]
+    for batch_size in (1, 3, 8):
+        got = context_entropy(model, contexts, root, positions, batch_size=batch_size)
+        for a, b in zip(got, one_by_one, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    rows = []
+    model.model.register_forward_pre_hook(
+        lambda _, args, kwargs: rows.append(len(kwargs["input_ids"])), with_kwargs=True
+    )
+    twice = context_entropy(model, [contexts[1], contexts[1]], root, [[1, 29], [8]], batch_size=8)
+    assert rows == [1]  # the same candidate given twice is one sequence
+    np.testing.assert_allclose(np.concatenate(twice), one_by_one[1], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_positions_are_refused():
+    model = tiny_llama()
+    with pytest.raises(ValueError, match="position 9"):
+        context_entropy(model, [[1, 2]], [3, 4, 5], [[9]])
+    with pytest.raises(ValueError, match="position 0"):
+        context_entropy(model, [[]], [3, 4, 5], [[0]])
+    with pytest.raises(ValueError, match="2 contexts but 1"):
+        context_entropy(model, [[1], [2]], [3, 4, 5], [[1]])
