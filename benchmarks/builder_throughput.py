@@ -36,8 +36,12 @@ def make_model(shape: str, device: str, dtype: torch.dtype):
 
 
 def measure(function, device: str, repeats: int) -> tuple[float, float]:
-    """Median seconds and peak memory (GiB; CUDA only, else NaN) of `function()`."""
-    function()  # warm-up
+    """Median seconds and peak memory (GiB; CUDA only, else NaN) of `function()`; NaN seconds when out of memory."""
+    try:
+        function()  # warm-up
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return float("nan"), float("nan")
     times = []
     if device == "cuda":
         torch.cuda.synchronize()
@@ -96,7 +100,8 @@ def main():
     verify_tokens = sum(len(c) + args.seq for c in contexts)
     for name, function in (
         ("verify, full forward per candidate", lambda: naive_verify(model, contexts, root, positions)),
-        ("verify, context_entropy", lambda: context_entropy(model, contexts, root, positions, batch_size=8)),
+        ("verify, context_entropy, batch 1", lambda: context_entropy(model, contexts, root, positions, batch_size=1)),
+        ("verify, context_entropy, batch 8", lambda: context_entropy(model, contexts, root, positions, batch_size=8)),
     ):
         seconds, peak = measure(function, args.device, args.repeats)
         rows.append((name, verify_tokens / seconds, peak, seconds))
@@ -107,7 +112,10 @@ def main():
     print("| step | tokens/s (root+context tokens) | peak GiB | seconds | speed-up vs naive |")
     print("|---|---|---|---|---|")
     for i, (name, rate, peak, seconds) in enumerate(rows):
-        reference = rows[i - i % 2][3]
+        if seconds != seconds:  # NaN: out of memory
+            print(f"| {name} | out of memory | | | |")
+            continue
+        reference = rows[0 if i < 2 else 2][3]
         print(f"| {name} | {rate:,.0f} | {peak:.2f} | {seconds:.3f} | {reference / seconds:.2f}× |")
 
 
