@@ -1,0 +1,133 @@
+"""Scoring (RULER's string matching) and the results files every `hf-entropylong eval` command writes.
+
+RULER scores a prediction against the list of expected strings of its sample, case-insensitively, after
+turning control characters into newlines and stripping:
+
+- `all` (string_match_all): the share of expected strings that occur in the prediction. A multi-value
+  NIAH sample with 4 values of which 3 are found scores 0.75.
+- `part` (string_match_part): 1 when any expected string occurs (QA answers are alternatives).
+
+A task's score is the mean over its samples, × 100.
+
+`<output_dir>/results.json` holds `{"model", "benchmark", "config", "scores": [{"task", "length",
+"score"}], "summary": {"average", ...}}`; `results.md` holds the same numbers as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def postprocess(prediction: str) -> str:
+    """A prediction with control characters turned into newlines, stripped (RULER's post-processing)."""
+    return _CONTROL.sub("\n", prediction.strip()).strip()
+
+
+def string_match_all(prediction: str, references: list[str]) -> float:
+    """Share of `references` contained in `prediction` (case-insensitive), in [0, 1]."""
+    if not references:
+        raise ValueError("A sample needs at least one expected string.")
+    prediction = postprocess(prediction).lower()
+    return sum(reference.lower() in prediction for reference in references) / len(references)
+
+
+def string_match_part(prediction: str, references: list[str]) -> float:
+    """1.0 when any of `references` is contained in `prediction` (case-insensitive), else 0.0."""
+    if not references:
+        raise ValueError("A sample needs at least one expected string.")
+    prediction = postprocess(prediction).lower()
+    return float(any(reference.lower() in prediction for reference in references))
+
+
+METRICS = {"all": string_match_all, "part": string_match_part}
+
+
+def score_sample(prediction: str, references: list[str], metric: str) -> float:
+    """Score of one prediction under `metric` (`all` or `part`), in [0, 1]."""
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; known: {', '.join(METRICS)}.")
+    return METRICS[metric](prediction, references)
+
+
+def table_scores(rows: list[dict]) -> list[dict]:
+    """Mean score × 100 per (task, length) over per-sample rows with `task`, `max_length` and `score`."""
+    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for row in rows:
+        groups[(row["task"], row["max_length"])].append(row["score"])
+    return [
+        {"task": task, "length": length, "score": round(100 * sum(values) / len(values), 2), "samples": len(values)}
+        for (task, length), values in groups.items()
+    ]
+
+
+def summarize(scores: list[dict]) -> dict:
+    """Overall average and the average per length of a list of {task, length, score}."""
+    by_length: dict = defaultdict(list)
+    for entry in scores:
+        by_length[entry["length"]].append(entry["score"])
+    average = sum(entry["score"] for entry in scores) / len(scores) if scores else 0.0
+    return {
+        "average": round(average, 2),
+        "per_length": {str(length): round(sum(v) / len(v), 2) for length, v in sorted(by_length.items(), key=str)},
+    }
+
+
+def markdown_table(scores: list[dict], row_key: str = "task", column_key: str = "length") -> str:
+    """Scores as a Markdown table: one row per `row_key`, one column per `column_key`, plus averages."""
+    rows = list(dict.fromkeys(entry[row_key] for entry in scores))
+    columns = sorted(dict.fromkeys(entry[column_key] for entry in scores), key=lambda c: (c is None, c))
+    cell = {(entry[row_key], entry[column_key]): entry["score"] for entry in scores}
+    lines = [
+        "| " + " | ".join([row_key, *map(str, columns), "average"]) + " |",
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    for row in rows:
+        values = [cell.get((row, column)) for column in columns]
+        present = [v for v in values if v is not None]
+        mean = f"{sum(present) / len(present):.2f}" if present else ""
+        lines.append(
+            "| " + " | ".join([str(row), *("" if v is None else f"{v:.2f}" for v in values), mean]) + " |"
+        )
+    column_means = []
+    for column in columns:
+        present = [cell[(row, column)] for row in rows if (row, column) in cell]
+        column_means.append(f"{sum(present) / len(present):.2f}" if present else "")
+    overall = sum(cell.values()) / len(cell) if cell else 0.0
+    lines.append("| " + " | ".join(["**average**", *column_means, f"**{overall:.2f}**"]) + " |")
+    return "\n".join(lines)
+
+
+def write_results(
+    output_dir: str | Path,
+    *,
+    model: str,
+    benchmark: str,
+    config: dict,
+    scores: list[dict],
+    summary: dict,
+    markdown: str,
+    predictions: list[dict] | None = None,
+) -> Path:
+    """Write `results.json`, `results.md` and (when given) `predictions.jsonl`; return the JSON path."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = {
+        "model": model,
+        "benchmark": benchmark,
+        "config": config,
+        "scores": [{"task": s["task"], "length": s["length"], "score": s["score"]} for s in scores],
+        "summary": summary,
+    }
+    path = output_dir / "results.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    (output_dir / "results.md").write_text(f"# {benchmark}: {model}\n\n{markdown}\n", encoding="utf-8")
+    if predictions is not None:
+        with (output_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+            for row in predictions:
+                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return path
