@@ -91,8 +91,9 @@ def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     """
     if model not in _CHECKED_HEADS:
         probe = torch.arange(4, device=hidden.device)[None] % model.config.vocab_size
-        expected = model(input_ids=probe).logits.float()
-        got = _head_logits(model, hidden_states(model, probe)).float()
+        with torch.inference_mode():
+            expected = model(input_ids=probe).logits.float()
+            got = _head_logits(model, hidden_states(model, probe)).float()
         if not torch.allclose(got, expected, rtol=1e-2, atol=1e-2):
             raise NotImplementedError(
                 f"{type(model).__name__}: the LM head applied to the body's hidden states does not reproduce "
