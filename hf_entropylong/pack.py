@@ -1,21 +1,30 @@
 """Training units and their packing into sequences of exactly `max_length` tokens.
 
-A document is encoded as the tokenizer's ids (with its BOS when it adds one) followed by EOS; the same encoding
-is used when verifying, so what the model saw then is what it trains on. A unit is
-[context_π(1); …; context_π(m); root]: the verified contexts in a random order (`shuffle`) or in the order of
-their first position (`sequence`), then the root. A unit longer than `max_length` drops its lowest-ΔI contexts
-until it fits.
+Documents. A document is encoded as the tokenizer's ids (with its BOS when it adds one) followed by EOS; the same
+encoding is used when verifying, so what the model saw then is what it trains on.
 
-Packing is best-fit-decreasing (TRL's `pack_dataset(strategy="bfd")`): units are never split, and the space a
-row has left is filled with padding, which becomes the row's last span in `seq_lengths` and is counted in
-`num_padding_tokens`. Rows are then shuffled with a seed.
+Units. A unit is [context_π(1); …; context_π(m); root]: the verified contexts in a random order (`shuffle`, the
+paper's default) or in the order of their first high-entropy position (`sequence`), then the root. A unit longer
+than `max_length` drops its lowest-ΔI contexts, one at a time, until it fits; a root longer than `max_length` on
+its own raises `UnitTooLongError` (the caller counts it).
+
+Packing. Best-fit-decreasing (TRL's `pack_dataset(strategy="bfd")`) over batches of `units_per_batch` units:
+units are never split; each unit goes into the fullest row that still has room for it, longest units first.
+TRL packs only token-aligned list columns, so a unit's provenance (root id, context ids) cannot ride along as
+is: each unit carries its row number as a token-aligned int32 column, and the provenance is looked up from it
+after binning. Nothing is dropped: the space a row has left is filled with `pad_token_id`, which becomes the
+row's last span in `seq_lengths` and is counted in `num_padding_tokens` (only the last rows of each batch
+carry much padding). Rows are then shuffled with a seed. `packing_stats` gives the counts for the dataset card.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import datasets
+import numpy as np
+import pyarrow.compute as pc
 from trl import pack_dataset
 
 
@@ -41,79 +50,146 @@ def make_unit(
     Args:
         root_ids: the encoded root.
         contexts: encoded verified contexts, in the order of their first high-entropy position.
-        scores: ΔI of each context (the lowest go first when the unit is too long).
+        scores: ΔI of each context (the lowest are dropped first when the unit is too long; ties drop the later).
         order: `shuffle` (random order from `rng`) or `sequence` (the given order).
-        rng: the random source for `shuffle`.
+        rng: the random source for `shuffle` (pass a seeded one for reproducible builds).
         max_length: the longest unit allowed.
 
     Returns:
         The unit's token ids and the indices of the contexts kept, in the order placed.
+
+    Raises:
+        UnitTooLongError: the root alone is longer than `max_length`.
     """
+    if order not in ("shuffle", "sequence"):
+        raise ValueError(f"order must be 'shuffle' or 'sequence', got {order!r}.")
+    if len(scores) != len(contexts):
+        raise ValueError(f"{len(contexts)} contexts but {len(scores)} scores.")
     if max_length is not None and len(root_ids) > max_length:
         raise UnitTooLongError(
             f"root of {len(root_ids)} tokens is longer than the sequence length {max_length}"
         )
     kept = list(range(len(contexts)))
     if max_length is not None:
-        budget = max_length - len(root_ids)
-        for i in sorted(kept, key=lambda i: scores[i]):
-            if sum(len(contexts[j]) for j in kept) <= budget:
+        excess = len(root_ids) + sum(len(context) for context in contexts) - max_length
+        for i in sorted(kept, key=lambda i: (scores[i], -i)):
+            if excess <= 0:
                 break
             kept.remove(i)
+            excess -= len(contexts[i])
     if order == "shuffle":
         (rng or random.Random()).shuffle(kept)
-    elif order != "sequence":
-        raise ValueError(f"order must be 'shuffle' or 'sequence', got {order!r}.")
     return [token for i in kept for token in contexts[i]] + list(root_ids), kept
 
 
-def pack_units(
-    units: datasets.Dataset, max_length: int, pad_token_id: int, seed: int = 0
-) -> datasets.Dataset:
-    """Pack `units` (`input_ids`, `root_id`, `context_ids`) into rows of exactly `max_length` tokens.
+@dataclass
+class PackingStats:
+    """Counts of a packed dataset, for the dataset card."""
 
-    Returns rows with `input_ids`, `seq_lengths` (unit lengths, then the padding tail when there is one; they sum
-    to `max_length`), `num_padding_tokens`, `root_ids` and `context_ids`.
+    rows: int
+    units: int
+    tokens: int
+    unit_tokens: int
+    padding_tokens: int
+
+    @property
+    def padding_fraction(self) -> float:
+        return self.padding_tokens / self.tokens if self.tokens else 0.0
+
+
+def packing_stats(packed: datasets.Dataset) -> PackingStats:
+    """Rows, units, tokens, and padding of a dataset returned by `pack_units`."""
+    rows = tokens = padding = units = 0
+    for batch in packed.with_format("arrow").iter(batch_size=10_000):  # arrow batches honour select/filter
+        rows += batch.num_rows
+        tokens += pc.sum(pc.list_value_length(batch["input_ids"])).as_py() or 0
+        padding += pc.sum(batch["num_padding_tokens"]).as_py() or 0
+        units += pc.sum(pc.list_value_length(batch["root_ids"])).as_py() or 0
+    return PackingStats(rows, units, tokens, tokens - padding, padding)
+
+
+def pack_units(
+    units: datasets.Dataset,
+    max_length: int,
+    pad_token_id: int,
+    seed: int = 0,
+    units_per_batch: int = 10_000,
+) -> datasets.Dataset:
+    """Pack `units` into rows of exactly `max_length` tokens (best-fit-decreasing; units never split).
+
+    Args:
+        units: columns `input_ids` (list[int], one unit each), `root_id` (str), `context_ids` (list[str]).
+        max_length: the row length.
+        pad_token_id: the id that fills the end of a row.
+        seed: seed of the row shuffle.
+        units_per_batch: units binned together (more packs tighter and holds more in memory).
+
+    Returns:
+        Rows with `input_ids` (exactly `max_length`), `seq_lengths` (the unit lengths, then the padding tail when
+        there is one; they sum to `max_length`), `num_padding_tokens`, `root_ids` and `context_ids` (one entry
+        per unit, in row order). `packing_stats` gives the counts.
     """
-    lengths = [len(ids) for ids in units["input_ids"]]
-    too_long = [i for i, n in enumerate(lengths) if n > max_length]
-    if too_long:
-        raise ValueError(
-            f"unit {too_long[0]} has {lengths[too_long[0]]} tokens, more than max_length={max_length}."
-        )
-    # BFD packs list columns token-aligned; the unit's row number rides along as a token-aligned column.
-    tagged = units.map(
+    missing = {"input_ids", "root_id", "context_ids"} - set(units.column_names)
+    if missing:
+        raise ValueError(f"units lack the column(s) {sorted(missing)} (columns: {units.column_names}).")
+    lengths = np.concatenate(
+        [
+            pc.list_value_length(batch["input_ids"]).to_numpy(zero_copy_only=False)
+            for batch in units.select_columns(["input_ids"]).with_format("arrow").iter(batch_size=100_000)
+        ]
+        or [np.zeros(0, np.int64)]
+    )
+    for bad, problem in (
+        (lengths > max_length, f"more than max_length={max_length}"),
+        (lengths == 0, "empty"),
+    ):
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"unit {first} has {lengths[first]} tokens, {problem}.")
+    features = datasets.Features(
+        {
+            "input_ids": units.features["input_ids"],
+            "seq_lengths": datasets.List(datasets.Value("int32")),
+            "num_padding_tokens": datasets.Value("int32"),
+            "root_ids": datasets.List(datasets.Value("string")),
+            "context_ids": datasets.List(datasets.List(datasets.Value("string"))),
+        }
+    )
+    if len(units) == 0:
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    tagged = units.select_columns(["input_ids"]).map(
         lambda batch, indices: {
             "unit": [[i] * len(ids) for i, ids in zip(indices, batch["input_ids"], strict=True)]
         },
         batched=True,
         with_indices=True,
-        remove_columns=["root_id", "context_ids"],
+        features=datasets.Features(
+            {"input_ids": units.features["input_ids"], "unit": datasets.List(datasets.Value("int32"))}
+        ),
         desc="Tagging units",
     )
-    bins = pack_dataset(tagged, max_length, strategy="bfd")
-    root_ids, context_ids = units["root_id"], units["context_ids"]
+    bins = pack_dataset(
+        tagged,
+        max_length,
+        strategy="bfd",
+        map_kwargs={"batch_size": units_per_batch, "desc": "Packing units"},
+    )
+    provenance = units.select_columns(["root_id", "context_ids"])
 
     def finish(batch):
-        out = {
-            "input_ids": [],
-            "seq_lengths": [],
-            "num_padding_tokens": [],
-            "root_ids": [],
-            "context_ids": [],
-        }
+        out = {name: [] for name in features}
         for ids, spans, tags in zip(batch["input_ids"], batch["seq_lengths"], batch["unit"], strict=True):
             padding = max_length - len(ids)
-            order, offset = [], 0
-            for span in spans:
-                order.append(tags[offset])
-                offset += span
+            starts = np.cumsum([0, *spans[:-1]])
+            members = provenance[[int(tags[start]) for start in starts]]
             out["input_ids"].append(list(ids) + [pad_token_id] * padding)
             out["seq_lengths"].append(list(spans) + ([padding] if padding else []))
             out["num_padding_tokens"].append(padding)
-            out["root_ids"].append([root_ids[i] for i in order])
-            out["context_ids"].append([context_ids[i] for i in order])
+            out["root_ids"].append(members["root_id"])
+            out["context_ids"].append(members["context_ids"])
         return out
 
-    packed = bins.map(finish, batched=True, remove_columns=bins.column_names, desc="Padding rows")
+    packed = bins.map(
+        finish, batched=True, remove_columns=bins.column_names, features=features, desc="Padding rows"
+    )
     return packed.shuffle(seed=seed).flatten_indices()

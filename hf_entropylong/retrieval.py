@@ -1,19 +1,36 @@
 """Dense retrieval of candidate contexts: query windows, embeddings, a FAISS index, and exclusion of copies.
 
-The query for a high-entropy token is the token's word with the `w` whitespace-separated words on each side
-(w = 16), cut from the root text through the token's character span. Queries and corpus documents are embedded
-by a sentence-transformers model, L2-normalised, so inner product is cosine similarity, and searched in a FAISS
-index built by `faiss.index_factory` ("Flat" for exact search; "IVF…,PQ…" trained on a sample for large
-corpora, added shard by shard). The index is written to disk and reused when its file exists.
+Query windows. The query for a high-entropy token is the word(s) the token overlaps plus the `w` whitespace-separated
+words on each side (w = 16), cut from the root text through the token's character span (a fast tokenizer's offset
+mapping). Word boundaries are found once per text and the token's words by binary search, so a long root with many
+positions costs O(log n + w) per query.
 
-The root itself and near-copies of it must never be candidates (prepending a copy trivially lowers entropy):
-a candidate is a near-copy when at least `threshold` of the root's word 8-shingles occur in it.
+Embedding. Queries and corpus documents are embedded by a sentence-transformers model and L2-normalised, so inner
+product is cosine similarity. Models with task adapters (jina-embeddings-v3) get the prompt name as their task too.
+
+Index. `faiss.index_factory(d, factory, METRIC_INNER_PRODUCT)`: "Flat" is exact search; IVF factories
+("IVF65536,PQ64", …) are trained on a random sample of `train_size` vectors. The corpus is processed in shards
+of `shard_size` documents. Each shard's embeddings are a `Dataset.map` written next to the index, so a killed
+embedding restarts at the first unfinished shard. Vectors are added shard by shard; for an IVF factory with
+more than one shard, each shard becomes its own index file and the inverted lists are merged on disk
+(`faiss.contrib.ondisk`): the merged index then memory-maps `<index>.ivfdata` instead of holding the corpus
+in RAM. Corpus row i is vector id i.
+
+The index is written to `index_path` and loaded from it when the file exists: the path must name everything the
+index depends on (corpus, embedder and its prompt, factory); the caller picks it.
+
+Exclusion. The root itself and near-copies of it must never be candidates (prepending a copy trivially lowers
+entropy): a candidate is a near-copy when at least `threshold` of the root's word 8-shingles (lower-cased,
+punctuation stripped) occur in it.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import datasets
@@ -25,20 +42,36 @@ _WORD = re.compile(r"\S+")
 _PUNCT = re.compile(r"[^\w\s]")
 
 
+@functools.lru_cache(maxsize=8)
+def _word_spans(text: str) -> tuple[list[int], list[int], list[str]]:
+    """Start offsets, end offsets and words of `text` (cached: one root is queried at many positions)."""
+    matches = list(_WORD.finditer(text))
+    return [m.start() for m in matches], [m.end() for m in matches], [m.group() for m in matches]
+
+
 def query_window(text: str, char_start: int, char_end: int, words_each_side: int = 16) -> str:
-    """The words overlapping [char_start, char_end) and `words_each_side` words before and after them."""
-    words = list(_WORD.finditer(text))
+    """The query for the token at characters [char_start, char_end) of `text`.
+
+    Args:
+        text: the root document.
+        char_start, char_end: the token's span, from `tokenizer(text, return_offsets_mapping=True)`.
+        words_each_side: how many whitespace-separated words to take before and after the token's word(s).
+
+    Returns:
+        The token's word(s) and their neighbours, joined by single spaces, with their original spelling. A token
+        inside a word gives the whole word; a leading space is ignored; a whitespace-only or empty span takes the
+        next word (the last one at the end of the text) as its own.
+    """
+    starts, ends, words = _word_spans(text)
     if not words:
         return ""
     start = max(char_start, 0)
     end = max(char_end, start + 1)
-    touching = [i for i, w in enumerate(words) if w.start() < end and w.end() > start]
-    if touching:
-        first, last = touching[0], touching[-1]
-    else:  # a whitespace token: the words on either side
-        first = last = next((i for i, w in enumerate(words) if w.start() >= end), len(words) - 1)
-    chosen = words[max(0, first - words_each_side) : last + words_each_side + 1]
-    return " ".join(w.group() for w in chosen)
+    first = bisect.bisect_right(ends, start)  # first word ending after the span starts
+    last = bisect.bisect_left(starts, end) - 1  # last word starting before the span ends
+    if first > last:  # no word overlaps the span: the word after it
+        first = last = min(first, len(words) - 1)
+    return " ".join(words[max(0, first - words_each_side) : last + words_each_side + 1])
 
 
 def embed_texts(
@@ -48,7 +81,22 @@ def embed_texts(
     prompt_name: str | None = None,
     show_progress_bar: bool = False,
 ) -> np.ndarray:
-    """float32 [N, d] L2-normalised embeddings (cosine similarity = inner product)."""
+    """Embed `texts` with a sentence-transformers model.
+
+    Args:
+        embedder: a `SentenceTransformer`.
+        texts: the texts.
+        batch_size: texts per forward pass.
+        prompt_name: a prompt of the model (e.g. "retrieval.query" / "retrieval.passage" for jina-embeddings-v3);
+            models that take a `task` keyword (task adapters) receive it as the task as well.
+        show_progress_bar: show sentence-transformers' progress bar.
+
+    Returns:
+        float32 array [len(texts), d], each row of unit L2 norm (cosine similarity = inner product).
+    """
+    extra = {}
+    if prompt_name is not None and "task" in getattr(embedder, "get_model_kwargs", list)():
+        extra["task"] = prompt_name
     vectors = embedder.encode(
         texts,
         batch_size=batch_size,
@@ -56,8 +104,9 @@ def embed_texts(
         convert_to_numpy=True,
         normalize_embeddings=True,
         show_progress_bar=show_progress_bar,
+        **extra,
     )
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+    return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 
 def _faiss():
@@ -68,12 +117,67 @@ def _faiss():
 
 def _to_gpu(index):
     faiss = _faiss()
-    if not hasattr(faiss, "index_cpu_to_all_gpus") or faiss.get_num_gpus() == 0:
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
         raise RuntimeError(
-            "index_on_gpu needs a CUDA build of FAISS and a GPU: `pip install -e '.[gpu]'` installs faiss-gpu-cu12 "
-            "(uninstall faiss-cpu first)."
+            "use_gpu needs a CUDA build of FAISS and a visible GPU: uninstall faiss-cpu, then "
+            "`pip install -e '.[gpu]'` (installs faiss-gpu-cu12)."
         )
     return faiss.index_cpu_to_all_gpus(index)
+
+
+def _is_ivf(index) -> bool:
+    try:
+        _faiss().extract_index_ivf(index)
+    except RuntimeError:
+        return False
+    return True
+
+
+def _write(index, path: Path) -> None:
+    """Write atomically: a killed write never leaves a file that looks finished."""
+    faiss = _faiss()
+    partial = path.with_name(path.name + ".partial")
+    faiss.write_index(
+        faiss.index_gpu_to_cpu(index) if hasattr(faiss, "index_gpu_to_cpu") else index, str(partial)
+    )
+    partial.replace(path)
+
+
+def _embed_shards(
+    corpus: datasets.Dataset,
+    embedder,
+    text_column: str,
+    folder: Path,
+    batch_size: int,
+    prompt_name: str | None,
+    shard_size: int,
+) -> list[datasets.Dataset]:
+    """Embeddings of each shard of `shard_size` rows, each a `Dataset.map` cached in `folder`."""
+    if text_column not in corpus.column_names:
+        raise ValueError(f"the corpus has no column {text_column!r} (columns: {corpus.column_names}).")
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = corpus.select_columns([text_column])
+    num_shards = max(1, -(-len(corpus) // shard_size))
+
+    def embed(batch):
+        return {"embedding": embed_texts(embedder, batch[text_column], batch_size, prompt_name)}
+
+    shards = []
+    for shard in range(num_shards):
+        rows = texts.select(range(shard * shard_size, min((shard + 1) * shard_size, len(corpus))))
+        name = f"shard-{shard:05d}-of-{num_shards:05d}"
+        shards.append(
+            rows.map(
+                embed,
+                batched=True,
+                batch_size=batch_size * 16,
+                remove_columns=[text_column],
+                cache_file_name=str(folder / f"{name}.arrow"),
+                new_fingerprint=f"{folder.name}-{name}",
+                desc=f"Embedding corpus ({shard + 1}/{num_shards})",
+            ).with_format("numpy")
+        )
+    return shards
 
 
 def build_corpus_index(
@@ -89,51 +193,103 @@ def build_corpus_index(
     train_size: int = 262_144,
     seed: int = 0,
 ):
-    """Embed `corpus` and build (or load, when `index_path` exists) an inner-product FAISS index over it.
+    """Embed `corpus` and build an inner-product FAISS index over it, or load it when `index_path` exists.
 
-    The caller names `index_path` after the corpus, embedder and factory. Embeddings are computed by a batched
-    `Dataset.map`, so an interrupted embedding resumes from datasets' cache. Row i of the corpus is id i.
+    Args:
+        corpus: the documents; row i becomes vector id i.
+        embedder: a `SentenceTransformer`.
+        index_path: the index file. It must encode the corpus, the embedder (and prompt) and the factory: an
+            existing file is loaded as is. Embedding shards are cached in `<index_path>.embeddings/`, per-shard
+            indexes in `<index_path>.shards/` (removed once merged) and merged IVF lists in `<index_path>.ivfdata`.
+        index_factory: a `faiss.index_factory` string ("Flat", "IVF4096,Flat", "IVF65536,PQ64", …).
+        text_column: the corpus column to embed.
+        batch_size: texts per embedding forward pass.
+        prompt_name: the embedder's prompt for documents (e.g. "retrieval.passage").
+        use_gpu: train and fill the index on all GPUs (a CUDA build of FAISS: the `[gpu]` extra); an in-memory
+            index is returned on the GPUs, an on-disk merged one stays on the CPU.
+        shard_size: documents per embedding/indexing shard.
+        train_size: vectors sampled to train factories that need training (IVF, PQ).
+        seed: seed of the training sample.
+
+    Returns:
+        The FAISS index.
     """
     faiss = _faiss()
     index_path = Path(index_path)
+    if use_gpu:
+        _to_gpu(faiss.IndexFlatIP(1))  # fail before any embedding when FAISS has no GPU support
     if index_path.exists():
         index = faiss.read_index(str(index_path))
-        return _to_gpu(index) if use_gpu else index
-
-    def embed(batch):
-        return {"embedding": embed_texts(embedder, batch[text_column], batch_size, prompt_name)}
-
-    vectors = corpus.select_columns([text_column]).map(
-        embed,
-        batched=True,
-        batch_size=batch_size * 16,
-        remove_columns=[text_column],
-        new_fingerprint=f"{corpus._fingerprint}-embed-{index_path.stem}",
-        desc="Embedding corpus",
+        on_disk = Path(f"{index_path}.ivfdata").exists()
+        return _to_gpu(index) if use_gpu and not on_disk else index
+    if len(corpus) == 0:
+        raise ValueError("cannot index an empty corpus.")
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    shards = _embed_shards(
+        corpus, embedder, text_column, Path(f"{index_path}.embeddings"), batch_size, prompt_name, shard_size
     )
-    vectors = vectors.with_format("numpy")
-    dimension = len(vectors[0]["embedding"])
+    dimension = len(shards[0][0]["embedding"])
     index = faiss.index_factory(dimension, index_factory, faiss.METRIC_INNER_PRODUCT)
     if use_gpu:
         index = _to_gpu(index)
     if not index.is_trained:
-        sample = np.random.default_rng(seed).choice(
-            len(vectors), size=min(train_size, len(vectors)), replace=False
+        sample = np.sort(
+            np.random.default_rng(seed).choice(len(corpus), min(train_size, len(corpus)), replace=False)
         )
-        index.train(np.asarray(vectors[np.sort(sample)]["embedding"], dtype=np.float32))
-    for start in range(0, len(vectors), shard_size):
-        index.add(np.asarray(vectors[start : start + shard_size]["embedding"], dtype=np.float32))
-    if use_gpu:
-        index = faiss.index_gpu_to_cpu(index)
-    index_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = index_path.with_suffix(".partial")
-    faiss.write_index(index, str(partial))
-    partial.rename(index_path)
-    return _to_gpu(index) if use_gpu else index
+        logger.info("Training %r on %d of %d vectors.", index_factory, len(sample), len(corpus))
+        vectors = datasets.concatenate_datasets(shards)  # memory-mapped: only the sample is read
+        index.train(np.asarray(vectors[sample]["embedding"], dtype=np.float32))
+    if len(shards) > 1 and _is_ivf(index):
+        index = _merge_on_disk(index, shards, index_path, use_gpu)
+    else:
+        for shard in shards:
+            index.add(np.asarray(shard["embedding"], dtype=np.float32))
+    _write(index, index_path)
+    for folder in (f"{index_path}.embeddings", f"{index_path}.shards"):  # the index file now holds everything
+        shutil.rmtree(folder, ignore_errors=True)
+    logger.info("Indexed %d documents in %s.", index.ntotal, index_path)
+    return index
+
+
+def _merge_on_disk(trained, shards: list[datasets.Dataset], index_path: Path, use_gpu: bool):
+    """One index file per shard (ids = corpus rows), then their inverted lists merged into `<index>.ivfdata`."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    faiss = _faiss()
+    trained = faiss.index_gpu_to_cpu(trained) if use_gpu else trained
+    folder = Path(f"{index_path}.shards")
+    folder.mkdir(exist_ok=True)
+    names, offset = [], 0
+    for number, shard in enumerate(shards):
+        path = folder / f"shard-{number:05d}.index"
+        if not path.exists():
+            part = faiss.clone_index(trained)
+            part = _to_gpu(part) if use_gpu else part
+            part.add_with_ids(
+                np.asarray(shard["embedding"], dtype=np.float32), np.arange(offset, offset + len(shard))
+            )
+            _write(part, path)
+        names.append(str(path))
+        offset += len(shard)
+    ivfdata = Path(f"{index_path}.ivfdata")
+    ivfdata.unlink(missing_ok=True)
+    merge_ondisk(trained, names, str(ivfdata))
+    return trained
 
 
 def search(index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`k` (scores, corpus row ids) per query; k is clamped to the index size, and missing hits are -1."""
+    """Top-`k` neighbours of each query by inner product.
+
+    Args:
+        index: a FAISS index from `build_corpus_index`.
+        queries: float32 [n, d], L2-normalised.
+        k: neighbours per query; clamped (with a warning) to the number of indexed documents.
+        nprobe: inverted lists visited per query (IVF indexes only; more is slower and more exact).
+
+    Returns:
+        (scores, ids), each [n, min(k, ntotal)], best first. An IVF index may find fewer than k documents in the
+        lists it visits: those slots have id -1 (score -inf or the metric's worst) and the caller skips them.
+    """
     if nprobe is not None:
         _faiss().ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
     if k > index.ntotal:
@@ -141,7 +297,7 @@ def search(index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tup
             "top-%d asked of an index of %d documents: searching %d.", k, index.ntotal, index.ntotal
         )
         k = index.ntotal
-    if k == 0 or len(queries) == 0:
+    if k <= 0 or len(queries) == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
@@ -150,19 +306,22 @@ def _normalise(text: str) -> list[str]:
     return _PUNCT.sub(" ", text.lower()).split()
 
 
+def _shingles(words: list[str], size: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+
+
 def is_near_duplicate(
     root_text: str, candidate_text: str, threshold: float = 0.5, shingle_words: int = 8
 ) -> bool:
-    """True when at least `threshold` of the root's word shingles occur in the candidate.
+    """Whether `candidate_text` is (nearly) a copy of `root_text`, or contains one.
 
-    Texts shorter than a shingle are near-duplicates when one's normalised words contain the other's.
+    Both texts are lower-cased and stripped of punctuation. The candidate is a near-copy when at least `threshold`
+    of the root's `shingle_words`-word shingles occur in it. When either text is shorter than a shingle, it is a
+    near-copy when one's normalised words contain the other's. An empty root (nothing but punctuation) has no copy.
     """
     root, candidate = _normalise(root_text), _normalise(candidate_text)
     if len(root) < shingle_words or len(candidate) < shingle_words:
-        shorter, longer = sorted((" ".join(root), " ".join(candidate)), key=len)
-        return bool(shorter) and shorter in longer
-    root_shingles = {tuple(root[i : i + shingle_words]) for i in range(len(root) - shingle_words + 1)}
-    candidate_shingles = {
-        tuple(candidate[i : i + shingle_words]) for i in range(len(candidate) - shingle_words + 1)
-    }
-    return len(root_shingles & candidate_shingles) / len(root_shingles) >= threshold
+        shorter, longer = sorted((f" {' '.join(root)} ", f" {' '.join(candidate)} "), key=len)
+        return bool(shorter.strip()) and shorter in longer
+    root_shingles = _shingles(root, shingle_words)
+    return len(root_shingles & _shingles(candidate, shingle_words)) / len(root_shingles) >= threshold

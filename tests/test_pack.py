@@ -4,7 +4,7 @@ import datasets
 import pytest
 
 from hf_entropylong.models import EMBEDDED_LM, load_tokenizer
-from hf_entropylong.pack import UnitTooLongError, encode_document, make_unit, pack_units
+from hf_entropylong.pack import UnitTooLongError, encode_document, make_unit, pack_units, packing_stats
 
 
 def test_encode_document_ends_with_eos():
@@ -37,6 +37,10 @@ def test_too_long_units_drop_their_lowest_delta_i_contexts():
         make_unit([9] * 3, contexts, [0.9, 0.45, 0.7], max_length=2)
     with pytest.raises(ValueError, match="order must be"):
         make_unit([9], [], [], order="random")
+    # Equal ΔI: the later context goes first; the root exactly at the limit keeps nothing.
+    _, kept = make_unit([9] * 3, contexts, [0.5, 0.5, 0.5], order="sequence", max_length=11)
+    assert kept == [0, 1]
+    assert make_unit([9] * 3, contexts, [0.9, 0.45, 0.7], order="sequence", max_length=3) == ([9] * 3, [])
 
 
 def random_units(n: int, seed: int = 0) -> datasets.Dataset:
@@ -71,6 +75,32 @@ def test_packing_exact_lengths_intact_units_and_provenance():
     assert len(packed) * 64 - sum(packed["num_padding_tokens"]) == total
     assert len(packed) <= total // 64 + 2  # best-fit-decreasing wastes little
     assert pack_units(units, 64, 0, seed=1)["input_ids"] == packed["input_ids"]  # reproducible
+    assert pack_units(units, 64, 0, seed=2)["input_ids"] != packed["input_ids"]  # the seed shuffles the rows
+    stats = packing_stats(packed)
+    assert (stats.rows, stats.units, stats.unit_tokens) == (len(packed), 60, total)
+    assert stats.tokens == 64 * len(packed) and stats.padding_tokens == sum(packed["num_padding_tokens"])
+
+
+def test_small_packing_batches_keep_every_unit():
+    units = random_units(60, seed=3).filter(lambda row: row["root_id"] != "root-7")  # an indices mapping
+    packed = pack_units(units, max_length=48, pad_token_id=0, units_per_batch=7)
+    assert sorted(r for row in packed["root_ids"] for r in row) == sorted(units["root_id"])
+    assert all(sum(spans) == 48 for spans in packed["seq_lengths"])
+    assert packing_stats(packed).unit_tokens == sum(len(ids) for ids in units["input_ids"])
+
+
+def test_best_fit_fills_rows_exactly_when_it_can():
+    lengths = [6, 4, 5, 5, 3, 7]  # fits 3 rows of 10 exactly: 6+4, 5+5, 3+7
+    units = datasets.Dataset.from_dict(
+        {
+            "input_ids": [[i + 1] * n for i, n in enumerate(lengths)],
+            "root_id": list("abcdef"),
+            "context_ids": [[]] * 6,
+        }
+    )
+    packed = pack_units(units, 10, pad_token_id=0)
+    assert len(packed) == 3 and sum(packed["num_padding_tokens"]) == 0
+    assert all(len(spans) == 2 for spans in packed["seq_lengths"])  # no padding span when the row is full
 
 
 def test_packing_refuses_units_longer_than_the_row():
@@ -79,3 +109,22 @@ def test_packing_refuses_units_longer_than_the_row():
     )
     with pytest.raises(ValueError, match="unit 1 has 9 tokens, more than max_length=8"):
         pack_units(units, 8, 0)
+    with pytest.raises(ValueError, match="unit 0 has 0 tokens, empty"):
+        pack_units(units.map(lambda row: {"input_ids": []}, features=units.features), 8, 0)
+    with pytest.raises(ValueError, match=r"lack the column\(s\) \['root_id'\]"):
+        pack_units(units.remove_columns("root_id"), 8, 0)
+
+
+def test_packing_no_units_gives_an_empty_dataset_with_the_schema():
+    units = datasets.Dataset.from_dict({"input_ids": [[1]], "root_id": ["a"], "context_ids": [["b"]]}).select(
+        []
+    )
+    packed = pack_units(units, 8, 0)
+    assert len(packed) == 0 and set(packed.column_names) == {
+        "input_ids",
+        "seq_lengths",
+        "num_padding_tokens",
+        "root_ids",
+        "context_ids",
+    }
+    assert packing_stats(packed).rows == 0

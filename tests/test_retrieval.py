@@ -1,4 +1,5 @@
 import logging
+import re
 
 import datasets
 import numpy as np
@@ -133,3 +134,96 @@ def test_near_duplicates_of_short_texts():
     )
     assert not is_near_duplicate("Hello there.", "Goodbye.")
     assert not is_near_duplicate("...", "anything at all")
+
+
+def test_query_window_for_every_token_of_a_document():
+    """Every token's window, against a brute-force scan of the words around the token's characters."""
+    tokenizer = load_tokenizer(EMBEDDED_LM)
+    text = "  Photosynthesis converts light-energy into chemical energy; chlorophyll absorbs it.  "
+    words = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+    offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    assert any(
+        start > 0 and text[start - 1] not in " " and text[start] != " " for start, _ in offsets
+    )  # sub-words
+    for start, end in offsets:
+        touching = [i for i, (s, e, _) in enumerate(words) if s < max(end, start + 1) and e > start]
+        if not touching:  # whitespace: the next word, or the last at the end
+            touching = [next((i for i, (s, _, _) in enumerate(words) if s >= end), len(words) - 1)]
+        expected = [w for _, _, w in words[max(0, touching[0] - 2) : touching[-1] + 3]]
+        assert query_window(text, start, end, 2).split() == expected, (start, end, text[start:end])
+
+
+class Vectors:
+    """An embedder returning known vectors for "doc i", counting what it embeds."""
+
+    def __init__(self, vectors, fail_after=None):
+        self.vectors, self.fail_after, self.seen = vectors, fail_after, 0
+
+    def encode(self, texts, **kwargs):
+        if self.fail_after is not None and self.seen + len(texts) > self.fail_after:
+            raise KeyboardInterrupt
+        self.seen += len(texts)
+        return np.stack([self.vectors[int(t.split()[1])] for t in texts])
+
+
+def unit_vectors(n, d, seed):
+    vectors = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_sharded_ivf_index_is_merged_on_disk_and_embedding_resumes(tmp_path):
+    vectors = unit_vectors(300, 16, 2)
+    corpus = datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(300)]})
+    path = tmp_path / "ivf.faiss"
+    settings = {"index_path": path, "index_factory": "IVF4,Flat", "batch_size": 10, "shard_size": 100}
+    with pytest.raises(KeyboardInterrupt):  # killed while embedding the third shard
+        build_corpus_index(corpus, Vectors(vectors, fail_after=250), **settings)
+    assert len(list((tmp_path / "ivf.faiss.embeddings").glob("*.arrow"))) == 2
+    resumed = Vectors(vectors)
+    index = build_corpus_index(corpus, resumed, **settings)
+    assert resumed.seen == 100  # only the unfinished shard was embedded again
+    assert index.ntotal == 300 and (tmp_path / "ivf.faiss.ivfdata").exists()
+    assert not (tmp_path / "ivf.faiss.shards").exists() and not (tmp_path / "ivf.faiss.embeddings").exists()
+    scores, ids = search(index, vectors[[0, 150, 299]], 3, nprobe=4)  # nprobe = nlist: exact
+    expected = np.argsort(-(vectors[[0, 150, 299]] @ vectors.T), axis=1)[:, :3]
+    np.testing.assert_array_equal(ids, expected)
+    reloaded = build_corpus_index(corpus, Vectors(vectors, fail_after=0), **settings)
+    np.testing.assert_array_equal(search(reloaded, vectors[[0, 150, 299]], 3, nprobe=4)[1], expected)
+
+
+def test_prompt_name_is_passed_as_task_to_task_adapter_models():
+    class TaskModel:
+        def get_model_kwargs(self):
+            return ["task"]
+
+        def encode(self, texts, prompt_name=None, task=None, **kwargs):
+            assert task == prompt_name == "retrieval.query"
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    assert embed_texts(TaskModel(), ["a", "b"], prompt_name="retrieval.query").shape == (2, 4)
+
+
+def test_use_gpu_without_gpu_faiss_names_the_extra(tmp_path):
+    corpus = datasets.Dataset.from_dict({"text": ["doc 0"]})
+    with pytest.raises(RuntimeError, match=r"\[gpu\]"):
+        build_corpus_index(
+            corpus, Vectors(unit_vectors(1, 4, 0)), index_path=tmp_path / "x.faiss", use_gpu=True
+        )
+
+
+def test_missing_text_column_is_named(tmp_path):
+    corpus = datasets.Dataset.from_dict({"body": ["doc 0"]})
+    with pytest.raises(ValueError, match="no column 'text'"):
+        build_corpus_index(corpus, Vectors(unit_vectors(1, 4, 0)), index_path=tmp_path / "x.faiss")
+
+
+def test_lightly_edited_long_copy_is_a_near_duplicate():
+    root = (
+        "The river Aldwyn rises in the northern moors, runs south through the market town of Kessing, "
+        "turns west below the old abbey and reaches the sea at Port Merrow after one hundred and twelve miles."
+    )
+    edited = root.replace("old abbey", "ruined abbey")  # one edit breaks the 8 shingles around it
+    assert is_near_duplicate(root, edited)
+    assert not is_near_duplicate(
+        root, "The river Aldwyn rises in the northern moors. " + "Sheep graze. " * 20
+    )
