@@ -17,12 +17,9 @@ row keeps a `status` saying where and why it stopped; the counts on the dataset 
 from __future__ import annotations
 
 import functools
-import json
 import math
 import random
-import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
@@ -30,139 +27,13 @@ import numpy as np
 from datasets.fingerprint import Hasher
 
 from . import models
-from .cards import render_dataset_card
+from .config import STAGE_FEATURES, BuildConfig
 from .entropy import batch_document_entropy, high_entropy_positions
 from .pack import UnitTooLongError, encode_document, make_unit, pack_units
-from .retrieval import build_corpus_index, embed_texts, is_near_duplicate, query_window, search
+from .publish import print_summary, push_folder, summarize, write_dataset
+from .retrieval import build_corpus_index, embed_texts, is_near_duplicate, load_index, query_window, search
 from .sources import load_text_source
 from .verify import context_entropy, delta_i
-
-STATUSES = ("ok", "root_too_long", "no_high_entropy_position", "no_candidate", "no_verified_context")
-
-_INT, _LONG, _FLOAT, _STR = (datasets.Value(t) for t in ("int32", "int64", "float32", "string"))
-POSITION = {
-    "token_index": _INT,
-    "char_start": _INT,
-    "char_end": _INT,
-    "token": _STR,
-    "entropy": _FLOAT,
-    "query": _STR,
-}
-RETRIEVED = {"token_index": _INT, "corpus_index": _LONG, "corpus_id": _STR, "similarity": _FLOAT}
-CANDIDATE = {
-    **RETRIEVED,
-    "entropy_with_context": _FLOAT,
-    "delta_i": _FLOAT,
-    "verified": datasets.Value("bool"),
-}
-VERIFIED = {"corpus_index": _LONG, "corpus_id": _STR, "delta_i": _FLOAT, "token_indices": datasets.List(_INT)}
-STAGE_FEATURES = {
-    "entropy": {
-        "num_tokens": _LONG,
-        "entropy_mean": _FLOAT,
-        "entropy_std": _FLOAT,
-        "positions": datasets.List(POSITION),
-        "status": _STR,
-    },
-    "retrieval": {
-        "retrieved": datasets.List(RETRIEVED),
-        "num_excluded_self": _INT,
-        "num_excluded_near_duplicate": _INT,
-    },
-    "verify": {"candidates": datasets.List(CANDIDATE), "verified_contexts": datasets.List(VERIFIED)},
-    "units": {
-        "unit_input_ids": datasets.List(_LONG),
-        "unit_context_ids": datasets.List(_STR),
-        "num_contexts_trimmed": _INT,
-    },
-}
-
-
-@dataclass
-class BuildConfig:
-    """Settings of an EntropyLong build. Defaults are the paper's; `recipes/build/` holds complete recipes."""
-
-    # Sources
-    roots: str = field(
-        default="HuggingFaceFW/fineweb-edu::sample-10BT",
-        metadata={"help": "Roots: Hub id[::config], local file/folder, or embedded:wiki-summaries."},
-    )
-    roots_split: str = "train"
-    roots_text_column: str = "text"
-    roots_id_column: str | None = "id"
-    num_roots: int | None = field(
-        default=100_000, metadata={"help": "Roots sampled (seeded) from the source; all when unset."}
-    )
-    corpus: list[str] = field(
-        default_factory=lambda: [
-            "HuggingFaceFW/fineweb-edu::sample-10BT",
-            "HuggingFaceTB/cosmopedia::web_samples_v2",
-        ],
-        metadata={"help": "One or more corpus sources, concatenated."},
-    )
-    corpus_split: str = "train"
-    corpus_text_column: str = "text"
-    corpus_id_column: str | None = "id"
-    # Models
-    lm: str = "meta-llama/Meta-Llama-3-8B"
-    lm_dtype: str = field(default="bfloat16", metadata={"help": "float32 is faster on most CPUs."})
-    attn_implementation: str | None = None
-    lm_max_length: int | None = field(
-        default=None, metadata={"help": "LM window; default: the model's max_position_embeddings."}
-    )
-    embedder: str = "jinaai/jina-embeddings-v3"
-    embedder_max_seq_length: int | None = None
-    query_prompt_name: str | None = None
-    document_prompt_name: str | None = None
-    trust_remote_code: bool = False
-    # Method (the paper's values)
-    alpha: float = field(default=2.0, metadata={"help": "High entropy: H_t > mean + alpha * std."})
-    max_positions_per_root: int | None = field(
-        default=None, metadata={"help": "Keep only the highest-entropy positions."}
-    )
-    window_words: int = field(default=16, metadata={"help": "Query words on each side of the position."})
-    top_k: int = 5
-    epsilon: float = field(default=0.4, metadata={"help": "Keep a candidate when ΔI >= epsilon."})
-    near_duplicate_threshold: float = field(
-        default=0.5, metadata={"help": "Share of root shingles that marks a near-copy."}
-    )
-    order: str = field(default="shuffle", metadata={"help": "shuffle | sequence"})
-    max_seq_length: int = 131_072
-    # Index
-    index_factory: str = field(
-        default="Flat", metadata={"help": "faiss.index_factory string, e.g. IVF32768,PQ256."}
-    )
-    nprobe: int | None = None
-    index_on_gpu: bool = False
-    # Compute
-    entropy_batch_size: int = 8
-    verify_batch_size: int = 8
-    embed_batch_size: int = 64
-    logits_chunk_size: int = 1024
-    shard_size: int = field(default=256, metadata={"help": "Roots per resumable shard."})
-    num_proc: int | None = field(
-        default=None, metadata={"help": "Processes for the LM stages (one per GPU)."}
-    )
-    seed: int = 42
-    # Output
-    output_dir: str = "outputs/entropylong"
-    dataset_license: str = field(default="odc-by", metadata={"help": "Licence of the sources, for the card."})
-    pretty_name: str | None = None
-    push_to_hub: bool = False
-    hub_repo_id: str | None = None
-    hub_private: bool = False
-
-    def __post_init__(self):
-        if isinstance(self.corpus, str):
-            self.corpus = [self.corpus]
-        if self.order not in ("shuffle", "sequence"):
-            raise ValueError(f"order must be 'shuffle' or 'sequence', got {self.order!r}.")
-        if not 0 < self.epsilon <= 1:
-            raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}.")
-        if self.top_k < 1 or self.window_words < 1 or self.max_seq_length < 2:
-            raise ValueError("top_k, window_words and max_seq_length must be positive.")
-        if self.push_to_hub and not self.hub_repo_id:
-            raise ValueError("--push_to_hub needs --hub_repo_id ORG/NAME.")
 
 
 # Models are loaded once per process and device, lazily: a stage whose shards are all cached loads nothing.
@@ -191,10 +62,8 @@ def _embedder(name: str, device: str | None, max_seq_length: int | None, trust_r
 
 
 @functools.cache
-def _index(path: str):
-    import faiss
-
-    return faiss.read_index(path)
+def _index(path: str, use_gpu: bool):
+    return load_index(path, use_gpu)
 
 
 def _device(rank: int | None) -> str | None:
@@ -295,7 +164,7 @@ def retrieval_stage(
         )
         # Extra hits absorb the exclusions below.
         scores_per_query, hits_per_query = search(
-            _index(index_path), vectors, 2 * config.top_k + 2, nprobe=config.nprobe
+            _index(index_path, config.index_on_gpu), vectors, 2 * config.top_k + 2, nprobe=config.nprobe
         )
         unique = sorted({int(i) for i in hits_per_query.ravel() if i >= 0})
         rows = corpus[unique] if unique else {"id": [], "text": []}
@@ -443,7 +312,7 @@ def map_in_shards(
     with_rank: bool = True,
 ) -> datasets.Dataset:
     """`dataset.map(function)` shard by shard, each shard cached under `<output_dir>/.cache/<stage>-<fp>-<i>.arrow`."""
-    cache = Path(config.output_dir) / ".cache"
+    cache = Path(config.output_dir).resolve() / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
     features = datasets.Features({**dataset.features, **STAGE_FEATURES[stage]})
     num_shards = max(1, math.ceil(len(dataset) / config.shard_size))
@@ -477,7 +346,7 @@ def _stage_settings(config: BuildConfig, *names: str) -> dict:
 
 def build(config: BuildConfig) -> dict:
     """Run the whole build into `config.output_dir` and return the counts written to the dataset card."""
-    output_dir = Path(config.output_dir)
+    output_dir = Path(config.output_dir).resolve()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -534,6 +403,9 @@ def build(config: BuildConfig) -> dict:
         batch_size=config.embed_batch_size,
         prompt_name=config.document_prompt_name,
         use_gpu=config.index_on_gpu,
+        shard_size=config.index_shard_size,
+        train_size=config.index_train_size,
+        seed=config.seed,
     )
     retrieval_fp = _fingerprint(
         "retrieval",
@@ -593,121 +465,12 @@ def build(config: BuildConfig) -> dict:
     dependencies = with_units.remove_columns(["unit_input_ids", "retrieved"]).rename_columns(
         {"id": "root_id", "text": "root_text"}
     )
-    counts = summarize(root_counts, [c for _, c in corpus_parts], dependencies, len(units), packed, config)
+    counts = summarize(root_counts, [c for _, c in corpus_parts], dependencies, packed)
     counts["seconds"] = {stage: round(seconds, 1) for stage, seconds in timings.items()}
     write_dataset(output_dir, packed, dependencies, counts, config)
     if config.push_to_hub:
         push_folder(output_dir, config)
     return counts
-
-
-def summarize(
-    root_counts, corpus_counts, dependencies: datasets.Dataset, num_units: int, packed, config: BuildConfig
-) -> dict:
-    """Counts of every stage (what was kept, what was dropped and why), from the per-root rows."""
-    table = dependencies.select_columns(
-        [
-            "status",
-            "positions",
-            "candidates",
-            "verified_contexts",
-            "num_excluded_self",
-            "num_excluded_near_duplicate",
-            "num_contexts_trimmed",
-        ]
-    ).to_list()
-    deltas = [c["delta_i"] for row in table for c in row["candidates"] if c["verified"]]
-    statuses = {status: 0 for status in STATUSES}
-    for row in table:
-        statuses[row["status"]] += 1
-    return {
-        "roots_read": root_counts.rows,
-        "roots_empty": root_counts.empty,
-        "roots": len(table),
-        "roots_by_status": statuses,
-        "corpus_documents": sum(c.kept for c in corpus_counts),
-        "corpus_empty": sum(c.empty for c in corpus_counts),
-        "high_entropy_positions": sum(len(row["positions"]) for row in table),
-        "candidates_excluded_self": sum(row["num_excluded_self"] for row in table),
-        "candidates_excluded_near_duplicate": sum(row["num_excluded_near_duplicate"] for row in table),
-        "candidates_tried": sum(len(row["candidates"]) for row in table),
-        "distinct_candidates_tried": sum(
-            len({c["corpus_index"] for c in row["candidates"]}) for row in table
-        ),
-        "verified_dependencies": len(deltas),
-        "verified_contexts": sum(len(row["verified_contexts"]) for row in table),
-        "mean_delta_i": round(float(np.mean(deltas)), 4) if deltas else None,
-        "contexts_trimmed_for_length": sum(row["num_contexts_trimmed"] for row in table),
-        "units": num_units,
-        "sequences": len(packed) if packed else 0,
-        "tokens": len(packed) * config.max_seq_length if packed else 0,
-        "padding_tokens": int(sum(packed["num_padding_tokens"])) if packed else 0,
-    }
-
-
-def write_dataset(
-    output_dir: Path, packed, dependencies: datasets.Dataset, counts: dict, config: BuildConfig
-) -> None:
-    """Write both configs as parquet shards (≤ 500 MB each) and the dataset card: the folder a push uploads."""
-    for name, table in (("default", packed), ("dependencies", dependencies)):
-        folder = output_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.parquet"):
-            stale.unlink()
-        if table is None:
-            continue
-        num_shards = max(1, math.ceil(table.data.nbytes / 500e6))
-        for index in range(num_shards):
-            shard = table.shard(num_shards, index, contiguous=True)
-            shard.to_parquet(str(folder / f"train-{index:05d}-of-{num_shards:05d}.parquet"))
-    (output_dir / "build_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    (output_dir / "README.md").write_text(
-        render_dataset_card(config, counts, has_sequences=packed is not None)
-    )
-
-
-def push_folder(output_dir: Path, config: BuildConfig) -> None:
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(config.hub_repo_id, repo_type="dataset", private=config.hub_private, exist_ok=True)
-    api.upload_folder(
-        repo_id=config.hub_repo_id,
-        repo_type="dataset",
-        folder_path=str(output_dir),
-        ignore_patterns=[".cache/*", ".cache/**"],
-    )
-
-
-def print_summary(counts: dict, output_dir: str) -> None:
-    seconds = counts["seconds"]
-    statuses = ", ".join(f"{status} {n}" for status, n in counts["roots_by_status"].items())
-    rows = [
-        ("roots", f"{counts['roots']} ({statuses}); {counts['roots_empty']} empty dropped"),
-        ("corpus documents", counts["corpus_documents"]),
-        ("high-entropy positions", counts["high_entropy_positions"]),
-        (
-            "candidates tried",
-            f"{counts['candidates_tried']} ({counts['distinct_candidates_tried']} distinct per root); "
-            f"excluded: {counts['candidates_excluded_self']} self, {counts['candidates_excluded_near_duplicate']} near-duplicate",
-        ),
-        (
-            "verified dependencies",
-            f"{counts['verified_dependencies']} in {counts['verified_contexts']} contexts, mean ΔI {counts['mean_delta_i']}",
-        ),
-        ("units", f"{counts['units']} ({counts['contexts_trimmed_for_length']} contexts trimmed for length)"),
-        ("sequences", counts["sequences"]),
-        ("tokens", f"{counts['tokens']} ({counts['padding_tokens']} padding)"),
-        (
-            "seconds",
-            ", ".join(f"{stage} {s}" for stage, s in seconds.items())
-            + f"; total {sum(seconds.values()):.1f}",
-        ),
-    ]
-    width = max(len(name) for name, _ in rows)
-    print(f"\nEntropyLong build written to {output_dir}", file=sys.stderr)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> dict:

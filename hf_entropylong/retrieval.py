@@ -180,6 +180,13 @@ def _embed_shards(
     return shards
 
 
+def load_index(index_path: str | Path, use_gpu: bool = False):
+    """Read a saved index; on the GPUs when asked, unless its lists live on disk (merged IVF shards)."""
+    index = _faiss().read_index(str(index_path))
+    on_disk = Path(f"{index_path}.ivfdata").exists()
+    return _to_gpu(index) if use_gpu and not on_disk else index
+
+
 def build_corpus_index(
     corpus: datasets.Dataset,
     embedder,
@@ -219,9 +226,7 @@ def build_corpus_index(
     if use_gpu:
         _to_gpu(faiss.IndexFlatIP(1))  # fail before any embedding when FAISS has no GPU support
     if index_path.exists():
-        index = faiss.read_index(str(index_path))
-        on_disk = Path(f"{index_path}.ivfdata").exists()
-        return _to_gpu(index) if use_gpu and not on_disk else index
+        return load_index(index_path, use_gpu)
     if len(corpus) == 0:
         raise ValueError("cannot index an empty corpus.")
     index_path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ import yaml
 from datasets import load_dataset
 
 from hf_entropylong import build as build_module
-from hf_entropylong.build import STATUSES, BuildConfig, build, main
+from hf_entropylong.build import BuildConfig, build, main
+from hf_entropylong.config import STATUSES
 
 pytestmark = pytest.mark.slow
 
