@@ -1,0 +1,128 @@
+"""Script arguments shared by `train cpt` and `train sft`, and loading the model with its config overrides.
+
+Long-context training changes the base model's config before the weights are loaded: the paper raises
+Llama-3's `rope_theta` from 500,000 to 200,000,000 and its window to 131,072 tokens. `config_overrides` does this
+for any key of the config; in transformers 5 the RoPE base lives in `config.rope_parameters`, and a
+`rope_theta` override is written there. The applied overrides (old and new values) are returned, saved with the
+model's config and written in the model card. `init_from_config` builds a randomly initialised model from the
+(overridden) config instead of loading weights: this is how the tiny recipes get a tiny Llama on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..models import resolve_model
+
+
+@dataclass
+class LongContextArguments:
+    """Arguments of the EntropyLong training scripts beyond TRL's `ScriptArguments`, `SFTConfig`, `ModelConfig`."""
+
+    config_overrides: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Values set on the model config before loading, e.g. {'rope_theta': 2e8, "
+            "'max_position_embeddings': 131072} (a JSON string on the command line)."
+        },
+    )
+    init_from_config: bool = field(
+        default=False, metadata={"help": "Build the model with random weights from its (overridden) config."}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer to use; defaults to model_name_or_path."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first N rows only (smoke tests)."}
+    )
+    eval_results: list[str] = field(
+        default_factory=list,
+        metadata={"help": "results.json files of `hf-entropylong eval` runs, shown in the model card."},
+    )
+    hardware: str | None = field(
+        default=None,
+        metadata={"help": "The hardware the recipe ran on, for the model card (e.g. '8x H100 80GB')."},
+    )
+    recipe: str | None = field(
+        default=None, metadata={"help": "Recipe file the run used, for the model card; defaults to --config."}
+    )
+
+    def __post_init__(self):
+        if isinstance(self.config_overrides, str):
+            try:
+                self.config_overrides = json.loads(self.config_overrides)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"config_overrides: not a JSON object: {self.config_overrides!r}") from error
+        if self.config_overrides is not None and not isinstance(self.config_overrides, dict):
+            raise ValueError(f"config_overrides must be a mapping, got {self.config_overrides!r}.")
+
+
+def apply_config_overrides(config, overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Set `overrides` on `config` in place and return `{key: {"old": …, "new": …}}`.
+
+    `rope_theta` (and any other key of `config.rope_parameters`) is written into `rope_parameters` when the
+    config keeps its RoPE settings there (transformers 5). An unknown key raises a `ValueError` naming it.
+    """
+    applied = {}
+    rope = getattr(config, "rope_parameters", None)
+    for key, value in (overrides or {}).items():
+        if isinstance(rope, dict) and (key in rope or key == "rope_theta"):
+            applied[key] = {"old": rope.get(key), "new": value}
+            rope[key] = value
+        elif hasattr(config, key):
+            applied[key] = {"old": getattr(config, key), "new": value}
+            setattr(config, key, value)
+        else:
+            raise ValueError(
+                f"config_overrides: {type(config).__name__} has no field {key!r} "
+                f"(model_type {config.model_type!r})."
+            )
+    return applied
+
+
+def load_model_and_tokenizer(model_args, long_args: LongContextArguments, training_args):
+    """Load (or build) the causal LM with `config_overrides` applied, and its tokenizer.
+
+    Args:
+        model_args (`trl.ModelConfig`): `model_name_or_path` (a Hub id, a path or an `embedded:` name),
+            `dtype`, `attn_implementation`.
+        long_args ([`LongContextArguments`]): overrides, `init_from_config`, tokenizer.
+        training_args (`trl.SFTConfig`): `trust_remote_code`; `gradient_checkpointing` turns the KV cache off.
+
+    Returns:
+        `(model, tokenizer, applied_overrides)`.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not model_args.model_name_or_path:
+        raise ValueError(
+            "model_name_or_path is required (a Hub id, a local path or embedded:SmolLM2-135M-Instruct)."
+        )
+    path = resolve_model(model_args.model_name_or_path)
+    trust = training_args.trust_remote_code
+    config = AutoConfig.from_pretrained(path, revision=model_args.model_revision, trust_remote_code=trust)
+    applied = apply_config_overrides(config, long_args.config_overrides)
+    if training_args.gradient_checkpointing:
+        config.use_cache = False
+    dtype = model_args.dtype
+    dtype = getattr(torch, dtype) if dtype not in (None, "auto") else dtype
+    kwargs = {
+        "dtype": dtype,
+        "attn_implementation": model_args.attn_implementation,
+        "trust_remote_code": trust,
+    }
+    if long_args.init_from_config:
+        model = AutoModelForCausalLM.from_config(config, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, config=config, revision=model_args.model_revision, **kwargs
+        )
+    tokenizer_path = resolve_model(long_args.tokenizer_name_or_path or model_args.model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=trust)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, applied

@@ -1,0 +1,161 @@
+"""`EntropyLongTrainer`: TRL's `SFTTrainer` with the guard, logging and model card that long-context runs need.
+
+On top of `SFTTrainer` (which already computes the loss with a fused, chunked LM head — no [tokens, vocab]
+logits in float32 — and supports PEFT, gradient checkpointing and Accelerate's parallelism configs), it:
+
+- refuses unsafe sequence-parallel settings for packed data ([`check_parallelism`]) once the accelerator is
+  built, so a setting coming from an accelerate YAML is checked too;
+- logs `tokens_per_second` (all tokens of the global batch, padding included) beside TRL's `num_tokens`;
+- writes `entropylong_training.json` and renders `model_card/template.md` into `README.md` instead of the
+  generic card, at every checkpoint and on `push_to_hub`.
+
+`parse_args` and `train_and_save` are the parts of `main` that `train cpt` and `train sft` share.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
+
+from .config import LongContextArguments
+from .modelcard import RUN_FILE, load_results, render_model_card
+from .spans import check_parallelism
+
+
+def parse_args(argv: list[str] | None, prog: str):
+    """Parse `--config recipe.yaml` and flags into `(ScriptArguments, SFTConfig, ModelConfig, LongContextArguments)`."""
+    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, LongContextArguments), prog=prog)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args, training_args, model_args, long_args = parser.parse_args_and_config(argv)
+    if long_args.recipe is None and "--config" in argv:
+        long_args.recipe = argv[argv.index("--config") + 1]
+    return script_args, training_args, model_args, long_args
+
+
+def _name(option) -> str:
+    return str(getattr(option, "value", option))
+
+
+def hyperparameters(
+    args: SFTConfig, num_processes: int, sp_size: int, seq_length: int | None
+) -> dict[str, Any]:
+    """The hyperparameters shown in the model card, with the global batch in sequences and tokens."""
+    sequences = args.per_device_train_batch_size * args.gradient_accumulation_steps * num_processes // sp_size
+    table = {
+        "learning rate": args.learning_rate,
+        "schedule": _name(args.lr_scheduler_type),
+        "schedule kwargs": args.lr_scheduler_kwargs or {},
+        "warmup": f"{args.warmup_steps:.0%} of steps"
+        if 0 < args.warmup_steps < 1
+        else f"{args.warmup_steps:g} steps",
+        "max steps": args.max_steps,
+        "global batch (sequences)": sequences,
+        "optimizer": f"{_name(args.optim)} (β1={args.adam_beta1}, β2={args.adam_beta2}, ε={args.adam_epsilon})",
+        "weight decay": args.weight_decay,
+        "gradient clipping": args.max_grad_norm,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "gradient checkpointing": args.gradient_checkpointing,
+        "sequence parallel size": sp_size,
+        "seed": args.seed,
+    }
+    if seq_length:
+        table["global batch (tokens)"] = f"{sequences * seq_length:,}"
+    return table
+
+
+class EntropyLongTrainer(SFTTrainer):
+    """`SFTTrainer` plus the span-safety guard, throughput logging and the EntropyLong model card.
+
+    Args:
+        run_info (`dict`): card fields known before training (`stage`, `base_model`, `datasets`, `recipe`,
+            `hardware`, `overrides`, `max_seq_length`, `eval_results`); steps, tokens, loss and
+            hyperparameters are added when the card is written.
+        *args, **kwargs: passed to [`trl.SFTTrainer`].
+    """
+
+    def __init__(self, *args, run_info: dict[str, Any], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.run_info = run_info
+        config = self.model.config
+        seq_length = run_info.get("max_seq_length")
+        check_parallelism(
+            self.accelerator.parallelism_config,
+            config.get_text_config(),
+            getattr(config, "_attn_implementation", None),
+            seq_length * self.args.per_device_train_batch_size if seq_length else None,
+        )
+        self._last_log = (time.perf_counter(), 0)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.model.training and "loss" in logs:
+            now, tokens = time.perf_counter(), self._total_train_tokens
+            last_time, last_tokens = self._last_log
+            if now > last_time and tokens > last_tokens:
+                logs["tokens_per_second"] = round((tokens - last_tokens) / (now - last_time), 1)
+            self._last_log = (now, tokens)
+        super().log(logs, start_time)
+
+    def run_summary(self) -> dict[str, Any]:
+        """`run_info` plus what the run has done so far: steps, tokens, last loss, hyperparameters."""
+        parallelism = self.accelerator.parallelism_config
+        sp_size = parallelism.sp_size if parallelism is not None else 1
+        losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+        peft_config = getattr(self.model, "peft_config", None)
+        peft = None
+        if peft_config:
+            adapter = next(iter(peft_config.values()))
+            peft = {
+                "r": adapter.r,
+                "lora_alpha": adapter.lora_alpha,
+                "target_modules": sorted(adapter.target_modules or []),
+            }
+        return {
+            **self.run_info,
+            "output_dir": str(self.args.output_dir),
+            "repo_id": self.args.hub_model_id,
+            "model_name": self.args.hub_model_id or Path(self.args.output_dir).name,
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+            "steps": self.state.global_step,
+            "tokens_seen": self._total_train_tokens,
+            "final_loss": losses[-1] if losses else None,
+            "peft": peft,
+            "hyperparameters": hyperparameters(
+                self.args, self.accelerator.num_processes, sp_size, self.run_info.get("max_seq_length")
+            ),
+        }
+
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, **kwargs
+    ) -> None:
+        """Write `entropylong_training.json` and the EntropyLong card into `output_dir` (main process only)."""
+        if not self.is_world_process_zero():
+            return
+        output_dir = Path(self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run = self.run_summary()
+        (output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+        results = [load_results(p) for p in self.run_info.get("eval_results", [])]
+        (output_dir / "README.md").write_text(render_model_card(run, results))
+
+
+def train_and_save(trainer: EntropyLongTrainer, training_args: SFTConfig) -> None:
+    """Train (resuming when `resume_from_checkpoint` is set), save weights, tokenizer and card, push if asked."""
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    trainer.save_model(training_args.output_dir)
+    trainer.create_model_card()
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    if trainer.is_world_process_zero():
+        summary = trainer.run_summary()
+        print(
+            f"{summary['stage']}: {summary['steps']} steps, {summary['tokens_seen']:,} tokens, final loss "
+            f"{summary['final_loss']}, saved to {training_args.output_dir}"
+        )
