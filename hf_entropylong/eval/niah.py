@@ -57,7 +57,7 @@ def plot_heatmap(cells: list[dict], path: str | Path, title: str) -> Path:
     for cell in cells:
         grid[depths.index(cell["depth"]), lengths.index(cell["length"])] = cell["score"]
     colors = LinearSegmentedColormap.from_list("niah", ["#F0496E", "#EBB839", "#0CD79F"])
-    figure, axes = plt.subplots(figsize=(1.2 + 0.9 * len(lengths), 1.0 + 0.45 * len(depths)))
+    figure, axes = plt.subplots(figsize=(max(6.0, 2.5 + 0.9 * len(lengths)), max(3.0, 1.2 + 0.4 * len(depths))))
     image = axes.imshow(grid, cmap=colors, vmin=0, vmax=100, aspect="auto")
     axes.set_xticks(range(len(lengths)), [f"{length // 1024}K" if length % 1024 == 0 else str(length) for length in lengths])
     axes.set_yticks(range(len(depths)), [f"{depth}%" for depth in depths])

@@ -1,0 +1,162 @@
+"""Task generation at small lengths: templates, needles, length accounting in model tokens, determinism."""
+
+import re
+
+import pytest
+from transformers import AutoTokenizer
+
+from hf_entropylong.eval.haystack import load_hotpotqa, load_squad, split_sentences
+from hf_entropylong.eval.ruler_tasks import (
+    NOISE,
+    TASK_NAMES,
+    Resources,
+    count_tokens,
+    generate_samples,
+    metric_for,
+    render_prompt,
+    tokens_to_generate,
+)
+from hf_entropylong.models import EMBEDDED_EMBEDDER, resolve_model
+
+SYNTHETIC = [task for task in TASK_NAMES if not task.startswith("qa")]
+
+
+def test_thirteen_tasks_with_rulers_metrics():
+    assert len(TASK_NAMES) == 13
+    assert [t for t in TASK_NAMES if metric_for(t) == "part"] == ["qa_1", "qa_2"]
+    assert tokens_to_generate("niah_single_1") == 128 and tokens_to_generate("vt") == 30
+    assert tokens_to_generate("cwe") == 120 and tokens_to_generate("fwe") == 50 and tokens_to_generate("qa_1") == 32
+
+
+@pytest.mark.parametrize("task", SYNTHETIC)
+def test_samples_fill_the_length_in_model_tokens(task, tokenizer):
+    length = 1024
+    samples = generate_samples(task, tokenizer, length, 2)
+    assert len(samples) == 2
+    for sample in samples:
+        prompt_tokens = len(tokenizer(sample["input"]).input_ids)
+        assert sample["length"] == prompt_tokens + tokens_to_generate(task)
+        assert sample["length"] <= length
+        assert sample["length"] >= 0.85 * length  # the haystack grows to (almost) the target
+        assert sample["max_length"] == length and sample["metric"] == "all"
+        for expected in sample["outputs"]:
+            assert expected in sample["input"]  # every answer is findable in the context
+
+
+def test_length_is_counted_with_the_evaluated_models_tokenizer(tokenizer):
+    other = AutoTokenizer.from_pretrained(resolve_model(EMBEDDED_EMBEDDER))  # BERT WordPiece, not SmolLM2's BPE
+    ours = generate_samples("niah_single_2", tokenizer, 1024, 1)[0]
+    theirs = generate_samples("niah_single_2", other, 1024, 1)[0]
+    assert len(other(theirs["input"]).input_ids) + 128 == theirs["length"] <= 1024
+    assert len(ours["input"]) != len(theirs["input"])  # same token budget, different amounts of text
+
+
+def test_niah_prompts_follow_rulers_template(tokenizer):
+    single = generate_samples("niah_single_1", tokenizer, 1024, 1)[0]
+    assert single["input"].startswith("A special magic number is hidden within the following text.")
+    assert re.search(r"What is the special magic number for [a-z]+-[a-z]+ mentioned in the provided text\?", single["input"])
+    assert single["input"].endswith(" mentioned in the provided text is")
+    assert NOISE in single["input"]
+    assert f"is: {single['outputs'][0]}." in single["input"]
+
+    multivalue = generate_samples("niah_multivalue", tokenizer, 1024, 1)[0]
+    assert multivalue["input"].startswith("Some special magic numbers are hidden")
+    assert multivalue["input"].endswith(" mentioned in the provided text are")
+    assert len(multivalue["outputs"]) == 4
+
+    multiquery = generate_samples("niah_multiquery", tokenizer, 1024, 1)[0]
+    assert len(multiquery["outputs"]) == 4 and ", and " in multiquery["input"][-300:]
+
+    uuids = generate_samples("niah_multikey_3", tokenizer, 1024, 1)[0]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuids["outputs"][0])
+    # the distractor haystack is made of needles with other keys
+    assert uuids["input"].count("One of the special magic uuid") > 5
+
+
+def test_other_tasks_follow_rulers_templates(tokenizer):
+    vt = generate_samples("vt", tokenizer, 1024, 1)[0]
+    assert vt["input"].count("Memorize and track the chain(s) of variable assignment") == 2  # example + task
+    assert vt["input"].endswith("5 variables are assigned the value " + vt["input"].split("assigned the value ")[-1])
+    first, *rest = vt["outputs"]
+    assert re.search(rf"VAR {first} = \d{{5}}", vt["input"])
+    assert all(f"VAR {b} = VAR {a}" in vt["input"] for a, b in zip(vt["outputs"], rest, strict=False))
+
+    cwe = generate_samples("cwe", tokenizer, 1024, 1)[0]
+    assert cwe["input"].endswith("Answer: The top 10 words that appear most often in the list are:")
+    task_list = cwe["input"].split("Below is a numbered list of words.")[-1]
+    counts = {word: len(re.findall(rf"\d+\. {word}(?= |\n)", task_list)) for word in cwe["outputs"]}
+    assert len(cwe["outputs"]) == 10 and min(counts.values()) == 6  # below 4K: 6 repeats vs 1
+
+    fwe = generate_samples("fwe", tokenizer, 1024, 1)[0]
+    words = fwe["input"].split("Find the three most frequently appeared coded words. ")[1].split("\n")[0].split()
+    ranked = sorted(set(words) - {"..."}, key=words.count, reverse=True)
+    assert ranked[:3] == fwe["outputs"]
+
+
+def test_generation_is_deterministic_for_a_seed(tokenizer):
+    a = generate_samples("niah_multikey_1", tokenizer, 1024, 3, seed=7)
+    b = generate_samples("niah_multikey_1", tokenizer, 1024, 3, seed=7)
+    c = generate_samples("niah_multikey_1", tokenizer, 1024, 3, seed=8)
+    assert a == b
+    assert [s["outputs"] for s in a] != [s["outputs"] for s in c]
+    # a sample depends only on (seed, task, length, index), not on how many were asked for
+    assert generate_samples("niah_multikey_1", tokenizer, 1024, 1, seed=7)[0] == a[0]
+    assert a[0]["outputs"] != a[1]["outputs"]
+
+
+def test_fixed_depth_places_the_needle(tokenizer):
+    def needle_position(depth):
+        sample = generate_samples("niah_single_2", tokenizer, 2048, 1, depth=depth)[0]
+        sentences = split_sentences(sample["input"].split("afterwards.\n", 1)[1].rsplit("\nWhat is", 1)[0])
+        index = next(i for i, s in enumerate(sentences) if "One of the special magic" in s)
+        return index / len(sentences)
+
+    assert needle_position(0) < 0.05
+    assert 0.4 < needle_position(50) < 0.6
+    assert needle_position(100) > 0.95  # in (or right after) the last sentence
+    with pytest.raises(ValueError, match="fixed needle depth"):
+        generate_samples("vt", tokenizer, 1024, 1, depth=50)
+
+
+def test_chat_template_is_counted(tokenizer):
+    sample = generate_samples("niah_single_1", tokenizer, 1024, 1, chat_template=True)[0]
+    assert sample["input"].startswith("<|im_start|>")
+    assert sample["input"].endswith("<|im_start|>assistant\nThe special magic number for " + sample["input"].split("for ")[-1])
+    assert count_tokens(tokenizer, sample["input"]) + 128 == sample["length"] <= 1024
+    assert render_prompt(tokenizer, "Q", " A:", False) == "Q A:"
+
+
+def test_qa_tasks_from_local_files(tokenizer, squad_file, hotpotqa_file):
+    squad = load_squad(squad_file)
+    assert len(squad.questions) == 2  # the unanswerable one is dropped
+    samples = generate_samples("qa_1", tokenizer, 1024, 2, resources=Resources(qa=squad))
+    first = samples[0]
+    assert first["metric"] == "part" and first["outputs"] == ["the Black Sea", "Black Sea"]
+    assert "The Danube flows through ten countries" in first["input"]
+    assert first["input"].startswith("Answer the question based on the given documents.")
+    assert first["input"].endswith("Question: Where does the Danube end? Answer:")
+    assert first["input"].count("Document ") > 10 and first["length"] <= 1024
+    hotpot = load_hotpotqa(hotpotqa_file)
+    sample = generate_samples("qa_2", tokenizer, 512, 1, resources=Resources(qa=hotpot))[0]
+    assert "Vienna\nVienna is the capital of Austria." in sample["input"] and sample["outputs"] == ["Danube"]
+
+
+def test_clear_errors(tokenizer, tmp_path):
+    with pytest.raises(ValueError, match="Unknown RULER task"):
+        generate_samples("niah_single_9", tokenizer, 1024, 1)
+    with pytest.raises(ValueError, match="too short for vt"):
+        generate_samples("vt", tokenizer, 200, 1)
+    with pytest.raises(ValueError, match="needs a squad question file"):
+        generate_samples("qa_1", tokenizer, 1024, 1)
+    with pytest.raises(FileNotFoundError, match="SQuAD file"):
+        load_squad(tmp_path / "absent.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_squad(bad)
+    bad.write_text('{"data": [{"title": "x"}]}')
+    with pytest.raises(ValueError, match="article 0 lacks"):
+        load_squad(bad)
+    bad.write_text('[{"question": "q"}]')
+    with pytest.raises(ValueError, match="item 0 lacks"):
+        load_hotpotqa(bad)

@@ -1,0 +1,90 @@
+"""RULER's string matching against hand-computed cases, and the results files."""
+
+import json
+
+import pytest
+
+from hf_entropylong.eval.scoring import (
+    markdown_table,
+    postprocess,
+    score_sample,
+    string_match_all,
+    string_match_part,
+    summarize,
+    table_scores,
+    write_results,
+)
+
+
+def test_all_match_counts_the_share_of_values_found():
+    # multi-value NIAH: 4 values, 3 present → 0.75
+    prediction = " 1234567, 2345678 and 3456789 are the numbers."
+    assert string_match_all(prediction, ["1234567", "2345678", "3456789", "9999999"]) == 0.75
+    assert string_match_all(prediction, ["1234567"]) == 1.0
+    assert string_match_all(prediction, ["7654321"]) == 0.0
+
+
+def test_all_match_is_case_insensitive_and_substring_based():
+    assert string_match_all("The words are: APPLE, banana.", ["apple", "Banana", "cherry"]) == pytest.approx(2 / 3)
+    # substring semantics, as RULER: "12345" is inside "123456"
+    assert string_match_all("123456", ["12345"]) == 1.0
+
+
+def test_part_match_takes_any_alternative():
+    # QA: SQuAD gives alternatives; any of them is a hit
+    assert string_match_part("It ends in the Black Sea.", ["the Black Sea", "Black Sea", "Euxine"]) == 1.0
+    assert string_match_part("It ends in the Caspian.", ["the Black Sea", "Black Sea"]) == 0.0
+    assert string_match_part("BLACK SEA", ["black sea"]) == 1.0
+
+
+def test_part_and_all_differ_on_the_same_case():
+    prediction, refs = "Paris", ["Paris", "Lyon"]
+    assert string_match_part(prediction, refs) == 1.0
+    assert string_match_all(prediction, refs) == 0.5
+
+
+def test_postprocess_turns_control_characters_into_newlines():
+    assert postprocess("  12\x0034\t \n") == "12\n34"
+    # a value split by a control character is no longer found
+    assert string_match_all("12\x0034", ["1234"]) == 0.0
+
+
+def test_score_sample_rejects_unknown_metric_and_empty_references():
+    with pytest.raises(ValueError, match="Unknown metric"):
+        score_sample("x", ["x"], "exact")
+    with pytest.raises(ValueError, match="at least one"):
+        string_match_all("x", [])
+
+
+def test_table_summary_and_markdown():
+    rows = [
+        {"task": "vt", "max_length": 1024, "score": 1.0},
+        {"task": "vt", "max_length": 1024, "score": 0.5},
+        {"task": "vt", "max_length": 2048, "score": 0.0},
+        {"task": "cwe", "max_length": 1024, "score": 0.2},
+    ]
+    scores = table_scores(rows)
+    by_key = {(s["task"], s["length"]): s for s in scores}
+    assert by_key[("vt", 1024)]["score"] == 75.0 and by_key[("vt", 1024)]["samples"] == 2
+    assert by_key[("cwe", 1024)]["score"] == 20.0
+    summary = summarize(scores)
+    assert summary["average"] == round((75 + 0 + 20) / 3, 2)
+    assert summary["per_length"] == {"1024": 47.5, "2048": 0.0}
+    table = markdown_table(scores)
+    assert "| vt | 75.00 | 0.00 | 37.50 |" in table
+    assert "| cwe | 20.00 |  | 20.00 |" in table
+    assert table.splitlines()[-1] == "| **average** | 47.50 | 0.00 | **31.67** |"
+
+
+def test_write_results_follows_the_shared_schema(tmp_path):
+    scores = [{"task": "vt", "length": 1024, "score": 50.0, "samples": 2}]
+    path = write_results(
+        tmp_path, model="m", benchmark="ruler", config={"lengths": [1024]}, scores=scores,
+        summary={"average": 50.0}, markdown="| t |", predictions=[{"task": "vt", "prediction": "X"}],
+    )
+    results = json.loads(path.read_text())
+    assert set(results) == {"model", "benchmark", "config", "scores", "summary"}
+    assert results["scores"] == [{"task": "vt", "length": 1024, "score": 50.0}]
+    assert results["summary"]["average"] == 50.0
+    assert (tmp_path / "results.md").read_text().startswith("# ruler: m")
+    assert json.loads((tmp_path / "predictions.jsonl").read_text())["prediction"] == "X"
