@@ -1,6 +1,9 @@
 """Tiny continued pretraining end to end on CPU: loss falls, checkpoints save, the run resumes and reloads."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from hf_entropylong.cli import main as cli_main
 from hf_entropylong.train import cpt
 
-from .conftest import TINY_STEPS, tiny_cpt_args
+from .conftest import REPO, TINY_STEPS, tiny_cpt_args
 
 
 def losses(output_dir):
@@ -76,3 +79,15 @@ def test_cpt_rejects_a_dataset_without_spans(tmp_path):
                 str(tmp_path),
             ]
         )
+
+
+@pytest.mark.slow
+def test_accelerate_launch_module(packed_dir, tmp_path):
+    """`accelerate launch -m hf_entropylong.train.cpt --config …` runs the same entry point."""
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [
+        str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/single_gpu.yaml"), "--cpu",
+        "-m", "hf_entropylong.train.cpt", *tiny_cpt_args(packed_dir, tmp_path, "--max_steps", "1"),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True)
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "README.md").exists()
