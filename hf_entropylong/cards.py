@@ -29,24 +29,20 @@ def _size_category(n: int) -> str:
 
 
 def render_dataset_card(
-    config, counts: dict, has_sequences: bool = True, template_path: Path = TEMPLATE
+    config, counts: dict, data_files: dict[str, str], template_path: Path = TEMPLATE
 ) -> str:
-    """Render the card for a build with `config` (a `BuildConfig`) and the `counts` of `build.summarize`."""
+    """Render the card for a build with `config` (a `BuildConfig`) and the counts of `publish.summarize`.
+
+    `data_files` maps each config written (`default`, `dependencies`) to its parquet path pattern.
+    """
     from .models import is_embedded
 
     sources = [config.roots, *config.corpus]
     license_id = EMBEDDED_LICENSE if all(is_embedded(s) for s in sources) else config.dataset_license
     configs = [
-        {
-            "config_name": "dependencies",
-            "data_files": [{"split": "train", "path": "dependencies/train-*.parquet"}],
-        }
+        {"config_name": name, "data_files": [{"split": "train", "path": pattern}]}
+        for name, pattern in data_files.items()
     ]
-    if has_sequences:
-        configs.insert(
-            0,
-            {"config_name": "default", "data_files": [{"split": "train", "path": "default/train-*.parquet"}]},
-        )
     pretty_name = config.pretty_name or f"EntropyLong {config.max_seq_length // 1024}K"
     card_data = DatasetCardData(
         language="en",

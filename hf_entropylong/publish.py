@@ -64,7 +64,13 @@ def summarize(root_counts, corpus_counts, dependencies: datasets.Dataset, packed
 def write_dataset(
     output_dir: Path, packed, dependencies: datasets.Dataset, counts: dict, config: BuildConfig
 ) -> None:
-    """Write both configs as parquet shards (≤ 500 MB each) and the dataset card: the folder a push uploads."""
+    """Write both configs as parquet shards (≤ 500 MB each) and the dataset card: the folder a push uploads.
+
+    Shard names carry the table's fingerprint. `datasets` caches a local folder's configs under a key made of
+    the card's path patterns alone, so a rebuild with other content must change the patterns, or
+    `load_dataset(folder)` would keep returning the previous build.
+    """
+    data_files = {}
     for name, table in (("default", packed), ("dependencies", dependencies)):
         folder = output_dir / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,14 +78,14 @@ def write_dataset(
             stale.unlink()
         if table is None:
             continue
+        tag = table._fingerprint[:12]
         num_shards = max(1, math.ceil(table.data.nbytes / 500e6))
         for index in range(num_shards):
             shard = table.shard(num_shards, index, contiguous=True)
-            shard.to_parquet(str(folder / f"train-{index:05d}-of-{num_shards:05d}.parquet"))
+            shard.to_parquet(str(folder / f"train-{tag}-{index:05d}-of-{num_shards:05d}.parquet"))
+        data_files[name] = f"{name}/train-{tag}-*.parquet"
     (output_dir / "build_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    (output_dir / "README.md").write_text(
-        render_dataset_card(config, counts, has_sequences=packed is not None)
-    )
+    (output_dir / "README.md").write_text(render_dataset_card(config, counts, data_files))
 
 
 def push_folder(output_dir: Path, config: BuildConfig) -> None:

@@ -1,5 +1,6 @@
 """End-to-end builds with the embedded SmolLM2 and MiniLM on a small crafted corpus."""
 
+import hashlib
 import json
 import shutil
 
@@ -49,13 +50,17 @@ DOCS = [
         "chemical energy stored in sugars, releasing oxygen as a by-product of splitting water molecules.",
     ),
     ("short", "Hello."),
+    ("long", "The river flows past the old mill at the edge of the village. " * 90),  # > 1,024 tokens
 ]
 
 
 @pytest.fixture(scope="module")
 def docs_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "docs.jsonl"
-    path.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in DOCS), encoding="utf-8")
+    content = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in DOCS)
+    # datasets caches a local file by its path and time stamp: name it after its content.
+    digest = hashlib.sha1(content.encode()).hexdigest()[:12]
+    path = tmp_path_factory.mktemp("data") / f"docs-{digest}.jsonl"
+    path.write_text(content, encoding="utf-8")
     return path
 
 
@@ -124,6 +129,8 @@ def test_dependencies_config_is_consistent(demo_build):
     # The accord text supplies what the merchant's biography cannot predict (the name "Velmora Accord").
     assert "velmora" in [c["corpus_id"] for c in by_id["grennick"]["verified_contexts"]]
     assert by_id["short"]["status"] == "no_high_entropy_position"
+    assert by_id["long"]["status"] == "root_too_long" and by_id["long"]["positions"] == []
+    assert counts["roots_by_status"]["root_too_long"] == 1
     deltas = [c["delta_i"] for row in roots for c in row["candidates"] if c["verified"]]
     assert counts["mean_delta_i"] == pytest.approx(np.mean(deltas), abs=1e-4)
 
@@ -201,6 +208,9 @@ def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path):
     assert max(len(row["candidates"]) for row in roots) > 0
     header = yaml.safe_load((tmp_path / "cli" / "README.md").read_text().split("---")[1])
     assert [c["config_name"] for c in header["configs"]] == ["dependencies"]
+    # A rebuild into the same folder is what load_dataset returns next (not datasets' cache of the first).
+    main(["--config", str(recipe), "--output_dir", str(tmp_path / "cli"), "--num_roots", "2"])
+    assert len(load_dataset(str(tmp_path / "cli"), "dependencies", split="train")) == 2
     shutil.rmtree(tmp_path / "cli")
 
 
