@@ -112,9 +112,12 @@ def entropy_stage(batch: dict, rank: int | None, config: BuildConfig) -> dict:
             out["status"].append("root_too_long")
             continue
         entropy = next(scored).astype(np.float64)
-        # Only text tokens count: special tokens (BOS, the closing EOS) have empty character spans.
+        # Only text tokens count: special tokens (BOS, the closing EOS) have empty character spans. The first
+        # `min_left_context` text tokens are left out too: any context "explains" a document's opening.
         spans = list(offsets) + [(0, 0)]
-        entropy[[start >= end for start, end in spans]] = np.nan
+        special = np.array([start >= end for start, end in spans])
+        entropy[special] = np.nan
+        entropy[np.flatnonzero(~special)[: config.min_left_context]] = np.nan
         picked = high_entropy_positions(entropy, alpha=config.alpha)
         if config.max_positions_per_root is not None:
             picked = sorted(picked, key=lambda t: -entropy[t])[: config.max_positions_per_root]
@@ -379,6 +382,7 @@ def build(config: BuildConfig) -> dict:
         roots._fingerprint,
         lm_settings,
         config.alpha,
+        config.min_left_context,
         config.max_positions_per_root,
         config.window_words,
     )

@@ -86,6 +86,13 @@ class BuildConfig:
     trust_remote_code: bool = False
     # Method (the paper's values)
     alpha: float = field(default=2.0, metadata={"help": "High entropy: H_t > mean + alpha * std."})
+    min_left_context: int = field(
+        default=4,
+        metadata={
+            "help": "Skip the root's first N text tokens: predicted from almost nothing, their entropy is high in "
+            "every document and any prepended text lowers it (0 = the paper's plain rule)."
+        },
+    )
     max_positions_per_root: int | None = field(
         default=None, metadata={"help": "Keep only the highest-entropy positions."}
     )
