@@ -4,12 +4,22 @@ import importlib.util
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from hf_entropylong.train.spans import PackedCollator
 
-from .test_spans import packed_rows, tiny_llama, unit_slices
+from .test_spans import packed_rows, unit_slices
 
 GPU_VARLEN = ["flex_attention"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
+
+
+def gpu_llama(attn: str) -> LlamaForCausalLM:
+    """A tiny Llama with 16-dim heads: flex_attention's kernels need head dimensions of at least 16."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         attn_implementation=attn)  # fmt: skip
+    return LlamaForCausalLM(config).eval()
 
 
 @pytest.mark.require_gpu
@@ -18,8 +28,8 @@ def test_gpu_varlen_matches_cpu_block_diagonal(attn):
     batch = PackedCollator(pad_token_id=0)(packed_rows())
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
-        reference = tiny_llama("sdpa")(**inputs, use_cache=False).logits
-        model = tiny_llama(attn).to("cuda", torch.bfloat16)
+        reference = gpu_llama("sdpa")(**inputs, use_cache=False).logits
+        model = gpu_llama(attn).to("cuda", torch.bfloat16)
         cuda_inputs = {k: v.cuda() if torch.is_tensor(v) else v for k, v in inputs.items()}
         logits = model(**cuda_inputs, use_cache=False).logits.float().cpu()
     relative = (logits - reference).norm() / reference.norm()
