@@ -458,6 +458,17 @@ def build(config: BuildConfig) -> dict:
     tokenizer = _tokenizer(config.lm)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     packed = pack_units(units, config.max_seq_length, pad_id, seed=config.seed) if len(units) else None
+    units_left_over = 0
+    if packed is not None:
+        # Best-fit-decreasing leaves its last rows mostly padding: hold them back (their units stay audited).
+        most_padding = int((1 - config.min_row_fill) * config.max_seq_length)
+        filled = packed.filter(
+            lambda batch: [n <= most_padding for n in batch["num_padding_tokens"]],
+            batched=True,
+            desc="Row fill",
+        )
+        units_left_over = len(units) - sum(map(len, filled["root_ids"]))
+        packed = filled.flatten_indices() if len(filled) else None
     if packed is not None:
         packed = packed.map(
             lambda batch: {"text": tokenizer.batch_decode(batch["input_ids"])},
@@ -470,6 +481,7 @@ def build(config: BuildConfig) -> dict:
         {"id": "root_id", "text": "root_text"}
     )
     counts = summarize(root_counts, [c for _, c in corpus_parts], dependencies, packed)
+    counts["units_left_over"] = units_left_over
     counts["seconds"] = {stage: round(seconds, 1) for stage, seconds in timings.items()}
     write_dataset(output_dir, packed, dependencies, counts, config)
     if config.push_to_hub:

@@ -104,6 +104,12 @@ class BuildConfig:
     )
     order: str = field(default="shuffle", metadata={"help": "shuffle | sequence"})
     max_seq_length: int = 131_072
+    min_row_fill: float = field(
+        default=0.5,
+        metadata={
+            "help": "Drop packed rows whose units fill less than this share (the last rows of a packing)."
+        },
+    )
     # Index
     index_factory: str = field(
         default="Flat", metadata={"help": "faiss.index_factory string, e.g. IVF32768,PQ256."}
@@ -143,5 +149,7 @@ class BuildConfig:
             raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}.")
         if self.top_k < 1 or self.window_words < 1 or self.max_seq_length < 2:
             raise ValueError("top_k, window_words and max_seq_length must be positive.")
+        if not 0 <= self.min_row_fill <= 1:
+            raise ValueError(f"min_row_fill must be in [0, 1], got {self.min_row_fill}.")
         if self.push_to_hub and not self.hub_repo_id:
             raise ValueError("--push_to_hub needs --hub_repo_id ORG/NAME.")

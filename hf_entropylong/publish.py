@@ -117,7 +117,11 @@ def print_summary(counts: dict, output_dir: str) -> None:
             "verified dependencies",
             f"{counts['verified_dependencies']} in {counts['verified_contexts']} contexts, mean ΔI {counts['mean_delta_i']}",
         ),
-        ("units", f"{counts['units']} ({counts['contexts_trimmed_for_length']} contexts trimmed for length)"),
+        (
+            "units",
+            f"{counts['units']} in sequences, {counts['units_left_over']} left over in under-filled rows; "
+            f"{counts['contexts_trimmed_for_length']} contexts trimmed for length",
+        ),
         ("sequences", counts["sequences"]),
         ("tokens", f"{counts['tokens']} ({counts['padding_tokens']} padding)"),
         (

@@ -74,6 +74,7 @@ def small_config(docs_file, output_dir, **overrides) -> BuildConfig:
         embedder="embedded:all-MiniLM-L6-v2",
         top_k=2,
         max_seq_length=1024,
+        min_row_fill=0.2,  # a handful of short units fill a fraction of a row
         shard_size=3,
         output_dir=str(output_dir),
     )
@@ -100,6 +101,8 @@ def test_layout_and_packed_sequences(demo_build):
         assert units == len(row["root_ids"])
         assert row["text"]
     assert counts["units"] == sum(len(row["root_ids"]) for row in sequences)
+    assert all(row["num_padding_tokens"] <= 0.8 * 1024 for row in sequences)  # min_row_fill 0.2
+    assert counts["units"] + counts["units_left_over"] == counts["roots_by_status"]["ok"]
 
 
 def test_dependencies_config_is_consistent(demo_build):
