@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_llama
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from hf_entropylong.entropy import (
@@ -14,17 +15,7 @@ from hf_entropylong.entropy import (
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama()
 
 
 def reference_entropy(model, ids: list[int]) -> np.ndarray:

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
+from transformers import LlamaForCausalLM
 
 from hf_entropylong.entropy import document_entropy
 from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
@@ -66,18 +67,7 @@ def test_context_entropy_equals_a_direct_computation(smollm):
 
 
 def test_truncation_keeps_the_root_prefix_and_the_end_of_the_context():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=50,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=32,
-        initializer_range=0.5,
-    )  # large weights: predictions that depend on the context
-    model = LlamaForCausalLM(config).eval()
+    model = small_llama(window=32)
     context = torch.randint(0, 50, (40,)).tolist()  # longer than the whole window
     root = torch.randint(0, 50, (60,)).tolist()
     positions = [5, 20, 50]
@@ -100,9 +90,9 @@ def test_delta_i():
     assert delta_i(5.0, 1.0) == pytest.approx(0.8)
 
 
-def tiny_llama(window: int = 64) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
+def small_llama(window: int = 64) -> LlamaForCausalLM:
+    """Vocab 50, large weights: predictions that depend on the context."""
+    return tiny_llama(
         vocab_size=50,
         hidden_size=16,
         intermediate_size=32,
@@ -112,7 +102,6 @@ def tiny_llama(window: int = 64) -> LlamaForCausalLM:
         max_position_embeddings=window,
         initializer_range=0.5,
     )
-    return LlamaForCausalLM(config).eval()
 
 
 def test_a_made_up_name_and_number_are_verified_in_one_forward(smollm):
@@ -132,7 +121,7 @@ def test_a_made_up_name_and_number_are_verified_in_one_forward(smollm):
 
 
 def test_sequences_stop_at_the_last_position_and_the_head_sees_only_verified_rows():
-    model = tiny_llama()
+    model = small_llama()
     lengths, head_rows = [], []
     model.model.register_forward_pre_hook(
         lambda _, args, kwargs: lengths.append(kwargs["input_ids"].shape), with_kwargs=True
@@ -150,7 +139,7 @@ def test_sequences_stop_at_the_last_position_and_the_head_sees_only_verified_row
 
 
 def test_each_distinct_candidate_runs_once_and_batching_changes_nothing():
-    model = tiny_llama()
+    model = small_llama()
     root = torch.randint(0, 50, (30,)).tolist()
     contexts = [torch.randint(0, 50, (n,)).tolist() for n in (4, 11, 7, 2)]
     positions = [[5, 20], [1, 29, 8], [0, 14], [22]]
@@ -169,7 +158,7 @@ def test_each_distinct_candidate_runs_once_and_batching_changes_nothing():
 
 
 def test_bad_positions_are_refused():
-    model = tiny_llama()
+    model = small_llama()
     with pytest.raises(ValueError, match="position 9"):
         context_entropy(model, [[1, 2]], [3, 4, 5], [[9]])
     with pytest.raises(ValueError, match="position 0"):
