@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_card" / "template.md"
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"
 EMBEDDED_LICENSE = "cc-by-sa-4.0"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-TEMPLATE = Path(__file__).resolve().parent.parent.parent / "model_card" / "template.md"
+TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model_card.md"
 RUN_FILE = "entropylong_training.json"
 BENCHMARKS = {"ruler": "RULER", "niah": "Needle in a haystack", "longbench-v2": "LongBench v2"}
 
