@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
 
 from hf_entropylong.train.spans import PackedCollator
 
@@ -13,13 +13,11 @@ from .test_spans import packed_rows, unit_slices
 GPU_VARLEN = ["flex_attention"] + (["flash_attention_2"] if importlib.util.find_spec("flash_attn") else [])
 
 
-def gpu_llama(attn: str) -> LlamaForCausalLM:
-    """A tiny Llama with 16-dim heads: flex_attention's kernels need head dimensions of at least 16."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         attn_implementation=attn)  # fmt: skip
-    return LlamaForCausalLM(config).eval()
+def gpu_llama(attn: str):
+    """The spans tests' tiny Llama with 16-dim heads: flex_attention's kernels need at least 16."""
+    return tiny_llama(
+        hidden_size=64, intermediate_size=128, max_position_embeddings=128, attn_implementation=attn
+    )
 
 
 @pytest.mark.require_gpu

@@ -5,26 +5,12 @@ import torch
 from accelerate import ParallelismConfig
 from accelerate.utils import DeepSpeedSequenceParallelConfig
 from datasets import Dataset
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny_models import tiny_llama
+from transformers import LlamaConfig
 
 from hf_entropylong.train.spans import PackedCollator, check_parallelism, validate_packed_dataset
 
 SPANS = [9, 14, 1, 6, 4]  # the last span is the padding tail
-
-
-def tiny_llama(attn: str) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        attn_implementation=attn,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 def packed_rows(n: int = 2) -> list[dict]:
@@ -68,7 +54,7 @@ def test_collator_rejects_inconsistent_row():
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_unit_logits_equal_unit_alone(attn):
-    model = tiny_llama(attn)
+    model = tiny_llama(max_position_embeddings=128, attn_implementation=attn)
     batch = PackedCollator(pad_token_id=0)(packed_rows())
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     with torch.no_grad():
@@ -84,7 +70,7 @@ def test_unit_logits_equal_unit_alone(attn):
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_loss_does_not_cross_unit_boundaries(attn):
-    model = tiny_llama(attn)
+    model = tiny_llama(max_position_embeddings=128, attn_implementation=attn)
     batch = PackedCollator(pad_token_id=0)(packed_rows())
     with torch.no_grad():
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[0]
