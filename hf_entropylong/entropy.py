@@ -30,6 +30,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .models import context_window
+
 _CHECKED_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -44,14 +46,6 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     return -(log_probs.exp() * log_probs).sum(-1)
-
-
-def window_of(model, max_length: int | None) -> int:
-    """The LM window: `max_length` when given, else the model's `max_position_embeddings`."""
-    window = int(max_length or model.config.max_position_embeddings)
-    if window < 2:
-        raise ValueError(f"max_length must be at least 2 tokens, got {window}")
-    return window
 
 
 def _body(model):
@@ -176,7 +170,7 @@ def document_entropy(
     Returns:
         float32 `[len(token_ids)]`, NaN at position 0.
     """
-    window = window_of(model, max_length)
+    window = context_window(model, max_length)
     ids = torch.tensor([list(token_ids)], dtype=torch.long)
     out = np.full(ids.shape[1], np.nan, dtype=np.float32)
     scored_until = 0
@@ -202,7 +196,7 @@ def batch_document_entropy(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    window = window_of(model, max_length)
+    window = context_window(model, max_length)
     results: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(documents)
     fitting = sorted(
         (i for i, d in enumerate(documents) if 0 < len(d) <= window), key=lambda i: len(documents[i])

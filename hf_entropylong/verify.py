@@ -24,7 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .entropy import head_entropy, hidden_states, window_of
+from .entropy import head_entropy, hidden_states
+from .models import context_window
 
 
 def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: int) -> tuple[list[int], int]:
@@ -74,7 +75,7 @@ def context_entropy(
         raise ValueError(f"{len(context_ids)} contexts but {len(positions)} position lists")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    window = window_of(model, max_length)
+    window = context_window(model, max_length)
     distinct: dict[tuple[int, ...], set[int]] = {}  # a candidate given twice still runs once
     for i, (context, wanted) in enumerate(zip(context_ids, positions, strict=True)):
         for p in wanted:
