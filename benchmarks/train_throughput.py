@@ -5,7 +5,7 @@
    with the CPU reference — sdpa with the block-diagonal mask in float32 — by ‖out − ref‖ / ‖ref‖ over the
    logits, and each unit's logits inside the packed row are compared with the same unit run alone.
 2. Throughput. A Llama-3-style model (config only, random weights, bf16) runs the CPT step exactly as
-   `train cpt` does — `PackedCollator`, TRL's fused chunked LM head and loss, gradient checkpointing — on one
+   `train cpt` does — `PackedCollator`, TRL's fused chunked LM head and loss, activation checkpointing — on one
    packed row of 32K and 128K tokens (units of 1K-16K tokens). `llama3-1b` (Llama-3.2-1B shape) runs the full
    step with AdamW; `llama3-8b` (Llama-3-8B shape) runs forward + backward only (its AdamW state would not fit
    one GPU). Reported: tokens/s, step time, peak memory, and MFU = model FLOPs / time / peak bf16 FLOP/s, with
@@ -153,7 +153,7 @@ def throughput(shape: str, length: int, attn: str, device: str, steps: int, opti
     model = None
     try:
         model = llama(shape, attn, torch.bfloat16, device, length)
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         add_fused_lm_head(model)
         opt = (

@@ -3,8 +3,9 @@
 `hf-entropylong train cpt --config recipes/tiny/cpt.yaml` · `hf-entropylong train sft --config recipes/tiny/sft.yaml`
 """
 
-from .config import LongContextArguments, apply_config_overrides, load_model_and_tokenizer
+from .config import LongContextArguments, apply_config_overrides, load_training_model, load_training_tokenizer
 from .modelcard import load_results, render_model_card, write_model_card
+from .run import RunArguments, TrainingData, build_trainer, parse_args, train_and_save
 from .spans import PackedCollator, check_parallelism, validate_packed_dataset
 from .trainer import EntropyLongTrainer
 
@@ -12,11 +13,17 @@ __all__ = [
     "EntropyLongTrainer",
     "LongContextArguments",
     "PackedCollator",
+    "RunArguments",
+    "TrainingData",
     "apply_config_overrides",
+    "build_trainer",
     "check_parallelism",
-    "load_model_and_tokenizer",
     "load_results",
+    "load_training_model",
+    "load_training_tokenizer",
+    "parse_args",
     "render_model_card",
+    "train_and_save",
     "validate_packed_dataset",
     "write_model_card",
 ]

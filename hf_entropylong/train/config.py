@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..models import resolve_model
+from ..models import load_tokenizer, resolve_model
 
 
 @dataclass
@@ -84,36 +84,40 @@ def apply_config_overrides(config, overrides: dict[str, Any] | None) -> dict[str
     return applied
 
 
-def load_model_and_tokenizer(model_args, long_args: LongContextArguments, training_args):
-    """Load (or build) the causal LM with `config_overrides` applied, and its tokenizer.
+def load_training_tokenizer(model_args, long_args: LongContextArguments, trust_remote_code: bool = False):
+    """The tokenizer of the run (`tokenizer_name_or_path`, else the model's), its EOS token as padding if it has none."""
+    tokenizer = load_tokenizer(
+        long_args.tokenizer_name_or_path or model_args.model_name_or_path, trust_remote_code=trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_training_model(model_args, long_args: LongContextArguments, trust_remote_code: bool = False):
+    """Load (or build) the causal LM with `config_overrides` applied.
 
     Args:
         model_args (`trl.ModelConfig`): `model_name_or_path` (a Hub id, a path or an `embedded:` name),
-            `dtype`, `attn_implementation`.
-        long_args ([`LongContextArguments`]): overrides, `init_from_config`, tokenizer.
-        training_args (`trl.SFTConfig`): `trust_remote_code`; `gradient_checkpointing` turns the KV cache off.
+            `model_revision`, `dtype`, `attn_implementation`.
+        long_args ([`LongContextArguments`]): `config_overrides` and `init_from_config`.
+        trust_remote_code (`bool`): passed to `from_pretrained`.
 
     Returns:
-        `(model, tokenizer, applied_overrides)`.
+        `(model, applied_overrides)`, the overrides as returned by [`apply_config_overrides`].
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    if not model_args.model_name_or_path:
-        raise ValueError(
-            "model_name_or_path is required (a Hub id, a local path or embedded:SmolLM2-135M-Instruct)."
-        )
     path = resolve_model(model_args.model_name_or_path)
-    trust = training_args.trust_remote_code
-    config = AutoConfig.from_pretrained(path, revision=model_args.model_revision, trust_remote_code=trust)
+    config = AutoConfig.from_pretrained(
+        path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
+    )
     applied = apply_config_overrides(config, long_args.config_overrides)
-    if training_args.gradient_checkpointing:
-        config.use_cache = False
     dtype = model_args.dtype
-    dtype = getattr(torch, dtype) if dtype not in (None, "auto") else dtype
     kwargs = {
-        "dtype": dtype,
+        "dtype": getattr(torch, dtype) if dtype not in (None, "auto") else dtype,
         "attn_implementation": model_args.attn_implementation,
-        "trust_remote_code": trust,
+        "trust_remote_code": trust_remote_code,
     }
     if long_args.init_from_config:
         model = AutoModelForCausalLM.from_config(config, **kwargs)
@@ -121,8 +125,4 @@ def load_model_and_tokenizer(model_args, long_args: LongContextArguments, traini
         model = AutoModelForCausalLM.from_pretrained(
             path, config=config, revision=model_args.model_revision, **kwargs
         )
-    tokenizer_path = resolve_model(long_args.tokenizer_name_or_path or model_args.model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path, trust_remote_code=trust)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, applied
+    return model, applied

@@ -1,40 +1,27 @@
-"""`EntropyLongTrainer`: TRL's `SFTTrainer` with the guard, logging and model card that long-context runs need.
+"""`EntropyLongTrainer`: TRL's `SFTTrainer` with the guard, token count and model card that long-context runs need.
 
 On top of `SFTTrainer` (which already computes the loss with a fused, chunked LM head — no [tokens, vocab]
-logits in float32 — and supports PEFT, gradient checkpointing and Accelerate's parallelism configs), it:
+logits in float32 — and supports PEFT, activation checkpointing and Accelerate's parallelism configs), it:
 
 - refuses unsafe sequence-parallel settings for packed data ([`check_parallelism`]) once the accelerator is
   built, so a setting coming from an accelerate YAML is checked too;
-- logs `tokens_per_second` (all tokens of the global batch, padding included) beside TRL's `num_tokens`;
+- counts the tokens it trains on in the trainer state (`include_num_input_tokens_seen`: all tokens of every
+  batch, padding included, unless set to `non_padding`), so every log has `num_input_tokens_seen` and
+  `train_tokens_per_second`, and the count survives a resume from a checkpoint;
 - writes `entropylong_training.json` and renders `model_card/template.md` into `README.md` instead of the
   generic card, at every checkpoint and on `push_to_hub`.
-
-`parse_args` and `train_and_save` are the parts of `main` that `train cpt` and `train sft` share.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser
+from trl import SFTConfig, SFTTrainer
 
-from .config import LongContextArguments
 from .modelcard import RUN_FILE, load_results, render_model_card
 from .spans import check_parallelism
-
-
-def parse_args(argv: list[str] | None, prog: str):
-    """Parse `--config recipe.yaml` and flags into `(ScriptArguments, SFTConfig, ModelConfig, LongContextArguments)`."""
-    parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, LongContextArguments), prog=prog)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    script_args, training_args, model_args, long_args = parser.parse_args_and_config(argv)
-    if long_args.recipe is None and "--config" in argv:
-        long_args.recipe = argv[argv.index("--config") + 1]
-    return script_args, training_args, model_args, long_args
 
 
 def _name(option) -> str:
@@ -59,7 +46,7 @@ def hyperparameters(
         "weight decay": args.weight_decay,
         "gradient clipping": args.max_grad_norm,
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-        "gradient checkpointing": args.gradient_checkpointing,
+        "activation checkpointing": args.activation_checkpointing,
         "sequence parallel size": sp_size,
         "seed": args.seed,
     }
@@ -69,17 +56,22 @@ def hyperparameters(
 
 
 class EntropyLongTrainer(SFTTrainer):
-    """`SFTTrainer` plus the span-safety guard, throughput logging and the EntropyLong model card.
+    """`SFTTrainer` plus the span-safety guard, the token count and the EntropyLong model card.
 
     Args:
+        model (`transformers.PreTrainedModel`): the model to train.
+        args (`trl.SFTConfig`): the training arguments; `include_num_input_tokens_seen` is turned on (`"all"`)
+            when it is off.
         run_info (`dict`): card fields known before training (`stage`, `base_model`, `datasets`, `recipe`,
-            `hardware`, `overrides`, `max_seq_length`, `eval_results`); steps, tokens, loss and
-            hyperparameters are added when the card is written.
-        *args, **kwargs: passed to [`trl.SFTTrainer`].
+            `hardware`, `overrides`, `max_seq_length`, `eval_results`, row counts); steps, tokens, loss and
+            hyperparameters are added by [`~EntropyLongTrainer.run_summary`].
+        **kwargs: passed to [`trl.SFTTrainer`].
     """
 
-    def __init__(self, *args, run_info: dict[str, Any], **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model, args: SFTConfig, *, run_info: dict[str, Any], **kwargs):
+        if args.include_num_input_tokens_seen == "no":
+            args.include_num_input_tokens_seen = "all"
+        super().__init__(model=model, args=args, **kwargs)
         self.run_info = run_info
         config = self.model.config
         seq_length = run_info.get("max_seq_length")
@@ -89,16 +81,6 @@ class EntropyLongTrainer(SFTTrainer):
             getattr(config, "_attn_implementation", None),
             seq_length * self.args.per_device_train_batch_size if seq_length else None,
         )
-        self._last_log = (time.perf_counter(), 0)
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self.model.training and "loss" in logs:
-            now, tokens = time.perf_counter(), self._total_train_tokens
-            last_time, last_tokens = self._last_log
-            if now > last_time and tokens > last_tokens:
-                logs["tokens_per_second"] = round((tokens - last_tokens) / (now - last_time), 1)
-            self._last_log = (now, tokens)
-        super().log(logs, start_time)
 
     def run_summary(self) -> dict[str, Any]:
         """`run_info` plus what the run has done so far: steps, tokens, last loss, hyperparameters."""
@@ -121,7 +103,7 @@ class EntropyLongTrainer(SFTTrainer):
             "model_name": self.args.hub_model_id or Path(self.args.output_dir).name,
             "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
             "steps": self.state.global_step,
-            "tokens_seen": self._total_train_tokens,
+            "tokens_seen": self.state.num_input_tokens_seen,
             "final_loss": losses[-1] if losses else None,
             "peft": peft,
             "hyperparameters": hyperparameters(
@@ -141,21 +123,3 @@ class EntropyLongTrainer(SFTTrainer):
         (output_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
         results = [load_results(p) for p in self.run_info.get("eval_results", [])]
         (output_dir / "README.md").write_text(render_model_card(run, results))
-
-
-def train_and_save(trainer: EntropyLongTrainer, training_args: SFTConfig) -> None:
-    """Train (resuming when `resume_from_checkpoint` is set), save weights, tokenizer and card, push if asked."""
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-    trainer.save_state()
-    trainer.save_model(training_args.output_dir)
-    trainer.create_model_card()
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
-    if trainer.is_world_process_zero():
-        summary = trainer.run_summary()
-        print(
-            f"{summary['stage']}: {summary['steps']} steps, {summary['tokens_seen']:,} tokens, final loss "
-            f"{summary['final_loss']}, saved to {training_args.output_dir}"
-        )

@@ -77,7 +77,7 @@ def tiny_cpt_args(packed: Path, output_dir: Path, *extra: str) -> list[str]:
         str(TINY_STEPS // 2),
         "--logging_steps",
         "1",
-        "--gradient_checkpointing",
+        "--activation_checkpointing",
         "false",
         *extra,
     ]

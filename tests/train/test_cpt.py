@@ -31,7 +31,12 @@ def test_tiny_cpt_trains_and_saves(tiny_cpt_dir):
     assert run["tokens_seen"] == TINY_STEPS * 256
     assert run["overrides"]["rope_theta"] == {"old": 100000.0, "new": 1000000.0}
     state = json.loads((tiny_cpt_dir / "trainer_state.json").read_text())
-    assert all(e["tokens_per_second"] > 0 for e in state["log_history"] if "loss" in e)
+    logs = [e for e in state["log_history"] if "loss" in e]
+    assert [e["num_input_tokens_seen"] for e in logs] == [256 * step for step in range(1, TINY_STEPS + 1)]
+    assert all(e["train_tokens_per_second"] > 0 for e in logs)
+    assert (
+        state["num_input_tokens_seen"] == TINY_STEPS * 256
+    )  # in every checkpoint, so a resume keeps counting
     card = (tiny_cpt_dir / "README.md").read_text()
     assert "continued pretraining" in card and "| `rope_theta` | 100000.0 | 1000000.0 |" in card
 
@@ -53,6 +58,8 @@ def test_tiny_cpt_resumes_to_the_same_weights(tiny_cpt_dir, packed_dir, tmp_path
     )
     resumed = json.loads((tmp_path / "trainer_state.json").read_text())
     assert resumed["global_step"] == TINY_STEPS
+    run = json.loads((tmp_path / "entropylong_training.json").read_text())
+    assert run["tokens_seen"] == TINY_STEPS * 256  # the whole run's tokens, not only the resumed half's
     original = json.loads((tiny_cpt_dir / "trainer_state.json").read_text())
     after = {
         e["step"]: e["loss"] for e in original["log_history"] if "loss" in e and e["step"] > TINY_STEPS // 2

@@ -8,6 +8,7 @@ from peft import AutoPeftModelForCausalLM
 from safetensors.torch import load_file
 
 from hf_entropylong.train import cpt
+from hf_entropylong.train.run import build_trainer, train_and_save
 
 from .conftest import REPO
 
@@ -20,13 +21,13 @@ def test_tiny_lora_cpt(tiny_cpt_dir, packed_dir, tmp_path):
         "--dataset_name", str(packed_dir),
         "--output_dir", str(tmp_path),
         "--max_steps", "3", "--save_steps", "3", "--logging_steps", "1",
-        "--gradient_checkpointing", "false",
+        "--activation_checkpointing", "false",
     ]  # fmt: skip
-    trainer = cpt.build_trainer(args)
+    trainer = build_trainer("cpt", args, cpt.load_packed_data)
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "norm" in n for n in trainable)
     assert any("q_proj.lora_A" in n for n in trainable) and any("down_proj.lora_B" in n for n in trainable)
-    cpt.train_and_save(trainer, trainer.args)
+    train_and_save(trainer)
     adapter = json.loads((tmp_path / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and "q_proj" in adapter["target_modules"]
     assert not (tmp_path / "model.safetensors").exists()  # the adapter only

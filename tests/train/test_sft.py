@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hf_entropylong.train import sft
+from hf_entropylong.train.run import build_trainer
 
 from .conftest import REPO
 
@@ -28,7 +29,7 @@ def sft_args(model_dir, output_dir, *extra):
 
 
 def test_only_assistant_tokens_carry_loss(tiny_cpt_dir, tmp_path, tokenizer):
-    trainer = sft.build_trainer(sft_args(tiny_cpt_dir, tmp_path))
+    trainer = build_trainer("sft", sft_args(tiny_cpt_dir, tmp_path), sft.load_conversations)
     rows = [trainer.train_dataset[i] for i in range(3)]
     batch = trainer.data_collator(rows)
     assert "attention_mask" not in batch

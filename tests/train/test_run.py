@@ -1,0 +1,76 @@
+"""What `train cpt` and `train sft` share: reading the data source, required settings, the context window."""
+
+import json
+
+import pytest
+import torch
+from transformers import LlamaConfig
+
+from hf_entropylong.sources import SourceError
+from hf_entropylong.train import cpt, sft
+from hf_entropylong.train.run import build_trainer, check_context_window, load_train_split, parse_args
+
+from .conftest import REPO, tiny_cpt_args
+
+CONVERSATIONS = [
+    {"messages": [{"role": "user", "content": f"{i} + 1?"}, {"role": "assistant", "content": str(i + 1)}]}
+    for i in range(5)
+]
+
+
+def sft_run_args(*flags: str):
+    return parse_args(["--config", str(REPO / "recipes/tiny/sft.yaml"), *flags], prog="test")
+
+
+def test_train_split_from_a_file_or_a_folder(tmp_path):
+    folder = tmp_path / "chats"
+    folder.mkdir()
+    file = folder / "train.jsonl"
+    file.write_text("".join(json.dumps(row) + "\n" for row in CONVERSATIONS))
+    for source in (file, folder):
+        dataset = load_train_split(sft_run_args("--dataset_name", str(source), "--max_train_samples", "3"))
+        assert dataset.column_names == ["messages"] and len(dataset) == 3
+        assert dataset[2]["messages"][1]["content"] == "3"
+    assert len(load_train_split(sft_run_args("--dataset_name", str(file)))) == len(CONVERSATIONS)
+
+
+def test_conversations_need_messages(tmp_path, tokenizer):
+    table = tmp_path / "train.csv"
+    table.write_text("text\nhello\n")
+    with pytest.raises(ValueError, match=r"train.csv \[train\]: no 'messages' column \(found \['text'\]\)"):
+        sft.load_conversations(sft_run_args("--dataset_name", str(table)), tokenizer)
+
+
+def test_unsupported_file_is_a_source_error(tmp_path):
+    (tmp_path / "train.xml").write_text("<messages/>")
+    with pytest.raises(SourceError, match="unsupported file type"):
+        load_train_split(sft_run_args("--dataset_name", str(tmp_path / "train.xml")))
+
+
+def test_required_settings(tmp_path):
+    with pytest.raises(ValueError, match="dataset_name is required"):
+        load_train_split(sft_run_args("--dataset_name", ""))
+    with pytest.raises(ValueError, match="model_name_or_path is required"):
+        tiny_cpt = ["--config", str(REPO / "recipes/tiny/cpt.yaml"), "--model_name_or_path", ""]
+        build_trainer("cpt", tiny_cpt, cpt.load_packed_data)
+
+
+def test_context_window_check():
+    config = LlamaConfig(max_position_embeddings=256)
+    check_context_window(config, 256, "data")
+    check_context_window(config, None, "data")  # SFT without truncation: nothing to check
+    with pytest.raises(
+        ValueError, match=r"data: rows of 257 tokens exceed the model's context window \(256\)"
+    ):
+        check_context_window(config, 257, "data")
+
+
+def test_model_from_config_is_seeded(packed_dir, tmp_path):
+    """`init_from_config` gives the same random weights on every run (the seed is set before the model is built)."""
+    args = tiny_cpt_args(packed_dir, tmp_path)
+    first = build_trainer("cpt", args, cpt.load_packed_data).model.state_dict()
+    torch.manual_seed(1)  # whatever the global RNG state, the run's own seed decides
+    second = build_trainer("cpt", args, cpt.load_packed_data).model.state_dict()
+    assert first.keys() == second.keys()
+    for name, tensor in first.items():
+        assert torch.equal(second[name], tensor), name
