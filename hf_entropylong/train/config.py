@@ -1,4 +1,4 @@
-"""Script arguments shared by `train cpt` and `train sft`, and loading the model with its config overrides.
+"""Script arguments shared by `train cpt` and `train sft`, and loading their tokenizer and model (with overrides).
 
 Long-context training changes the base model's config before the weights are loaded: the paper raises
 Llama-3's `rope_theta` from 500,000 to 200,000,000 and its window to 131,072 tokens. `config_overrides` does this
