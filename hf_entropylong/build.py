@@ -1,39 +1,103 @@
-"""The EntropyLong build: four stages chained by one linear `datasets.map` pipeline.
+"""The EntropyLong build: stage records run in order by one sharded, resumable `datasets.map` pipeline.
 
-1. **entropy** — each root is scored by the LM; positions with H_t > μ + α·σ are where it lacks information.
-   Each gets a query: the `window_words` words on each side of the token.
-2. **retrieval** — queries are embedded and searched in a FAISS index over the corpus (top-k by cosine);
-   the root itself and near-copies of it are excluded.
-3. **verify** — each distinct candidate is prepended to the root once; it is kept where it cuts the entropy
-   at a position it was retrieved for by ΔI ≥ ε.
-4. **units** — verified contexts (shuffled, or in position order) are placed before the root; units are packed
-   best-fit-decreasing into rows of exactly `max_seq_length` tokens.
+1. **entropy** (`entropy.py`) — each root is scored by the LM; positions with H_t > μ + α·σ are where it lacks
+   information. Each gets a query: the `window_words` words on each side of the token.
+2. **retrieval** (`retrieval.py`) — queries are embedded and searched in a FAISS index over the corpus (top-k by
+   cosine); the root itself and near-copies of it are excluded.
+3. **verify** (`verify.py`) — each distinct candidate is prepended to the root once; it is kept where it cuts the
+   entropy at a position it was retrieved for by ΔI ≥ ε.
+4. **units** (`pack.py`) — verified contexts (shuffled, or in position order) are placed before the root.
 
-Every stage runs over shards of roots with a cache file named by a fingerprint of its inputs and settings, so a
-killed build restarted with the same config reuses every finished shard and gives the same result. Each root's
-row keeps a `status` saying where and why it stopped; the counts on the dataset card are computed from them.
+Then, once: the units are packed best-fit-decreasing into rows of exactly `max_seq_length` tokens, counted, and
+published with the dataset card (`publish.py`).
+
+Each stage is a `Stage` record (`stage.py`) that owns its settings dataclass, the inputs it reads, the columns it
+adds and the statuses it may set; this module only runs the records. `BuildConfig` is the flat union of every
+settings dataclass, so a recipe is one flat YAML. Every stage runs over shards of `shard_size` roots, each cached
+in `<output_dir>/.cache/<stage>-<key>-<shard>.arrow`, where a stage's key is the hash of the previous stage's key,
+its own output-relevant settings and the identities of its inputs (`input_identities`): a killed build restarted
+with the same config reuses every finished shard, and a changed setting reruns exactly the stages it reaches.
+Each root's row keeps a `status` saying where and why it stopped; the counts on the card are computed from them.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import datasets
-import numpy as np
+import torch
 from datasets.fingerprint import Hasher
 
 from . import models
-from .config import STAGE_FEATURES, BuildConfig
-from .entropy import batch_document_entropy, high_entropy_positions
-from .pack import UnitTooLongError, encode_document, make_unit, pack_units
-from .publish import print_summary, push_folder, summarize, write_dataset
-from .retrieval import build_corpus_index, embed_texts, is_near_duplicate, load_index, query_window, search
-from .sources import load_text_source
-from .verify import context_entropy, delta_i
+from .entropy import ENTROPY_STAGE, EntropySettings
+from .models import EmbedderSettings, LMSettings, context_window, model_identity
+from .pack import UNIT_STAGE, PackSettings, UnitSettings, pack_sequences
+from .publish import BuildCounts, OutputSettings, print_summary, push_folder, write_dataset
+from .retrieval import RETRIEVAL_STAGE, IndexSettings, RetrievalSettings, build_corpus_index, load_index
+from .sources import CorpusSettings, RootSettings, load_text_source
+from .stage import InputView, Stage, output_settings, setting, settings_of
+from .verify import VERIFY_STAGE, VerifySettings
+
+STAGES: tuple[Stage, ...] = (ENTROPY_STAGE, RETRIEVAL_STAGE, VERIFY_STAGE, UNIT_STAGE)
+STATUSES: tuple[str, ...] = ("ok", *(reason for stage in STAGES for reason in stage.drop_reasons))
+
+
+@dataclass
+class RunSettings:
+    """How the build runs."""
+
+    output_neutral: ClassVar[tuple[str, ...]] = ("shard_size", "num_proc", "trust_remote_code")
+
+    seed: int = setting(
+        42, help="Seed of the root sample, the index training sample, each unit's shuffle and the row shuffle."
+    )
+    shard_size: int = setting(256, help="Roots per resumable, cached shard.")
+    num_proc: int | None = setting(None, help="Processes for the stages (one per GPU).")
+    trust_remote_code: bool = setting(
+        False, help="Run model code from the model's repository (jina-embeddings-v3 needs it).")
+
+    def __post_init__(self):
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be positive, got {self.shard_size}.")
+        if self.num_proc is not None and self.num_proc < 1:
+            raise ValueError(f"num_proc must be positive, got {self.num_proc}.")
+
+
+SETTINGS_GROUPS: tuple[type, ...] = (
+    RootSettings,
+    CorpusSettings,
+    LMSettings,
+    EmbedderSettings,
+    EntropySettings,
+    IndexSettings,
+    RetrievalSettings,
+    VerifySettings,
+    UnitSettings,
+    PackSettings,
+    RunSettings,
+    OutputSettings,
+)
+
+
+@dataclass
+class BuildConfig(*reversed(SETTINGS_GROUPS)):
+    """Settings of an EntropyLong build: the fields of every settings group, flat (one YAML, one flag each).
+
+    Defaults are the paper's; `recipes/build/` holds complete recipes. Each group lives beside the code that reads
+    it: `sources.RootSettings` / `CorpusSettings`, `models.LMSettings` / `EmbedderSettings`, and the settings of
+    each stage (`entropy`, `retrieval`, `verify`, `pack`), the run and the output.
+    """
+
+    def __post_init__(self):
+        for group in SETTINGS_GROUPS:
+            validate = vars(group).get("__post_init__")
+            if validate is not None:
+                validate(self)
 
 
 # Models are loaded once per process and device, lazily: a stage whose shards are all cached loads nothing.
@@ -45,11 +109,7 @@ def _tokenizer(name: str):
 @functools.cache
 def _lm(name: str, dtype: str, device: str | None, attn_implementation: str | None, trust_remote_code: bool):
     return models.load_causal_lm(
-        name,
-        dtype=dtype,
-        device=device,
-        attn_implementation=attn_implementation,
-        trust_remote_code=trust_remote_code,
+        name, dtype=dtype, device=device, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
     )
 
 
@@ -66,293 +126,185 @@ def _index(path: str, use_gpu: bool):
     return load_index(path, use_gpu)
 
 
-def _device(rank: int | None) -> str | None:
-    import torch
-
-    if rank is None or not torch.cuda.is_available():
-        return None
-    return f"cuda:{rank % torch.cuda.device_count()}"
+def same_source(config: BuildConfig) -> bool:
+    """Roots drawn from the corpus itself: a root's own id then marks it among the candidates."""
+    return config.corpus == [config.roots]
 
 
-def _load_lm(config: BuildConfig, rank: int | None):
-    return _lm(
-        config.lm, config.lm_dtype, _device(rank), config.attn_implementation, config.trust_remote_code
-    )
+class BuildInputs:
+    """What the stages read besides their own settings, loaded lazily once per process and device."""
 
+    def __init__(self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, rank: int | None = None):
+        self.config, self.corpus, self.index_path, self.rank = config, corpus, index_path, rank
 
-def lm_window(config: BuildConfig, lm) -> int:
-    return config.lm_max_length or lm.config.max_position_embeddings
+    def on_rank(self, rank: int | None) -> BuildInputs:
+        return self if rank == self.rank else BuildInputs(self.config, self.corpus, self.index_path, rank)
 
+    @property
+    def device(self) -> str | None:
+        if self.rank is None or not torch.cuda.is_available():
+            return None
+        return f"cuda:{self.rank % torch.cuda.device_count()}"
 
-# Stage 1: entropy and query windows.
-def entropy_stage(batch: dict, rank: int | None, config: BuildConfig) -> dict:
-    tokenizer = _tokenizer(config.lm)
-    lm = _load_lm(config, rank)
-    encodings = tokenizer(batch["text"], return_offsets_mapping=True)
-    documents = [ids + [tokenizer.eos_token_id] for ids in encodings["input_ids"]]
-    fits = [len(ids) <= config.max_seq_length for ids in documents]
-    scored = iter(
-        batch_document_entropy(
-            lm,
-            [ids for ids, ok in zip(documents, fits, strict=True) if ok],
-            batch_size=config.entropy_batch_size,
-            max_length=lm_window(config, lm),
-            chunk_size=config.logits_chunk_size,
+    @property
+    def tokenizer(self):
+        return _tokenizer(self.config.lm)
+
+    @property
+    def lm(self):
+        config = self.config
+        return _lm(config.lm, config.lm_dtype, self.device, config.attn_implementation, config.trust_remote_code)
+
+    @property
+    def lm_window(self) -> int:
+        return self.config.lm_max_length or context_window(self.lm)
+
+    @property
+    def embedder(self):
+        config = self.config
+        return _embedder(config.embedder, self.device, config.embedder_max_seq_length, config.trust_remote_code)
+
+    @property
+    def embed_batch_size(self) -> int:
+        return self.config.embed_batch_size
+
+    def build_index(self) -> None:
+        """Embed the corpus and write its index, unless the index file exists already."""
+        if self.index_path.exists():
+            return
+        config = self.config
+        build_corpus_index(
+            self.corpus,
+            self.embedder,
+            index_path=self.index_path,
+            index_factory=config.index_factory,
+            batch_size=config.embed_batch_size,
+            prompt_name=config.document_prompt_name,
+            use_gpu=config.index_on_gpu,
+            shard_size=config.index_shard_size,
+            train_size=config.index_train_size,
+            seed=config.seed,
         )
-    )
-    out = {"num_tokens": [], "entropy_mean": [], "entropy_std": [], "positions": [], "status": []}
-    for text, ids, offsets, ok in zip(
-        batch["text"], documents, encodings["offset_mapping"], fits, strict=True
-    ):
-        out["num_tokens"].append(len(ids))
-        if not ok:
-            out["entropy_mean"].append(None)
-            out["entropy_std"].append(None)
-            out["positions"].append([])
-            out["status"].append("root_too_long")
-            continue
-        entropy = next(scored).astype(np.float64)
-        # Only text tokens count: special tokens (BOS, the closing EOS) have empty character spans. The first
-        # `min_left_context` text tokens are left out too: any context "explains" a document's opening.
-        spans = list(offsets) + [(0, 0)]
-        special = np.array([start >= end for start, end in spans])
-        entropy[special] = np.nan
-        entropy[np.flatnonzero(~special)[: config.min_left_context]] = np.nan
-        picked = high_entropy_positions(entropy, alpha=config.alpha)
-        if config.max_positions_per_root is not None:
-            picked = sorted(picked, key=lambda t: -entropy[t])[: config.max_positions_per_root]
-        positions = []
-        for t in sorted(int(t) for t in picked):
-            start, end = spans[t]
-            positions.append(
-                {
-                    "token_index": t,
-                    "char_start": int(start),
-                    "char_end": int(end),
-                    "token": text[start:end],
-                    "entropy": float(entropy[t]),
-                    "query": query_window(text, start, end, config.window_words),
-                }
-            )
-        out["entropy_mean"].append(float(np.nanmean(entropy)) if np.isfinite(entropy).any() else None)
-        out["entropy_std"].append(float(np.nanstd(entropy)) if np.isfinite(entropy).any() else None)
-        out["positions"].append(positions)
-        out["status"].append("ok" if positions else "no_high_entropy_position")
-    return out
+
+    @property
+    def index(self):
+        self.build_index()
+        return _index(str(self.index_path), self.config.index_on_gpu)
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.config.max_seq_length
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def same_source(self) -> bool:
+        return same_source(self.config)
 
 
-# Stage 2: dense retrieval with the root and its near-copies excluded.
-def retrieval_stage(
-    batch: dict,
-    rank: int | None,
-    config: BuildConfig,
-    corpus: datasets.Dataset,
-    index_path: str,
-    same_source: bool,
-) -> dict:
-    queries = [position["query"] for positions in batch["positions"] for position in positions]
-    out = {
-        "retrieved": [],
-        "num_excluded_self": [],
-        "num_excluded_near_duplicate": [],
-        "status": list(batch["status"]),
+def input_identities(config: BuildConfig, corpus_fingerprint: str) -> dict[str, object]:
+    """The identity of each `BuildInputs` attribute: what, when it changes, reruns the stages that read it.
+
+    Output-neutral inputs have the identity `None`. The corpus is its content fingerprint and its settings; the
+    index, what it is built from; a model, its weights (`models.model_identity`) and its output-relevant settings.
+    """
+    weights = model_identity(config.lm)
+    lm = (weights, output_settings(settings_of(config, LMSettings)))
+    embedder = (model_identity(config.embedder), output_settings(settings_of(config, EmbedderSettings)))
+    corpus = (corpus_fingerprint, output_settings(settings_of(config, CorpusSettings)))
+    return {
+        "tokenizer": weights,
+        "lm": lm,
+        "lm_window": lm,
+        "embedder": embedder,
+        "embed_batch_size": None,
+        "corpus": corpus,
+        "index": (corpus, embedder, output_settings(settings_of(config, IndexSettings)), config.seed),
+        "max_seq_length": config.max_seq_length,
+        "seed": config.seed,
+        "same_source": same_source(config),
     }
-    scores_per_query = hits_per_query = np.empty((0, 0))
-    if queries:
-        embedder = _embedder(
-            config.embedder, _device(rank), config.embedder_max_seq_length, config.trust_remote_code
-        )
-        vectors = embed_texts(
-            embedder, queries, batch_size=config.embed_batch_size, prompt_name=config.query_prompt_name
-        )
-        # Extra hits absorb the exclusions below.
-        scores_per_query, hits_per_query = search(
-            _index(index_path, config.index_on_gpu), vectors, 2 * config.top_k + 2, nprobe=config.nprobe
-        )
-        unique = sorted({int(i) for i in hits_per_query.ravel() if i >= 0})
-        rows = corpus[unique] if unique else {"id": [], "text": []}
-        corpus_rows = {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}
-    query_index = 0
-    for row, (root_id, text, positions) in enumerate(
-        zip(batch["id"], batch["text"], batch["positions"], strict=True)
-    ):
-        retrieved, excluded_self, excluded_copy = [], 0, 0
-        for position in positions:
-            kept = 0
-            for score, hit in zip(scores_per_query[query_index], hits_per_query[query_index], strict=True):
-                if hit < 0 or kept == config.top_k:
-                    continue
-                corpus_id, corpus_text = corpus_rows[int(hit)]
-                if same_source and corpus_id == root_id:
-                    excluded_self += 1
-                elif is_near_duplicate(text, corpus_text, threshold=config.near_duplicate_threshold):
-                    excluded_copy += 1
-                else:
-                    kept += 1
-                    retrieved.append(
-                        {
-                            "token_index": position["token_index"],
-                            "corpus_index": int(hit),
-                            "corpus_id": corpus_id,
-                            "similarity": float(score),
-                        }
-                    )
-            query_index += 1
-        out["retrieved"].append(retrieved)
-        out["num_excluded_self"].append(excluded_self)
-        out["num_excluded_near_duplicate"].append(excluded_copy)
-        if out["status"][row] == "ok" and not retrieved:
-            out["status"][row] = "no_candidate"
-    return out
-
-
-# Stage 3: verification, each distinct candidate once per root.
-def verify_stage(batch: dict, rank: int | None, config: BuildConfig, corpus: datasets.Dataset) -> dict:
-    tokenizer = _tokenizer(config.lm)
-    out = {"candidates": [], "verified_contexts": [], "status": list(batch["status"])}
-    for row, (text, positions, retrieved) in enumerate(
-        zip(batch["text"], batch["positions"], batch["retrieved"], strict=True)
-    ):
-        if not retrieved:
-            out["candidates"].append([])
-            out["verified_contexts"].append([])
-            continue
-        lm = _load_lm(config, rank)
-        root_ids = encode_document(tokenizer, text)
-        baseline = {position["token_index"]: position["entropy"] for position in positions}
-        by_candidate: dict[int, list[dict]] = {}
-        for hit in retrieved:
-            by_candidate.setdefault(hit["corpus_index"], []).append(hit)
-        order = list(by_candidate)
-        contexts = [encode_document(tokenizer, passage) for passage in corpus[order]["text"]]
-        entropies = context_entropy(
-            lm,
-            contexts,
-            root_ids,
-            [[hit["token_index"] for hit in by_candidate[i]] for i in order],
-            batch_size=config.verify_batch_size,
-            max_length=lm_window(config, lm),
-        )
-        candidates, verified = [], []
-        for corpus_index, with_context in zip(order, entropies, strict=True):
-            hits = by_candidate[corpus_index]
-            gains = delta_i(
-                np.array([baseline[hit["token_index"]] for hit in hits]), np.asarray(with_context)
-            )
-            for hit, entropy, gain in zip(hits, with_context, gains, strict=True):
-                candidates.append(
-                    {
-                        **hit,
-                        "entropy_with_context": float(entropy),
-                        "delta_i": float(gain),
-                        "verified": bool(gain >= config.epsilon),
-                    }
-                )
-            passed = [
-                hit["token_index"] for hit, gain in zip(hits, gains, strict=True) if gain >= config.epsilon
-            ]
-            if passed:
-                verified.append(
-                    {
-                        "corpus_index": corpus_index,
-                        "corpus_id": hits[0]["corpus_id"],
-                        "delta_i": float(max(gains)),
-                        "token_indices": passed,
-                    }
-                )
-        verified.sort(key=lambda context: min(context["token_indices"]))
-        out["candidates"].append(candidates)
-        out["verified_contexts"].append(verified)
-        if not verified:
-            out["status"][row] = "no_verified_context"
-    return out
-
-
-# Stage 4a: one training unit per root with verified contexts.
-def unit_stage(batch: dict, config: BuildConfig, corpus: datasets.Dataset) -> dict:
-    tokenizer = _tokenizer(config.lm)
-    out = {"unit_input_ids": [], "unit_context_ids": [], "num_contexts_trimmed": []}
-    for root_id, text, verified in zip(batch["id"], batch["text"], batch["verified_contexts"], strict=True):
-        if not verified:
-            out["unit_input_ids"].append([])
-            out["unit_context_ids"].append([])
-            out["num_contexts_trimmed"].append(0)
-            continue
-        contexts = [
-            encode_document(tokenizer, passage)
-            for passage in corpus[[c["corpus_index"] for c in verified]]["text"]
-        ]
-        rng = random.Random(f"{config.seed}/{root_id}")  # per root, so a resumed build shuffles identically
-        try:
-            unit, kept = make_unit(
-                encode_document(tokenizer, text),
-                contexts,
-                [c["delta_i"] for c in verified],
-                order=config.order,
-                rng=rng,
-                max_length=config.max_seq_length,
-            )
-        except UnitTooLongError:
-            unit, kept = [], []
-        out["unit_input_ids"].append(unit)
-        out["unit_context_ids"].append([verified[i]["corpus_id"] for i in kept])
-        out["num_contexts_trimmed"].append(len(verified) - len(kept))
-    return out
 
 
 def _fingerprint(*parts) -> str:
     return Hasher.hash(parts)[:16]
 
 
-def map_in_shards(
-    dataset: datasets.Dataset,
-    function,
-    stage: str,
-    fingerprint: str,
-    config: BuildConfig,
-    fn_kwargs: dict,
-    batch_size: int,
-    with_rank: bool = True,
+def stage_keys(config: BuildConfig, roots_fingerprint: str, corpus_fingerprint: str) -> dict[str, str]:
+    """The cache key of the index and of every stage, chained from the roots' content and settings."""
+    identities = input_identities(config, corpus_fingerprint)
+    keys = {"index": _fingerprint("index", identities["index"])}
+    key = _fingerprint(
+        "roots", roots_fingerprint, output_settings(settings_of(config, RootSettings)), config.seed
+    )
+    for stage in STAGES:
+        undeclared = set(stage.inputs) - set(identities)
+        if undeclared:
+            raise KeyError(f"stage {stage.name!r} reads inputs with no identity: {sorted(undeclared)}")
+        key = _fingerprint(
+            stage.name,
+            key,
+            output_settings(settings_of(config, stage.settings)),
+            {name: identities[name] for name in stage.inputs},
+        )
+        keys[stage.name] = key
+    return keys
+
+
+def _apply(batch: dict, rank: int | None, stage: Stage, settings, inputs: BuildInputs) -> dict:
+    """One map call of `stage`, with only its declared inputs visible, and the statuses it set checked."""
+    out = stage.function(batch, settings, InputView(inputs.on_rank(rank), stage.inputs, stage.name))
+    if "status" in out:
+        before = batch["status"] if "status" in batch else [None] * len(out["status"])
+        allowed = {"ok", *stage.drop_reasons}
+        for old, new in zip(before, out["status"], strict=True):
+            if new != old and new not in allowed:
+                raise ValueError(f"stage {stage.name!r} set the undeclared status {new!r}")
+    return out
+
+
+def run_stage(
+    rows: datasets.Dataset, stage: Stage, key: str, config: BuildConfig, inputs: BuildInputs
 ) -> datasets.Dataset:
-    """`dataset.map(function)` shard by shard, each shard cached under `<output_dir>/.cache/<stage>-<fp>-<i>.arrow`."""
+    """`rows.map(stage)` shard by shard, each shard cached under `<output_dir>/.cache/<stage>-<key>-<i>.arrow`."""
     cache = Path(config.output_dir).resolve() / ".cache"
     cache.mkdir(parents=True, exist_ok=True)
-    features = datasets.Features({**dataset.features, **STAGE_FEATURES[stage]})
-    num_shards = max(1, math.ceil(len(dataset) / config.shard_size))
+    features = datasets.Features({**rows.features, **stage.columns})
+    num_shards = max(1, math.ceil(len(rows) / config.shard_size))
+    files = [cache / f"{stage.name}-{key}-{i:05d}-of-{num_shards:05d}.arrow" for i in range(num_shards)]
+    if "index" in stage.inputs and not all(file.exists() for file in files):
+        inputs.build_index()  # once, here, before any worker process needs it
+    function = functools.partial(
+        _apply, stage=stage, settings=settings_of(config, stage.settings), inputs=inputs
+    )
     done = []
-    for shard_index in range(num_shards):
-        shard = dataset.select(
-            range(shard_index * config.shard_size, min(len(dataset), (shard_index + 1) * config.shard_size))
+    for shard_index, file in enumerate(files):
+        shard = rows.select(
+            range(shard_index * config.shard_size, min(len(rows), (shard_index + 1) * config.shard_size))
         )
         done.append(
             shard.map(
                 function,
                 batched=True,
-                batch_size=batch_size,
-                with_rank=with_rank,
-                num_proc=config.num_proc if with_rank and config.num_proc and config.num_proc > 1 else None,
-                fn_kwargs=fn_kwargs,
+                batch_size=stage.rows_per_call or config.shard_size,
+                with_rank=True,
+                num_proc=config.num_proc if config.num_proc and config.num_proc > 1 else None,
                 features=features,
-                cache_file_name=str(
-                    cache / f"{stage}-{fingerprint}-{shard_index:05d}-of-{num_shards:05d}.arrow"
-                ),
-                new_fingerprint=f"{fingerprint}-{shard_index}",
-                desc=f"{stage} [{shard_index + 1}/{num_shards}]",
+                cache_file_name=str(file),
+                new_fingerprint=f"{key}-{shard_index}",
+                desc=f"{stage.name} [{shard_index + 1}/{num_shards}]",
             )
         )
     return datasets.concatenate_datasets(done)
 
 
-def _stage_settings(config: BuildConfig, *names: str) -> dict:
-    return {name: getattr(config, name) for name in names}
-
-
-def build(config: BuildConfig) -> dict:
+def build(config: BuildConfig) -> BuildCounts:
     """Run the whole build into `config.output_dir` and return the counts written to the dataset card."""
     output_dir = Path(config.output_dir).resolve()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-
     roots, root_counts = load_text_source(
         config.roots, config.roots_split, config.roots_text_column, config.roots_id_column, role="roots"
     )
@@ -373,123 +325,33 @@ def build(config: BuildConfig) -> dict:
         raise ValueError(f"corpus {config.corpus}: no non-empty document to retrieve from.")
     timings["load"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    lm_settings = _stage_settings(
-        config, "lm", "lm_dtype", "lm_max_length", "logits_chunk_size", "max_seq_length"
-    )
-    entropy_fp = _fingerprint(
-        "entropy",
-        roots._fingerprint,
-        lm_settings,
-        config.alpha,
-        config.min_left_context,
-        config.max_positions_per_root,
-        config.window_words,
-    )
-    scored = map_in_shards(
-        roots, entropy_stage, "entropy", entropy_fp, config, {"config": config}, config.shard_size
-    )
-    timings["entropy"] = time.perf_counter() - clock
+    keys = stage_keys(config, roots._fingerprint, corpus._fingerprint)
+    inputs = BuildInputs(config, corpus, output_dir / ".cache" / f"index-{keys['index']}.faiss")
+    rows = roots
+    for stage in STAGES:
+        clock = time.perf_counter()
+        rows = run_stage(rows, stage, keys[stage.name], config, inputs)
+        timings[stage.name] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    index_settings = _stage_settings(
-        config, "embedder", "embedder_max_seq_length", "document_prompt_name", "index_factory"
+    packed, units_left_over = pack_sequences(
+        rows, settings_of(config, PackSettings), inputs.tokenizer, config.seed
     )
-    index_path = output_dir / ".cache" / f"index-{_fingerprint(corpus._fingerprint, index_settings)}.faiss"
-    embedder = _embedder(
-        config.embedder, _device(0), config.embedder_max_seq_length, config.trust_remote_code
-    )
-    build_corpus_index(
-        corpus,
-        embedder,
-        index_path=index_path,
-        index_factory=config.index_factory,
-        batch_size=config.embed_batch_size,
-        prompt_name=config.document_prompt_name,
-        use_gpu=config.index_on_gpu,
-        shard_size=config.index_shard_size,
-        train_size=config.index_train_size,
-        seed=config.seed,
-    )
-    retrieval_fp = _fingerprint(
-        "retrieval",
-        entropy_fp,
-        index_path.name,
-        config.query_prompt_name,
-        config.top_k,
-        config.nprobe,
-        config.near_duplicate_threshold,
-    )
-    same_source = config.corpus == [config.roots]
-    retrieved = map_in_shards(
-        scored,
-        retrieval_stage,
-        "retrieval",
-        retrieval_fp,
-        config,
-        {"config": config, "corpus": corpus, "index_path": str(index_path), "same_source": same_source},
-        config.shard_size,
-    )
-    timings["retrieval"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    verify_fp = _fingerprint("verify", retrieval_fp, config.epsilon, config.verify_batch_size)
-    verified = map_in_shards(
-        retrieved, verify_stage, "verify", verify_fp, config, {"config": config, "corpus": corpus}, 8
-    )
-    timings["verify"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    units_fp = _fingerprint("units", verify_fp, config.order, config.seed, config.max_seq_length)
-    with_units = map_in_shards(
-        verified,
-        unit_stage,
-        "units",
-        units_fp,
-        config,
-        {"config": config, "corpus": corpus},
-        64,
-        with_rank=False,
-    )
-    units = with_units.filter(lambda batch: [len(ids) > 0 for ids in batch["unit_input_ids"]], batched=True)
-    units = units.select_columns(["unit_input_ids", "id", "unit_context_ids"]).rename_columns(
-        {"unit_input_ids": "input_ids", "id": "root_id", "unit_context_ids": "context_ids"}
-    )
-    tokenizer = _tokenizer(config.lm)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    packed = pack_units(units, config.max_seq_length, pad_id, seed=config.seed) if len(units) else None
-    units_left_over = 0
-    if packed is not None:
-        # Best-fit-decreasing leaves its last rows mostly padding: hold them back (their units stay audited).
-        most_padding = int((1 - config.min_row_fill) * config.max_seq_length)
-        filled = packed.filter(
-            lambda batch: [n <= most_padding for n in batch["num_padding_tokens"]],
-            batched=True,
-            desc="Row fill",
-        )
-        units_left_over = len(units) - sum(map(len, filled["root_ids"]))
-        packed = filled.flatten_indices() if len(filled) else None
-    if packed is not None:
-        packed = packed.map(
-            lambda batch: {"text": tokenizer.batch_decode(batch["input_ids"])},
-            batched=True,
-            desc="Decoding rows",
-        )
     timings["pack"] = time.perf_counter() - clock
-
-    dependencies = with_units.remove_columns(["unit_input_ids", "retrieved"]).rename_columns(
+    dependencies = rows.remove_columns(["unit_input_ids", "retrieved"]).rename_columns(
         {"id": "root_id", "text": "root_text"}
     )
-    counts = summarize(root_counts, [c for _, c in corpus_parts], dependencies, packed)
-    counts["units_left_over"] = units_left_over
-    counts["seconds"] = {stage: round(seconds, 1) for stage, seconds in timings.items()}
+    counts = BuildCounts.from_tables(
+        STATUSES, root_counts, [c for _, c in corpus_parts], dependencies, packed, units_left_over
+    )
+    counts.seconds = {stage: round(seconds, 1) for stage, seconds in timings.items()}
     write_dataset(output_dir, packed, dependencies, counts, config)
     if config.push_to_hub:
-        push_folder(output_dir, config)
+        push_folder(output_dir, settings_of(config, OutputSettings))
     return counts
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> BuildCounts:
     from trl import TrlParser
 
     (config,) = TrlParser((BuildConfig,)).parse_args_and_config(args=argv)

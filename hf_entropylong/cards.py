@@ -31,7 +31,7 @@ def _size_category(n: int) -> str:
 def render_dataset_card(
     config, counts: dict, data_files: dict[str, str], template_path: Path = TEMPLATE
 ) -> str:
-    """Render the card for a build with `config` (a `BuildConfig`) and the counts of `publish.summarize`.
+    """Render the card for a build with `config` (a `BuildConfig`) and its `publish.BuildCounts`.
 
     `data_files` maps each config written (`default`, `dependencies`) to its parquet path pattern.
     """
@@ -48,7 +48,7 @@ def render_dataset_card(
         language="en",
         license=license_id,
         pretty_name=pretty_name,
-        size_categories=_size_category(counts["sequences"]),
+        size_categories=_size_category(counts.sequences),
         task_categories=["text-generation"],
         tags=["long-context", "entropylong", "pretraining"],
         configs=configs,

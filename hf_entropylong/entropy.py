@@ -20,17 +20,26 @@ scored exactly once.
 
 High-entropy positions are those with H_t > μ + α·σ, μ and σ taken over the document's finite entropies
 (α = 2.0 in the paper).
+
+The build's first stage (`ENTROPY_STAGE`, `score_roots`) scores every root whose encoding fits the sequence
+length, leaves special tokens and the first `min_left_context` text tokens out of the statistics, and gives
+each high-entropy position its query: the `window_words` words on each side of the token.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
+import datasets
 import numpy as np
 import torch
 
 from .models import context_window
+from .retrieval import query_window
+from .stage import Stage, setting
 
 _CHECKED_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -236,3 +245,118 @@ def high_entropy_positions(entropy: np.ndarray, alpha: float = 2.0) -> np.ndarra
         return np.zeros(0, dtype=np.int64)
     threshold = values.mean() + alpha * values.std()
     return np.flatnonzero(finite & (np.where(finite, entropy, -np.inf) > threshold)).astype(np.int64)
+
+
+@dataclass
+class EntropySettings:
+    """Which positions of a root count as high-entropy, and their queries."""
+
+    output_neutral: ClassVar[tuple[str, ...]] = ("entropy_batch_size", "logits_chunk_size")
+
+    alpha: float = setting(2.0, help="High entropy: H_t > mean + alpha * std over the root (the paper: 2.0).")
+    min_left_context: int = setting(
+        4,
+        help="Skip the root's first N text tokens: predicted from almost nothing, their entropy is high in every "
+        "document and any prepended text lowers it (0 = the paper's plain rule).",
+    )
+    max_positions_per_root: int | None = setting(
+        None, help="Keep only this many highest-entropy positions per root; all of them when unset."
+    )
+    window_words: int = setting(16, help="Query: the words on each side of the position (the paper: 16).")
+    entropy_batch_size: int = setting(8, help="Roots per LM forward pass.")
+    logits_chunk_size: int = setting(
+        1024, help="Positions per LM-head chunk (bounds the fp32 logits in memory).")
+
+    def __post_init__(self):
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0 (a negative one marks almost every token), got {self.alpha}.")
+        if self.min_left_context < 0:
+            raise ValueError(f"min_left_context must be >= 0, got {self.min_left_context}.")
+        if self.max_positions_per_root is not None and self.max_positions_per_root < 1:
+            raise ValueError(f"max_positions_per_root must be positive, got {self.max_positions_per_root}.")
+        for name in ("window_words", "entropy_batch_size", "logits_chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+
+
+def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
+    """The entropy stage: per-root entropy statistics, high-entropy positions with their queries, a status."""
+    tokenizer = inputs.tokenizer
+    encodings = tokenizer(batch["text"], return_offsets_mapping=True)
+    documents = [ids + [tokenizer.eos_token_id] for ids in encodings["input_ids"]]
+    fits = [len(ids) <= inputs.max_seq_length for ids in documents]
+    scored = iter(
+        batch_document_entropy(
+            inputs.lm,
+            [ids for ids, ok in zip(documents, fits, strict=True) if ok],
+            batch_size=settings.entropy_batch_size,
+            max_length=inputs.lm_window,
+            chunk_size=settings.logits_chunk_size,
+        )
+        if any(fits)
+        else []
+    )
+    out = {"num_tokens": [], "entropy_mean": [], "entropy_std": [], "positions": [], "status": []}
+    for text, ids, offsets, ok in zip(batch["text"], documents, encodings["offset_mapping"], fits, strict=True):
+        out["num_tokens"].append(len(ids))
+        if not ok:
+            out["entropy_mean"].append(None)
+            out["entropy_std"].append(None)
+            out["positions"].append([])
+            out["status"].append("root_too_long")
+            continue
+        entropy = next(scored).astype(np.float64)
+        # Only text tokens count: special tokens (BOS, the closing EOS) have empty character spans. The first
+        # `min_left_context` text tokens are left out too: any context "explains" a document's opening.
+        spans = list(offsets) + [(0, 0)]
+        special = np.array([start >= end for start, end in spans])
+        entropy[special] = np.nan
+        entropy[np.flatnonzero(~special)[: settings.min_left_context]] = np.nan
+        picked = high_entropy_positions(entropy, alpha=settings.alpha)
+        if settings.max_positions_per_root is not None:
+            picked = sorted(picked, key=lambda t: -entropy[t])[: settings.max_positions_per_root]
+        positions = []
+        for t in sorted(int(t) for t in picked):
+            start, end = spans[t]
+            positions.append(
+                {
+                    "token_index": t,
+                    "char_start": int(start),
+                    "char_end": int(end),
+                    "token": text[start:end],
+                    "entropy": float(entropy[t]),
+                    "query": query_window(text, start, end, settings.window_words),
+                }
+            )
+        finite = np.isfinite(entropy).any()
+        out["entropy_mean"].append(float(np.nanmean(entropy)) if finite else None)
+        out["entropy_std"].append(float(np.nanstd(entropy)) if finite else None)
+        out["positions"].append(positions)
+        out["status"].append("ok" if positions else "no_high_entropy_position")
+    return out
+
+
+_INT, _STR = datasets.Value("int32"), datasets.Value("string")
+ENTROPY_STAGE = Stage(
+    name="entropy",
+    settings=EntropySettings,
+    inputs=("tokenizer", "lm", "lm_window", "max_seq_length"),
+    columns={
+        "num_tokens": datasets.Value("int64"),
+        "entropy_mean": datasets.Value("float32"),
+        "entropy_std": datasets.Value("float32"),
+        "positions": datasets.List(
+            {
+                "token_index": _INT,
+                "char_start": _INT,
+                "char_end": _INT,
+                "token": _STR,
+                "entropy": datasets.Value("float32"),
+                "query": _STR,
+            }
+        ),
+        "status": _STR,
+    },
+    drop_reasons=("root_too_long", "no_high_entropy_position"),
+    function=score_roots,
+)

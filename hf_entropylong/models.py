@@ -16,14 +16,19 @@ unchanged, so Hub ids and local paths work the same way.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import torch
+
+from .stage import setting
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_LM = "embedded:SmolLM2-135M-Instruct"
@@ -31,6 +36,73 @@ EMBEDDED_EMBEDDER = "embedded:all-MiniLM-L6-v2"
 EMBEDDED_CORPUS = "embedded:wiki-summaries"
 
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LMSettings:
+    """The causal LM that scores roots and verifies candidates."""
+
+    lm: str = setting(
+        "meta-llama/Meta-Llama-3-8B", help="Causal LM: Hub id, local path or embedded:SmolLM2-135M-Instruct."
+    )
+    lm_dtype: Literal["bfloat16", "float16", "float32"] = setting(
+        "bfloat16", help="LM weights and activations (float32 is faster on most CPUs)."
+    )
+    attn_implementation: str | None = setting(
+        None, help="transformers attention implementation (sdpa, flash_attention_2, ...); default: its choice."
+    )
+    lm_max_length: int | None = setting(
+        None, help="LM window in tokens; default: the model's max_position_embeddings."
+    )
+
+    def __post_init__(self):
+        if self.lm_dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"lm_dtype must be bfloat16, float16 or float32, got {self.lm_dtype!r}.")
+        if self.lm_max_length is not None and self.lm_max_length < 2:
+            raise ValueError(f"lm_max_length must be at least 2 tokens, got {self.lm_max_length}.")
+
+
+@dataclass
+class EmbedderSettings:
+    """The sentence-transformers model that embeds queries and corpus documents."""
+
+    output_neutral: ClassVar[tuple[str, ...]] = ("embed_batch_size",)
+
+    embedder: str = setting(
+        "jinaai/jina-embeddings-v3",
+        help="sentence-transformers model: Hub id, local path or embedded:all-MiniLM-L6-v2.",
+    )
+    embedder_max_seq_length: int | None = setting(
+        None, help="Tokens of each text the embedder reads; default: the model's own limit."
+    )
+    embed_batch_size: int = setting(64, help="Texts per embedder forward pass.")
+
+    def __post_init__(self):
+        if self.embed_batch_size < 1:
+            raise ValueError(f"embed_batch_size must be positive, got {self.embed_batch_size}.")
+
+
+def model_identity(name_or_path: str) -> str:
+    """What names a model's weights in cache keys.
+
+    A local folder is named by its files' names and sizes plus a hash of each weight file's first and last MiB
+    (the safetensors header and some weights), so other weights behind the same path give another identity and
+    a touched file does not. Embedded names (pinned packages) and Hub ids are their own identity.
+    """
+    path = Path(name_or_path)
+    if is_embedded(name_or_path) or not path.is_dir():
+        return str(name_or_path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path)}:{size}\n".encode())
+        if file.suffix in (".safetensors", ".bin", ".gguf", ".json", ".model"):
+            with file.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+                if size > 2 << 20:
+                    handle.seek(-(1 << 20), os.SEEK_END)
+                    digest.update(handle.read())
+    return f"{path.resolve()}@{digest.hexdigest()[:16]}"
 
 
 def cache_dir() -> Path:
@@ -133,6 +205,12 @@ def context_window(model, max_length: int | None = None) -> int:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def encode_document(tokenizer, text: str) -> list[int]:
+    """A document as the builder feeds it to the LM everywhere: the tokenizer's ids (BOS included when the
+    tokenizer adds one), then EOS."""
+    return tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
 
 
 def load_tokenizer(name_or_path: str, **kwargs):

@@ -15,26 +15,58 @@ is: each unit carries its row number as a token-aligned int32 column, and the pr
 after binning. Nothing is dropped: the space a row has left is filled with `pad_token_id`, which becomes the
 row's last span in `seq_lengths` and is counted in `num_padding_tokens` (only the last rows of each batch
 carry much padding). Rows are then shuffled with a seed. `packing_stats` gives the counts for the dataset card.
+
+In the build, the units stage (`UNIT_STAGE`, `make_units`) makes each `ok` root's unit, shuffled with a
+per-root seed (`seed`/root id, so a resumed build shuffles identically); `pack_sequences` then packs every unit
+once, holds back the rows best-fit-decreasing leaves less than `min_row_fill` full, and decodes the rest.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Literal
 
 import datasets
 import numpy as np
 import pyarrow.compute as pc
 from trl import pack_dataset
 
+from .models import encode_document
+from .stage import Stage, setting
+
+
+@dataclass
+class UnitSettings:
+    """How a root and its verified contexts form a training unit."""
+
+    order: Literal["shuffle", "sequence"] = setting(
+        "shuffle", help="Contexts in a random order (shuffle, the paper's default) or in position order (sequence)."
+    )
+
+    def __post_init__(self):
+        if self.order not in ("shuffle", "sequence"):
+            raise ValueError(f"order must be 'shuffle' or 'sequence', got {self.order!r}.")
+
+
+@dataclass
+class PackSettings:
+    """The packed training sequences."""
+
+    max_seq_length: int = setting(131_072, help="Tokens per packed sequence (the paper: 131,072).")
+    min_row_fill: float = setting(
+        0.5, help="Hold back packed rows whose units fill less than this share (the last rows of a packing)."
+    )
+
+    def __post_init__(self):
+        if self.max_seq_length < 2:
+            raise ValueError(f"max_seq_length must be at least 2 tokens, got {self.max_seq_length}.")
+        if not 0 <= self.min_row_fill <= 1:
+            raise ValueError(f"min_row_fill must be in [0, 1], got {self.min_row_fill}.")
+
 
 class UnitTooLongError(ValueError):
     """The root alone is longer than the sequence length."""
-
-
-def encode_document(tokenizer, text: str) -> list[int]:
-    """The tokenizer's ids of `text` (BOS included when the tokenizer adds one), then EOS."""
-    return tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
 
 
 def make_unit(
@@ -91,10 +123,6 @@ class PackingStats:
     tokens: int
     unit_tokens: int
     padding_tokens: int
-
-    @property
-    def padding_fraction(self) -> float:
-        return self.padding_tokens / self.tokens if self.tokens else 0.0
 
 
 def packing_stats(packed: datasets.Dataset) -> PackingStats:
@@ -193,3 +221,82 @@ def pack_units(
         finish, batched=True, remove_columns=bins.column_names, features=features, desc="Padding rows"
     )
     return packed.shuffle(seed=seed).flatten_indices()
+
+
+def make_units(batch: dict, settings: UnitSettings, inputs) -> dict:
+    """The units stage: each root with verified contexts becomes [contexts; root], within `max_seq_length`."""
+    tokenizer = inputs.tokenizer
+    out = {"unit_input_ids": [], "unit_context_ids": [], "num_contexts_trimmed": []}
+    for root_id, text, verified in zip(batch["id"], batch["text"], batch["verified_contexts"], strict=True):
+        unit, kept = [], []
+        if verified:
+            contexts = [
+                encode_document(tokenizer, passage)
+                for passage in inputs.corpus[[c["corpus_index"] for c in verified]]["text"]
+            ]
+            try:
+                unit, kept = make_unit(
+                    encode_document(tokenizer, text),
+                    contexts,
+                    [c["delta_i"] for c in verified],
+                    order=settings.order,
+                    rng=random.Random(f"{inputs.seed}/{root_id}"),
+                    max_length=inputs.max_seq_length,
+                )
+            except UnitTooLongError:
+                pass
+        out["unit_input_ids"].append(unit)
+        out["unit_context_ids"].append([verified[i]["corpus_id"] for i in kept])
+        out["num_contexts_trimmed"].append(len(verified) - len(kept))
+    return out
+
+
+UNIT_STAGE = Stage(
+    name="units",
+    settings=UnitSettings,
+    inputs=("tokenizer", "corpus", "max_seq_length", "seed"),
+    columns={
+        "unit_input_ids": datasets.List(datasets.Value("int64")),
+        "unit_context_ids": datasets.List(datasets.Value("string")),
+        "num_contexts_trimmed": datasets.Value("int32"),
+    },
+    drop_reasons=(),
+    function=make_units,
+    rows_per_call=64,
+)
+
+
+def pack_sequences(
+    roots: datasets.Dataset, settings: PackSettings, tokenizer, seed: int
+) -> tuple[datasets.Dataset | None, int]:
+    """Pack the units of the units stage's rows into decoded sequences of exactly `max_seq_length` tokens.
+
+    Args:
+        roots: rows with `id`, `unit_input_ids` (empty for roots without a unit) and `unit_context_ids`.
+        settings: the sequence length and the least share of a row its units must fill.
+        tokenizer: decodes the rows into `text`; its pad token (else EOS) fills them.
+        seed: seed of the row shuffle.
+
+    Returns:
+        The packed rows (`pack_units`' columns plus `text`; `None` when no row is left) and the number of units
+        held back in under-filled rows.
+    """
+    units = roots.filter(lambda batch: [len(ids) > 0 for ids in batch["unit_input_ids"]], batched=True)
+    if len(units) == 0:
+        return None, 0
+    units = units.select_columns(["unit_input_ids", "id", "unit_context_ids"]).rename_columns(
+        {"unit_input_ids": "input_ids", "id": "root_id", "unit_context_ids": "context_ids"}
+    )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    packed = pack_units(units, settings.max_seq_length, pad_id, seed=seed)
+    most_padding = int((1 - settings.min_row_fill) * settings.max_seq_length)
+    filled = packed.filter(
+        lambda batch: [n <= most_padding for n in batch["num_padding_tokens"]], batched=True, desc="Row fill"
+    )
+    units_left_over = len(units) - sum(map(len, filled["root_ids"]))
+    if len(filled) == 0:
+        return None, units_left_over
+    decoded = filled.flatten_indices().map(
+        lambda batch: {"text": tokenizer.batch_decode(batch["input_ids"])}, batched=True, desc="Decoding rows"
+    )
+    return decoded, units_left_over

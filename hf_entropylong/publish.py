@@ -5,65 +5,122 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import datasets
 import numpy as np
 
 from .cards import render_dataset_card
-from .config import STATUSES, BuildConfig
 from .pack import packing_stats
+from .sources import SourceCounts
+from .stage import setting
 
 
-def summarize(root_counts, corpus_counts, dependencies: datasets.Dataset, packed) -> dict:
-    """Counts of every stage (what was kept, what was dropped and why), from the per-root rows."""
-    statuses = dict.fromkeys(STATUSES, 0)
-    totals = dict.fromkeys(
-        ["positions", "excluded_self", "excluded_copy", "tried", "distinct", "verified_contexts", "trimmed"],
-        0,
+@dataclass
+class OutputSettings:
+    """Where the build is written and published, and what its card says."""
+
+    output_neutral: ClassVar[tuple[str, ...]] = (
+        "output_dir", "dataset_license", "pretty_name", "push_to_hub", "hub_repo_id", "hub_private"
     )
-    deltas = []
-    columns = ["status", "positions", "candidates", "verified_contexts", "num_excluded_self",
-               "num_excluded_near_duplicate", "num_contexts_trimmed"]  # fmt: skip
-    for batch in dependencies.select_columns(columns).iter(batch_size=1_000):
-        for status in batch["status"]:
-            statuses[status] += 1
-        totals["positions"] += sum(map(len, batch["positions"]))
-        totals["excluded_self"] += sum(batch["num_excluded_self"])
-        totals["excluded_copy"] += sum(batch["num_excluded_near_duplicate"])
-        totals["tried"] += sum(map(len, batch["candidates"]))
-        totals["distinct"] += sum(len({c["corpus_index"] for c in row}) for row in batch["candidates"])
-        totals["verified_contexts"] += sum(map(len, batch["verified_contexts"]))
-        totals["trimmed"] += sum(batch["num_contexts_trimmed"])
-        deltas += [c["delta_i"] for row in batch["candidates"] for c in row if c["verified"]]
-    packing = packing_stats(packed) if packed is not None else None
-    return {
-        "roots_read": root_counts.rows,
-        "roots_empty": root_counts.empty,
-        "roots": len(dependencies),
-        "roots_by_status": statuses,
-        "corpus_documents": sum(c.kept for c in corpus_counts),
-        "corpus_empty": sum(c.empty for c in corpus_counts),
-        "high_entropy_positions": totals["positions"],
-        "candidates_excluded_self": totals["excluded_self"],
-        "candidates_excluded_near_duplicate": totals["excluded_copy"],
-        "candidates_tried": totals["tried"],
-        "distinct_candidates_tried": totals["distinct"],
-        "verified_dependencies": len(deltas),
-        "verified_contexts": totals["verified_contexts"],
-        "mean_delta_i": round(float(np.mean(deltas)), 4) if deltas else None,
-        "contexts_trimmed_for_length": totals["trimmed"],
-        "units": packing.units if packing else 0,
-        "sequences": packing.rows if packing else 0,
-        "tokens": packing.tokens if packing else 0,
-        "padding_tokens": packing.padding_tokens if packing else 0,
-    }
+
+    output_dir: str = setting(
+        "outputs/entropylong",
+        help="Dataset folder (both configs, card); stage caches go to its .cache/.",
+    )
+    dataset_license: str = setting(
+        "odc-by", help="Licence of the sources, for the card (embedded sources: cc-by-sa-4.0).")
+    pretty_name: str | None = setting(None, help="Title of the dataset card.")
+    push_to_hub: bool = setting(False, help="Upload the dataset folder to the Hub.")
+    hub_repo_id: str | None = setting(None, help="Hub dataset repository, ORG/NAME.")
+    hub_private: bool = setting(False, help="Create the Hub repository private.")
+
+    def __post_init__(self):
+        if self.push_to_hub and not self.hub_repo_id:
+            raise ValueError("--push_to_hub needs --hub_repo_id ORG/NAME.")
 
 
-def write_dataset(
-    output_dir: Path, packed, dependencies: datasets.Dataset, counts: dict, config: BuildConfig
-) -> None:
+@dataclass
+class BuildCounts:
+    """What every stage kept and dropped, and why: read by the summary, the dataset card and the tests."""
+
+    roots_read: int
+    roots_empty: int
+    roots: int
+    roots_by_status: dict[str, int]
+    corpus_documents: int
+    corpus_empty: int
+    high_entropy_positions: int
+    candidates_excluded_self: int
+    candidates_excluded_near_duplicate: int
+    candidates_tried: int
+    distinct_candidates_tried: int
+    verified_dependencies: int
+    verified_contexts: int
+    mean_delta_i: float | None
+    contexts_trimmed_for_length: int
+    units: int
+    units_left_over: int
+    sequences: int
+    tokens: int
+    padding_tokens: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_tables(
+        cls,
+        statuses: tuple[str, ...],
+        root_counts: SourceCounts,
+        corpus_counts: list[SourceCounts],
+        dependencies: datasets.Dataset,
+        packed: datasets.Dataset | None,
+        units_left_over: int,
+    ) -> BuildCounts:
+        """Counts from the per-root rows (`dependencies`) and the packed rows; `statuses` lists every status."""
+        by_status = dict.fromkeys(statuses, 0)
+        positions = excluded_self = excluded_copy = tried = distinct = contexts = trimmed = 0
+        deltas = []
+        columns = ["status", "positions", "candidates", "verified_contexts", "num_excluded_self",
+                   "num_excluded_near_duplicate", "num_contexts_trimmed"]  # fmt: skip
+        for batch in dependencies.select_columns(columns).iter(batch_size=1_000):
+            for status in batch["status"]:
+                by_status[status] += 1
+            positions += sum(map(len, batch["positions"]))
+            excluded_self += sum(batch["num_excluded_self"])
+            excluded_copy += sum(batch["num_excluded_near_duplicate"])
+            tried += sum(map(len, batch["candidates"]))
+            distinct += sum(len({c["corpus_index"] for c in row}) for row in batch["candidates"])
+            contexts += sum(map(len, batch["verified_contexts"]))
+            trimmed += sum(batch["num_contexts_trimmed"])
+            deltas += [c["delta_i"] for row in batch["candidates"] for c in row if c["verified"]]
+        packing = packing_stats(packed) if packed is not None else None
+        return cls(
+            roots_read=root_counts.rows,
+            roots_empty=root_counts.empty,
+            roots=len(dependencies),
+            roots_by_status=by_status,
+            corpus_documents=sum(c.kept for c in corpus_counts),
+            corpus_empty=sum(c.empty for c in corpus_counts),
+            high_entropy_positions=positions,
+            candidates_excluded_self=excluded_self,
+            candidates_excluded_near_duplicate=excluded_copy,
+            candidates_tried=tried,
+            distinct_candidates_tried=distinct,
+            verified_dependencies=len(deltas),
+            verified_contexts=contexts,
+            mean_delta_i=round(float(np.mean(deltas)), 4) if deltas else None,
+            contexts_trimmed_for_length=trimmed,
+            units=packing.units if packing else 0,
+            units_left_over=units_left_over,
+            sequences=packing.rows if packing else 0,
+            tokens=packing.tokens if packing else 0,
+            padding_tokens=packing.padding_tokens if packing else 0,
+        )
+
+
+def write_dataset(output_dir: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
     """Write both configs as parquet shards (≤ 500 MB each) and the dataset card: the folder a push uploads.
 
     Shard names carry the table's fingerprint. `datasets` caches a local folder's configs under a key made of
@@ -88,46 +145,45 @@ def write_dataset(
     (output_dir / "README.md").write_text(render_dataset_card(config, counts, data_files))
 
 
-def push_folder(output_dir: Path, config: BuildConfig) -> None:
+def push_folder(output_dir: Path, settings: OutputSettings) -> None:
     from huggingface_hub import HfApi
 
     api = HfApi()
-    api.create_repo(config.hub_repo_id, repo_type="dataset", private=config.hub_private, exist_ok=True)
+    api.create_repo(settings.hub_repo_id, repo_type="dataset", private=settings.hub_private, exist_ok=True)
     api.upload_folder(
-        repo_id=config.hub_repo_id,
+        repo_id=settings.hub_repo_id,
         repo_type="dataset",
         folder_path=str(output_dir),
         ignore_patterns=[".cache/*", ".cache/**"],
     )
 
 
-def print_summary(counts: dict, output_dir: str) -> None:
-    seconds = counts["seconds"]
-    statuses = ", ".join(f"{status} {n}" for status, n in counts["roots_by_status"].items())
+def print_summary(counts: BuildCounts, output_dir: str) -> None:
+    statuses = ", ".join(f"{status} {n}" for status, n in counts.roots_by_status.items())
     rows = [
-        ("roots", f"{counts['roots']} ({statuses}); {counts['roots_empty']} empty dropped"),
-        ("corpus documents", counts["corpus_documents"]),
-        ("high-entropy positions", counts["high_entropy_positions"]),
+        ("roots", f"{counts.roots} ({statuses}); {counts.roots_empty} empty dropped"),
+        ("corpus documents", counts.corpus_documents),
+        ("high-entropy positions", counts.high_entropy_positions),
         (
             "candidates tried",
-            f"{counts['candidates_tried']} ({counts['distinct_candidates_tried']} distinct per root); "
-            f"excluded: {counts['candidates_excluded_self']} self, {counts['candidates_excluded_near_duplicate']} near-duplicate",
+            f"{counts.candidates_tried} ({counts.distinct_candidates_tried} distinct per root); excluded: "
+            f"{counts.candidates_excluded_self} self, {counts.candidates_excluded_near_duplicate} near-duplicate",
         ),
         (
             "verified dependencies",
-            f"{counts['verified_dependencies']} in {counts['verified_contexts']} contexts, mean ΔI {counts['mean_delta_i']}",
+            f"{counts.verified_dependencies} in {counts.verified_contexts} contexts, mean ΔI {counts.mean_delta_i}",
         ),
         (
             "units",
-            f"{counts['units']} in sequences, {counts['units_left_over']} left over in under-filled rows; "
-            f"{counts['contexts_trimmed_for_length']} contexts trimmed for length",
+            f"{counts.units} in sequences, {counts.units_left_over} left over in under-filled rows; "
+            f"{counts.contexts_trimmed_for_length} contexts trimmed for length",
         ),
-        ("sequences", counts["sequences"]),
-        ("tokens", f"{counts['tokens']} ({counts['padding_tokens']} padding)"),
+        ("sequences", counts.sequences),
+        ("tokens", f"{counts.tokens} ({counts.padding_tokens} padding)"),
         (
             "seconds",
-            ", ".join(f"{stage} {s}" for stage, s in seconds.items())
-            + f"; total {sum(seconds.values()):.1f}",
+            ", ".join(f"{stage} {s}" for stage, s in counts.seconds.items())
+            + f"; total {sum(counts.seconds.values()):.1f}",
         ),
     ]
     width = max(len(name) for name, _ in rows)

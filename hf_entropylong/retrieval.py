@@ -22,6 +22,10 @@ index depends on (corpus, embedder and its prompt, factory); the caller picks it
 Exclusion. The root itself and near-copies of it must never be candidates (prepending a copy trivially lowers
 entropy): a candidate is a near-copy when at least `threshold` of the root's word 8-shingles (lower-cased,
 punctuation stripped) occur in it.
+
+The build's retrieval stage (`RETRIEVAL_STAGE`, `retrieve_candidates`) embeds every query of a shard at once,
+searches 2k + 2 neighbours (the extra hits absorb the exclusions) and keeps the first `top_k` that are neither
+the root (same id, when roots and corpus are one source) nor a near-copy of it.
 """
 
 from __future__ import annotations
@@ -31,12 +35,65 @@ import functools
 import logging
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import datasets
 import numpy as np
 
+from .stage import Stage, setting
+
 logger = logging.getLogger(__name__)
+
+
+
+@dataclass
+class IndexSettings:
+    """The FAISS index over the corpus embeddings."""
+
+    output_neutral: ClassVar[tuple[str, ...]] = ("index_shard_size", "index_on_gpu")
+
+    index_factory: str = setting(
+        "Flat", help="faiss.index_factory string: Flat (exact) or e.g. IVF32768,PQ256 (trained, approximate)."
+    )
+    document_prompt_name: str | None = setting(
+        None, help="Embedder prompt for corpus documents (jina-embeddings-v3: retrieval.passage)."
+    )
+    index_train_size: int = setting(262_144, help="Vectors sampled (seeded by `seed`) to train an IVF index.")
+    index_shard_size: int = setting(
+        1_000_000, help="Documents per embedding shard; IVF shards merge on disk.")
+    index_on_gpu: bool = setting(False, help="Build and search the index on the GPUs (faiss-gpu).")
+
+    def __post_init__(self):
+        for name in ("index_train_size", "index_shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+
+
+@dataclass
+class RetrievalSettings:
+    """How candidates are searched for each high-entropy position."""
+
+    query_prompt_name: str | None = setting(
+        None, help="Embedder prompt for queries (jina-embeddings-v3: retrieval.query)."
+    )
+    top_k: int = setting(5, help="Candidates kept per position, after excluding the root and its near-copies.")
+    nprobe: int | None = setting(
+        None, help="Inverted lists visited per query (IVF indexes; more is slower and more exact)."
+    )
+    near_duplicate_threshold: float = setting(
+        0.5, help="Share of the root's word 8-shingles found in a candidate that marks it a near-copy."
+    )
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be positive, got {self.top_k}.")
+        if self.nprobe is not None and self.nprobe < 1:
+            raise ValueError(f"nprobe must be positive, got {self.nprobe}.")
+        if not 0 < self.near_duplicate_threshold <= 1:
+            raise ValueError(f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}.")
+
 
 _WORD = re.compile(r"\S+")
 _PUNCT = re.compile(r"[^\w\s]")
@@ -330,3 +387,70 @@ def is_near_duplicate(
         return bool(shorter.strip()) and shorter in longer
     root_shingles = _shingles(root, shingle_words)
     return len(root_shingles & _shingles(candidate, shingle_words)) / len(root_shingles) >= threshold
+
+
+def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dict:
+    """The retrieval stage: the top-k corpus documents of every position, the root and its near-copies excluded."""
+    queries = [position["query"] for positions in batch["positions"] for position in positions]
+    out = {"retrieved": [], "num_excluded_self": [], "num_excluded_near_duplicate": [], "status": list(batch["status"])}
+    scores_per_query = hits_per_query = np.empty((0, 0))
+    if queries:
+        vectors = embed_texts(
+            inputs.embedder, queries, batch_size=inputs.embed_batch_size, prompt_name=settings.query_prompt_name
+        )
+        scores_per_query, hits_per_query = search(inputs.index, vectors, 2 * settings.top_k + 2, settings.nprobe)
+        unique = sorted({int(i) for i in hits_per_query.ravel() if i >= 0})
+        rows = inputs.corpus[unique] if unique else {"id": [], "text": []}
+        corpus_rows = {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}
+    query_index = 0
+    for row, (root_id, text, positions) in enumerate(
+        zip(batch["id"], batch["text"], batch["positions"], strict=True)
+    ):
+        retrieved, excluded_self, excluded_copy = [], 0, 0
+        for position in positions:
+            kept = 0
+            for score, hit in zip(scores_per_query[query_index], hits_per_query[query_index], strict=True):
+                if hit < 0 or kept == settings.top_k:
+                    continue
+                corpus_id, corpus_text = corpus_rows[int(hit)]
+                if inputs.same_source and corpus_id == root_id:
+                    excluded_self += 1
+                elif is_near_duplicate(text, corpus_text, threshold=settings.near_duplicate_threshold):
+                    excluded_copy += 1
+                else:
+                    kept += 1
+                    retrieved.append(
+                        {
+                            "token_index": position["token_index"],
+                            "corpus_index": int(hit),
+                            "corpus_id": corpus_id,
+                            "similarity": float(score),
+                        }
+                    )
+            query_index += 1
+        out["retrieved"].append(retrieved)
+        out["num_excluded_self"].append(excluded_self)
+        out["num_excluded_near_duplicate"].append(excluded_copy)
+        if out["status"][row] == "ok" and not retrieved:
+            out["status"][row] = "no_candidate"
+    return out
+
+
+RETRIEVED = {
+    "token_index": datasets.Value("int32"),
+    "corpus_index": datasets.Value("int64"),
+    "corpus_id": datasets.Value("string"),
+    "similarity": datasets.Value("float32"),
+}
+RETRIEVAL_STAGE = Stage(
+    name="retrieval",
+    settings=RetrievalSettings,
+    inputs=("embedder", "embed_batch_size", "index", "corpus", "same_source"),
+    columns={
+        "retrieved": datasets.List(RETRIEVED),
+        "num_excluded_self": datasets.Value("int32"),
+        "num_excluded_near_duplicate": datasets.Value("int32"),
+    },
+    drop_reasons=("no_candidate",),
+    function=retrieve_candidates,
+)

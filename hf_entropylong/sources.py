@@ -14,9 +14,56 @@ from pathlib import Path
 import datasets
 
 from .models import EMBEDDED_CORPUS, embedded_corpus_file, is_embedded
+from .stage import setting
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 TEXT_FORMATS = {".jsonl", ".json", ".csv", ".txt"}
+
+
+@dataclass
+class RootSettings:
+    """The documents the build extends with verified contexts."""
+
+    roots: str = setting(
+        "HuggingFaceFW/fineweb-edu::sample-10BT",
+        help="Roots: Hub id[::config], local file or folder, or embedded:wiki-summaries.",
+    )
+    roots_split: str = setting("train", help="Split of the roots source.")
+    roots_text_column: str = setting("text", help="Column holding each root's text.")
+    roots_id_column: str | None = setting(
+        "id", help="Column holding a stable id; row numbers (<source>#<row>) when unset or absent."
+    )
+    num_roots: int | None = setting(
+        100_000, help="Roots sampled from the source (seeded by `seed`); all of them when unset."
+    )
+
+    def __post_init__(self):
+        if self.num_roots is not None and self.num_roots < 1:
+            raise ValueError(f"num_roots must be positive (or unset for all), got {self.num_roots}.")
+
+
+@dataclass
+class CorpusSettings:
+    """The documents candidates are retrieved from."""
+
+    corpus: list[str] = setting(
+        default_factory=lambda: [
+            "HuggingFaceFW/fineweb-edu::sample-10BT",
+            "HuggingFaceTB/cosmopedia::web_samples_v2",
+        ],
+        help="One or more corpus sources (like `roots`), concatenated.",
+    )
+    corpus_split: str = setting("train", help="Split of every corpus source.")
+    corpus_text_column: str = setting("text", help="Column holding each corpus document's text.")
+    corpus_id_column: str | None = setting(
+        "id", help="Column holding a stable id; row numbers (<source>#<row>) when unset or absent."
+    )
+
+    def __post_init__(self):
+        if isinstance(self.corpus, str):
+            self.corpus = [self.corpus]
+        if not self.corpus:
+            raise ValueError("corpus needs at least one source.")
 
 
 class SourceError(ValueError):

@@ -15,17 +15,42 @@ which C + D[:p] fits W share one sequence, C + D[:max p]. Each other position ge
 context keeps its last min(|C|, max(W − p, ⌊W/2⌋)) tokens (the end nearest the root) and the root prefix the
 tokens just before p that fill the rest: the context takes at most half the window whenever the root prefix
 needs more, and all the room the root prefix leaves otherwise.
+
+The build's verification stage (`VERIFY_STAGE`, `verify_candidates`) groups each root's retrieved hits by
+document, verifies every distinct document once, records every (position, document) pair tried with its ΔI,
+and keeps a document as a verified context (with its best ΔI and the positions it passed) when any pair passed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
+import datasets
 import numpy as np
 import torch
 
 from .entropy import head_entropy, hidden_states
-from .models import context_window
+from .models import context_window, encode_document
+from .retrieval import RETRIEVED
+from .stage import Stage, setting
+
+
+@dataclass
+class VerifySettings:
+    """When a retrieved candidate counts as a verified context."""
+
+    output_neutral: ClassVar[tuple[str, ...]] = ("verify_batch_size",)
+
+    epsilon: float = setting(0.4, help="Keep a candidate when ΔI >= epsilon (the paper: 0.4).")
+    verify_batch_size: int = setting(8, help="(candidate; root prefix) sequences per LM forward pass.")
+
+    def __post_init__(self):
+        if not 0 < self.epsilon <= 1:
+            raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}.")
+        if self.verify_batch_size < 1:
+            raise ValueError(f"verify_batch_size must be positive, got {self.verify_batch_size}.")
 
 
 def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: int) -> tuple[list[int], int]:
@@ -127,3 +152,86 @@ def delta_i(baseline: np.ndarray | float, with_context: np.ndarray | float) -> n
     with_context = np.asarray(with_context, dtype=np.float64)
     safe = np.where(baseline > 0, baseline, 1.0)
     return np.where(baseline > 0, (baseline - with_context) / safe, 0.0)
+
+
+def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
+    """The verification stage: ΔI of every (position, candidate) pair of each root, and its verified contexts."""
+    tokenizer = inputs.tokenizer
+    out = {"candidates": [], "verified_contexts": [], "status": list(batch["status"])}
+    for row, (text, positions, retrieved) in enumerate(
+        zip(batch["text"], batch["positions"], batch["retrieved"], strict=True)
+    ):
+        if not retrieved:
+            out["candidates"].append([])
+            out["verified_contexts"].append([])
+            continue
+        baseline = {position["token_index"]: position["entropy"] for position in positions}
+        by_candidate: dict[int, list[dict]] = {}
+        for hit in retrieved:
+            by_candidate.setdefault(hit["corpus_index"], []).append(hit)
+        order = list(by_candidate)
+        entropies = context_entropy(
+            inputs.lm,
+            [encode_document(tokenizer, passage) for passage in inputs.corpus[order]["text"]],
+            encode_document(tokenizer, text),
+            [[hit["token_index"] for hit in by_candidate[i]] for i in order],
+            batch_size=settings.verify_batch_size,
+            max_length=inputs.lm_window,
+        )
+        candidates, verified = [], []
+        for corpus_index, with_context in zip(order, entropies, strict=True):
+            hits = by_candidate[corpus_index]
+            gains = delta_i(np.array([baseline[hit["token_index"]] for hit in hits]), np.asarray(with_context))
+            for hit, entropy, gain in zip(hits, with_context, gains, strict=True):
+                candidates.append(
+                    {
+                        **hit,
+                        "entropy_with_context": float(entropy),
+                        "delta_i": float(gain),
+                        "verified": bool(gain >= settings.epsilon),
+                    }
+                )
+            passed = [hit["token_index"] for hit, gain in zip(hits, gains, strict=True) if gain >= settings.epsilon]
+            if passed:
+                verified.append(
+                    {
+                        "corpus_index": corpus_index,
+                        "corpus_id": hits[0]["corpus_id"],
+                        "delta_i": float(max(gains)),
+                        "token_indices": passed,
+                    }
+                )
+        verified.sort(key=lambda context: min(context["token_indices"]))
+        out["candidates"].append(candidates)
+        out["verified_contexts"].append(verified)
+        if not verified:
+            out["status"][row] = "no_verified_context"
+    return out
+
+
+VERIFY_STAGE = Stage(
+    name="verify",
+    settings=VerifySettings,
+    inputs=("tokenizer", "lm", "lm_window", "corpus"),
+    columns={
+        "candidates": datasets.List(
+            {
+                **RETRIEVED,
+                "entropy_with_context": datasets.Value("float32"),
+                "delta_i": datasets.Value("float32"),
+                "verified": datasets.Value("bool"),
+            }
+        ),
+        "verified_contexts": datasets.List(
+            {
+                "corpus_index": datasets.Value("int64"),
+                "corpus_id": datasets.Value("string"),
+                "delta_i": datasets.Value("float32"),
+                "token_indices": datasets.List(datasets.Value("int32")),
+            }
+        ),
+    },
+    drop_reasons=("no_verified_context",),
+    function=verify_candidates,
+    rows_per_call=8,
+)

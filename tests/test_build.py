@@ -1,8 +1,10 @@
 """End-to-end builds with the embedded SmolLM2 and MiniLM on a small crafted corpus."""
 
+import dataclasses
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +12,7 @@ import yaml
 from datasets import load_dataset
 
 from hf_entropylong import build as build_module
-from hf_entropylong.build import BuildConfig, build, main
-from hf_entropylong.config import STATUSES
+from hf_entropylong.build import STATUSES, BuildConfig, build, main
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +93,7 @@ def test_layout_and_packed_sequences(demo_build):
     output_dir, counts = demo_build
     assert (output_dir / "README.md").exists() and (output_dir / "build_config.json").exists()
     sequences = load_dataset(str(output_dir), split="train")
-    assert len(sequences) == counts["sequences"] > 0
+    assert len(sequences) == counts.sequences > 0
     for row in sequences:
         assert len(row["input_ids"]) == 1024
         assert sum(row["seq_lengths"]) == 1024
@@ -100,15 +101,15 @@ def test_layout_and_packed_sequences(demo_build):
         units = len(row["seq_lengths"]) - (row["num_padding_tokens"] > 0)
         assert units == len(row["root_ids"])
         assert row["text"]
-    assert counts["units"] == sum(len(row["root_ids"]) for row in sequences)
+    assert counts.units == sum(len(row["root_ids"]) for row in sequences)
     assert all(row["num_padding_tokens"] <= 0.8 * 1024 for row in sequences)  # min_row_fill 0.2
-    assert counts["units"] + counts["units_left_over"] == counts["roots_by_status"]["ok"]
+    assert counts.units + counts.units_left_over == counts.roots_by_status["ok"]
 
 
 def test_dependencies_config_is_consistent(demo_build):
     output_dir, counts = demo_build
     roots = load_dataset(str(output_dir), "dependencies", split="train")
-    assert len(roots) == counts["roots"] == len(DOCS)
+    assert len(roots) == counts.roots == len(DOCS)
     by_id = {row["root_id"]: row for row in roots}
     assert set(row["status"] for row in roots) <= set(STATUSES)
     for row in roots:
@@ -129,14 +130,14 @@ def test_dependencies_config_is_consistent(demo_build):
         assert (row["status"] == "ok") == bool(row["verified_contexts"])
     # Near-copies of a root are excluded: the edited copy of the Velmora text is never its candidate.
     assert all(c["corpus_id"] != "velmora-copy" for c in by_id["velmora"]["candidates"])
-    assert counts["candidates_excluded_near_duplicate"] > 0
+    assert counts.candidates_excluded_near_duplicate > 0
     # The accord text supplies what the merchant's biography cannot predict (the name "Velmora Accord").
     assert "velmora" in [c["corpus_id"] for c in by_id["grennick"]["verified_contexts"]]
     assert by_id["short"]["status"] == "no_high_entropy_position"
     assert by_id["long"]["status"] == "root_too_long" and by_id["long"]["positions"] == []
-    assert counts["roots_by_status"]["root_too_long"] == 1
+    assert counts.roots_by_status["root_too_long"] == 1
     deltas = [c["delta_i"] for row in roots for c in row["candidates"] if c["verified"]]
-    assert counts["mean_delta_i"] == pytest.approx(np.mean(deltas), abs=1e-4)
+    assert counts.mean_delta_i == pytest.approx(np.mean(deltas), abs=1e-4)
 
 
 def test_dataset_card(demo_build):
@@ -145,14 +146,22 @@ def test_dataset_card(demo_build):
     header = yaml.safe_load(card.split("---")[1])
     assert [c["config_name"] for c in header["configs"]] == ["default", "dependencies"]
     assert header["license"] == "odc-by"  # local files: the configured licence
-    assert f"| verified dependencies (ΔI ≥ 0.4) | {counts['verified_dependencies']} |" in card
+    assert f"| verified dependencies (ΔI ≥ 0.4) | {counts.verified_dependencies} |" in card
     assert "embedded:SmolLM2-135M-Instruct" in card and "best-fit-decreasing" in card
+
+
+def _with_stage_function(name: str, function):
+    """The build's stages (as the test has patched them so far), with `name` running `function`."""
+    return tuple(
+        dataclasses.replace(stage, function=function) if stage.name == name else stage
+        for stage in build_module.STAGES
+    )
 
 
 def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, monkeypatch):
     reference_dir, reference_counts = demo_build
     config = small_config(docs_file, tmp_path / "out")
-    real_verify = build_module.verify_stage
+    real_verify = build_module.VERIFY_STAGE.function
     calls = {"verify": 0}
 
     def failing_verify(*args, **kwargs):
@@ -161,7 +170,7 @@ def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, 
             raise KeyboardInterrupt  # killed during the second verification shard
         return real_verify(*args, **kwargs)
 
-    monkeypatch.setattr(build_module, "verify_stage", failing_verify)
+    monkeypatch.setattr(build_module, "STAGES", _with_stage_function("verify", failing_verify))
     with pytest.raises(KeyboardInterrupt):
         build(config)
     cache = tmp_path / "out" / ".cache"
@@ -172,15 +181,39 @@ def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, 
         raise AssertionError("finished entropy shards must be reused")
 
     calls["verify"] = -10  # the resumed run may verify the remaining shards
-    monkeypatch.setattr(build_module, "entropy_stage", no_entropy)
+    monkeypatch.setattr(build_module, "STAGES", _with_stage_function("entropy", no_entropy))
     counts = build(config)
     assert calls["verify"] == -10 + 2  # only the two unfinished shards ran again
     for name in ("default", "dependencies"):
         resumed = load_dataset(str(tmp_path / "out"), name, split="train").to_list()
         reference = load_dataset(str(reference_dir), name, split="train").to_list()
         assert resumed == reference
-    counts.pop("seconds")
-    assert counts == {key: value for key, value in reference_counts.items() if key != "seconds"}
+    assert dataclasses.replace(counts, seconds={}) == dataclasses.replace(reference_counts, seconds={})
+
+
+def test_tables_equal_the_reference_build(demo_build):
+    """The tables equal those of the reference build of the same inputs (tests/data), floats to 1e-5."""
+    output_dir, _ = demo_build
+    reference = json.loads((Path(__file__).parent / "data" / "small_build_reference.json").read_text())
+    for name in ("default", "dependencies"):
+        rows = load_dataset(str(output_dir), name, split="train").to_list()
+        rows.sort(key=lambda row: json.dumps(row.get("root_id", row.get("root_ids")), sort_keys=True))
+        _assert_close(rows, reference[name], name)
+
+
+def _assert_close(got, expected, where: str) -> None:
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), where
+        for key in expected:
+            _assert_close(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            _assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), where
+    else:
+        assert got == expected, where
 
 
 def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path):
@@ -205,8 +238,8 @@ def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path):
     counts = main(["--config", str(recipe), "--output_dir", str(tmp_path / "cli"), "--seed", "7"])
     saved = json.loads((tmp_path / "cli" / "build_config.json").read_text())
     assert saved["seed"] == 7 and saved["top_k"] == 50 and saved["num_roots"] == 3
-    assert counts["sequences"] == 0 and counts["roots_by_status"]["ok"] == 0
-    assert counts["roots_by_status"]["no_verified_context"] > 0
+    assert counts.sequences == 0 and counts.roots_by_status["ok"] == 0
+    assert counts.roots_by_status["no_verified_context"] > 0
     roots = load_dataset(str(tmp_path / "cli"), "dependencies", split="train")
     assert len(roots) == 3
     assert max(len(row["candidates"]) for row in roots) > 0
@@ -216,10 +249,3 @@ def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path):
     main(["--config", str(recipe), "--output_dir", str(tmp_path / "cli"), "--num_roots", "2"])
     assert len(load_dataset(str(tmp_path / "cli"), "dependencies", split="train")) == 2
     shutil.rmtree(tmp_path / "cli")
-
-
-def test_bad_config_values():
-    with pytest.raises(ValueError, match="order must be"):
-        BuildConfig(order="random")
-    with pytest.raises(ValueError, match="hub_repo_id"):
-        BuildConfig(push_to_hub=True)

@@ -37,3 +37,35 @@ def test_embedded_corpus_file_has_every_summary():
     assert len(lines) == 10_033
     first = json.loads(lines[0])
     assert set(first) == {"id", "title", "text"} and first["text"]
+
+
+def test_encode_document_ends_with_eos():
+    tokenizer = models.load_tokenizer(models.EMBEDDED_LM)
+    ids = models.encode_document(tokenizer, "A short document.")
+    assert ids[-1] == tokenizer.eos_token_id
+    assert ids[:-1] == tokenizer("A short document.")["input_ids"]
+
+
+def test_context_window_from_config_override_and_rope_scaling():
+    from transformers import LlamaConfig
+
+    assert models.context_window(models.EMBEDDED_LM) == 8192
+    assert models.context_window(LlamaConfig(max_position_embeddings=64)) == 64
+    assert models.context_window(LlamaConfig(max_position_embeddings=64), max_length=48) == 48
+    scaled = LlamaConfig(max_position_embeddings=64, rope_scaling={"rope_type": "linear", "factor": 4.0})
+    assert models.context_window(scaled) == 256
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        models.context_window(LlamaConfig(), max_length=1)
+
+
+def test_model_identity_follows_weights_not_time_stamps(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    first = models.model_identity(str(folder))
+    weights.touch()
+    assert models.model_identity(str(folder)) == first
+    weights.write_bytes(b"b" * 1000)  # other weights, same size, same path
+    assert models.model_identity(str(folder)) != first
+    assert models.model_identity("meta-llama/Meta-Llama-3-8B") == "meta-llama/Meta-Llama-3-8B"

@@ -3,15 +3,7 @@ import random
 import datasets
 import pytest
 
-from hf_entropylong.models import EMBEDDED_LM, load_tokenizer
-from hf_entropylong.pack import UnitTooLongError, encode_document, make_unit, pack_units, packing_stats
-
-
-def test_encode_document_ends_with_eos():
-    tokenizer = load_tokenizer(EMBEDDED_LM)
-    ids = encode_document(tokenizer, "A short document.")
-    assert ids[-1] == tokenizer.eos_token_id
-    assert ids[:-1] == tokenizer("A short document.")["input_ids"]
+from hf_entropylong.pack import UnitTooLongError, make_unit, pack_units, packing_stats
 
 
 def test_units_shuffle_and_sequence_orders():

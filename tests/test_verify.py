@@ -5,8 +5,7 @@ from tiny_models import tiny_llama
 from transformers import LlamaForCausalLM
 
 from hf_entropylong.entropy import document_entropy
-from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
-from hf_entropylong.pack import encode_document
+from hf_entropylong.models import EMBEDDED_LM, encode_document, load_causal_lm, load_tokenizer
 from hf_entropylong.verify import context_entropy, delta_i
 
 

@@ -1,0 +1,132 @@
+"""Stage records: every setting belongs somewhere and reaches exactly the cache keys of the stages it changes."""
+
+import dataclasses
+import typing
+
+import pytest
+
+from hf_entropylong import build as build_module
+from hf_entropylong.build import (
+    SETTINGS_GROUPS,
+    STAGES,
+    BuildConfig,
+    BuildInputs,
+    input_identities,
+    stage_keys,
+)
+from hf_entropylong.stage import InputView, is_output_neutral
+
+STAGE_NAMES = [stage.name for stage in STAGES]
+INDEX_FIELDS = {"corpus", "corpus_split", "corpus_text_column", "corpus_id_column", "embedder",
+                "embedder_max_seq_length", "index_factory", "document_prompt_name", "index_train_size", "seed"}  # fmt: skip
+# Output-relevant fields that no stage owns: the first stage each must rerun (None: only the uncached packing).
+SHARED_FIELDS = {
+    **dict.fromkeys(["roots", "roots_split", "roots_text_column", "roots_id_column", "num_roots"], "entropy"),
+    **dict.fromkeys(["lm", "lm_dtype", "attn_implementation", "lm_max_length", "max_seq_length", "seed"], "entropy"),
+    **dict.fromkeys(INDEX_FIELDS - {"seed"}, "retrieval"),
+    "min_row_fill": None,
+}
+BASE = BuildConfig(hub_repo_id="org/name")  # so that push_to_hub can be switched on
+
+
+def _other_value(name: str):
+    """A valid value of field `name` other than its value in BASE."""
+    hint = typing.get_type_hints(BuildConfig)[name]
+    value = getattr(BASE, name)
+    options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if typing.get_origin(hint) is typing.Literal:
+        return next(choice for choice in options if choice != value)
+    if value is None:
+        return {int: 3, float: 0.3, str: "other"}[options[0]]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value / 2
+    if isinstance(value, list):
+        return [*value, "other"]
+    return f"{value}-other"
+
+
+def _keys(config: BuildConfig) -> dict[str, str]:
+    return stage_keys(config, roots_fingerprint="roots", corpus_fingerprint="corpus")
+
+
+OWNERS = {field.name: group for group in SETTINGS_GROUPS for field in dataclasses.fields(group)}
+
+
+def test_every_field_has_help_and_one_settings_group():
+    seen = set()
+    for group in SETTINGS_GROUPS:
+        names = {field.name for field in dataclasses.fields(group)}
+        assert not names & seen, f"{group.__name__} repeats {names & seen}"
+        seen |= names
+        assert set(getattr(group, "output_neutral", ())) <= names, f"{group.__name__} declares unknown neutral fields"
+        for field in dataclasses.fields(group):
+            assert field.metadata.get("help"), f"{group.__name__}.{field.name} has no help text"
+    assert seen == {field.name for field in dataclasses.fields(BuildConfig)}
+
+
+@pytest.mark.parametrize("name", [field.name for field in dataclasses.fields(BuildConfig)])
+def test_a_changed_field_reruns_exactly_the_stages_it_reaches(name):
+    changed_config = dataclasses.replace(BASE, **{name: _other_value(name)})
+    before, after = _keys(BASE), _keys(changed_config)
+    changed = {key for key in before if before[key] != after[key]}
+    if is_output_neutral(OWNERS[name], name):
+        assert not changed, f"output-neutral {name} changes the keys of {changed}"
+        return
+    owner = next((stage.name for stage in STAGES if name in {f.name for f in dataclasses.fields(stage.settings)}), None)
+    assert owner is not None or name in SHARED_FIELDS, f"{name} belongs to no stage and is not declared neutral"
+    first = owner or SHARED_FIELDS[name]
+    expected = set(STAGE_NAMES[STAGE_NAMES.index(first) :]) if first else set()
+    if name in INDEX_FIELDS:
+        expected.add("index")
+    assert changed == expected
+
+
+def test_every_declared_input_has_an_identity_and_an_attribute():
+    identities = input_identities(BASE, "corpus")
+    properties = {name for name, value in vars(BuildInputs).items() if isinstance(value, property)}
+    assert set(identities) == (properties - {"device"}) | {"corpus"}  # the corpus is a plain attribute
+    for stage in STAGES:
+        assert set(stage.inputs) <= set(identities), stage.name
+
+
+def test_a_stage_sees_only_its_declared_inputs_and_sets_only_its_statuses():
+    class Inputs:
+        seed, max_seq_length = 7, 100
+
+        def on_rank(self, rank):
+            return self
+
+    view = InputView(Inputs(), ("seed",), "units")
+    assert view.seed == 7
+    with pytest.raises(AttributeError, match="reads the input 'max_seq_length' without declaring it"):
+        getattr(view, "max_seq_length")  # noqa: B009
+
+    stage = dataclasses.replace(
+        STAGES[1], function=lambda batch, settings, inputs: {"status": ["no_verified_context"]}
+    )
+    with pytest.raises(ValueError, match="undeclared status 'no_verified_context'"):
+        build_module._apply({"status": ["ok"]}, None, stage, None, Inputs())
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"alpha": -1.0}, "alpha must be >= 0"),
+        ({"order": "random"}, "order must be 'shuffle' or 'sequence'"),
+        ({"lm_dtype": "fp8"}, "lm_dtype must be"),
+        ({"epsilon": 0.0}, "epsilon must be in"),
+        ({"shard_size": 0}, "shard_size must be positive"),
+        ({"num_roots": 0}, "num_roots must be positive"),
+        ({"top_k": 0}, "top_k must be positive"),
+        ({"min_row_fill": 1.5}, "min_row_fill must be in"),
+        ({"max_seq_length": 1}, "max_seq_length must be at least 2"),
+        ({"push_to_hub": True}, "hub_repo_id"),
+    ],
+)
+def test_bad_values_are_refused_by_their_group(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        BuildConfig(**overrides)
