@@ -1,5 +1,5 @@
 # `make demo`: set up and build the embedded-default dataset into outputs/demo.
-# `make test`: set up and run the test suite (what CI runs).
+# `make test`: set up and run the test suite (what CI runs, after `make lint`).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
@@ -20,11 +20,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: setup
 	$(VENV)/bin/hf-entropylong build --config recipes/build/demo.yaml
 
+# pytest exits 5 when it collects no tests: a failure here, never a silent pass.
 test: setup
-	$(PYTHON) -m pytest -q tests; status=$$?; [ $$status -eq 5 ] && status=0; exit $$status
+	$(PYTHON) -m pytest -q tests; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -28,8 +28,14 @@ def make_model(shape: str, device: str, dtype: torch.dtype):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(  # Meta-Llama-3-8B
-        vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192, rope_theta=500_000.0,
+        vocab_size=128_256,
+        hidden_size=4096,
+        intermediate_size=14_336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        rope_theta=500_000.0,
     )
     with torch.device(device):
         return LlamaForCausalLM(config).to(dtype).eval()
@@ -85,7 +91,10 @@ def main():
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab, (args.batch, args.seq), generator=generator).to(args.device)
     root = torch.randint(0, vocab, (args.seq,), generator=generator).tolist()
-    contexts = [torch.randint(0, vocab, (args.seq // 2,), generator=generator).tolist() for _ in range(args.candidates)]
+    contexts = [
+        torch.randint(0, vocab, (args.seq // 2,), generator=generator).tolist()
+        for _ in range(args.candidates)
+    ]
     # Typical EntropyLong positions: a few per candidate, spread over the root.
     positions = [sorted(torch.randint(1, args.seq, (3,), generator=generator).tolist()) for _ in contexts]
 
@@ -100,15 +109,23 @@ def main():
     verify_tokens = sum(len(c) + args.seq for c in contexts)
     for name, function in (
         ("verify, full forward per candidate", lambda: naive_verify(model, contexts, root, positions)),
-        ("verify, context_entropy, batch 1", lambda: context_entropy(model, contexts, root, positions, batch_size=1)),
-        ("verify, context_entropy, batch 8", lambda: context_entropy(model, contexts, root, positions, batch_size=8)),
+        (
+            "verify, context_entropy, batch 1",
+            lambda: context_entropy(model, contexts, root, positions, batch_size=1),
+        ),
+        (
+            "verify, context_entropy, batch 8",
+            lambda: context_entropy(model, contexts, root, positions, batch_size=8),
+        ),
     ):
         seconds, peak = measure(function, args.device, args.repeats)
         rows.append((name, verify_tokens / seconds, peak, seconds))
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"\n{args.shape} ({dtype}) on {device_name}: entropy over {args.batch}×{args.seq} tokens; "
-          f"verification of {args.candidates} candidates of {args.seq // 2} tokens, 3 positions each, root {args.seq}")
+    print(
+        f"\n{args.shape} ({dtype}) on {device_name}: entropy over {args.batch}×{args.seq} tokens; "
+        f"verification of {args.candidates} candidates of {args.seq // 2} tokens, 3 positions each, root {args.seq}"
+    )
     print("| step | tokens/s (root+context tokens) | peak GiB | seconds | speed-up vs naive |")
     print("|---|---|---|---|---|")
     for i, (name, rate, peak, seconds) in enumerate(rows):

@@ -54,12 +54,14 @@ class RunSettings:
     output_neutral: ClassVar[tuple[str, ...]] = ("shard_size", "num_proc", "trust_remote_code")
 
     seed: int = setting(
-        42, help="Seed of the root sample, the index training sample, each unit's shuffle and the row shuffle."
+        42,
+        help="Seed of the root sample, the index training sample, each unit's shuffle and the row shuffle.",
     )
     shard_size: int = setting(256, help="Roots per resumable, cached shard.")
     num_proc: int | None = setting(None, help="Processes for the stages (one per GPU).")
     trust_remote_code: bool = setting(
-        False, help="Run model code from the model's repository (jina-embeddings-v3 needs it).")
+        False, help="Run model code from the model's repository (jina-embeddings-v3 needs it)."
+    )
 
     def __post_init__(self):
         if self.shard_size < 1:
@@ -109,7 +111,11 @@ def _tokenizer(name: str):
 @functools.cache
 def _lm(name: str, dtype: str, device: str | None, attn_implementation: str | None, trust_remote_code: bool):
     return models.load_causal_lm(
-        name, dtype=dtype, device=device, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        name,
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
     )
 
 
@@ -134,7 +140,9 @@ def same_source(config: BuildConfig) -> bool:
 class BuildInputs:
     """What the stages read besides their own settings, loaded lazily once per process and device."""
 
-    def __init__(self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, rank: int | None = None):
+    def __init__(
+        self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, rank: int | None = None
+    ):
         self.config, self.corpus, self.index_path, self.rank = config, corpus, index_path, rank
 
     def on_rank(self, rank: int | None) -> BuildInputs:
@@ -153,7 +161,9 @@ class BuildInputs:
     @property
     def lm(self):
         config = self.config
-        return _lm(config.lm, config.lm_dtype, self.device, config.attn_implementation, config.trust_remote_code)
+        return _lm(
+            config.lm, config.lm_dtype, self.device, config.attn_implementation, config.trust_remote_code
+        )
 
     @property
     def lm_window(self) -> int:
@@ -162,7 +172,9 @@ class BuildInputs:
     @property
     def embedder(self):
         config = self.config
-        return _embedder(config.embedder, self.device, config.embedder_max_seq_length, config.trust_remote_code)
+        return _embedder(
+            config.embedder, self.device, config.embedder_max_seq_length, config.trust_remote_code
+        )
 
     @property
     def embed_batch_size(self) -> int:

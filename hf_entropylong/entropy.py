@@ -265,11 +265,14 @@ class EntropySettings:
     window_words: int = setting(16, help="Query: the words on each side of the position (the paper: 16).")
     entropy_batch_size: int = setting(8, help="Roots per LM forward pass.")
     logits_chunk_size: int = setting(
-        1024, help="Positions per LM-head chunk (bounds the fp32 logits in memory).")
+        1024, help="Positions per LM-head chunk (bounds the fp32 logits in memory)."
+    )
 
     def __post_init__(self):
         if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0 (a negative one marks almost every token), got {self.alpha}.")
+            raise ValueError(
+                f"alpha must be >= 0 (a negative one marks almost every token), got {self.alpha}."
+            )
         if self.min_left_context < 0:
             raise ValueError(f"min_left_context must be >= 0, got {self.min_left_context}.")
         if self.max_positions_per_root is not None and self.max_positions_per_root < 1:
@@ -297,7 +300,9 @@ def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
         else []
     )
     out = {"num_tokens": [], "entropy_mean": [], "entropy_std": [], "positions": [], "status": []}
-    for text, ids, offsets, ok in zip(batch["text"], documents, encodings["offset_mapping"], fits, strict=True):
+    for text, ids, offsets, ok in zip(
+        batch["text"], documents, encodings["offset_mapping"], fits, strict=True
+    ):
         out["num_tokens"].append(len(ids))
         if not ok:
             out["entropy_mean"].append(None)

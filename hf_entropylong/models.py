@@ -49,7 +49,8 @@ class LMSettings:
         "bfloat16", help="LM weights and activations (float32 is faster on most CPUs)."
     )
     attn_implementation: str | None = setting(
-        None, help="transformers attention implementation (sdpa, flash_attention_2, ...); default: its choice."
+        None,
+        help="transformers attention implementation (sdpa, flash_attention_2, ...); default: its choice.",
     )
     lm_max_length: int | None = setting(
         None, help="LM window in tokens; default: the model's max_position_embeddings."

@@ -41,7 +41,8 @@ class UnitSettings:
     """How a root and its verified contexts form a training unit."""
 
     order: Literal["shuffle", "sequence"] = setting(
-        "shuffle", help="Contexts in a random order (shuffle, the paper's default) or in position order (sequence)."
+        "shuffle",
+        help="Contexts in a random order (shuffle, the paper's default) or in position order (sequence).",
     )
 
     def __post_init__(self):

@@ -23,7 +23,12 @@ class OutputSettings:
     """Where the build is written and published, and what its card says."""
 
     output_neutral: ClassVar[tuple[str, ...]] = (
-        "output_dir", "dataset_license", "pretty_name", "push_to_hub", "hub_repo_id", "hub_private"
+        "output_dir",
+        "dataset_license",
+        "pretty_name",
+        "push_to_hub",
+        "hub_repo_id",
+        "hub_private",
     )
 
     output_dir: str = setting(
@@ -31,7 +36,8 @@ class OutputSettings:
         help="Dataset folder (both configs, card); stage caches go to its .cache/.",
     )
     dataset_license: str = setting(
-        "odc-by", help="Licence of the sources, for the card (embedded sources: cc-by-sa-4.0).")
+        "odc-by", help="Licence of the sources, for the card (embedded sources: cc-by-sa-4.0)."
+    )
     pretty_name: str | None = setting(None, help="Title of the dataset card.")
     push_to_hub: bool = setting(False, help="Upload the dataset folder to the Hub.")
     hub_repo_id: str | None = setting(None, help="Hub dataset repository, ORG/NAME.")
@@ -120,7 +126,9 @@ class BuildCounts:
         )
 
 
-def write_dataset(output_dir: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
+def write_dataset(
+    output_dir: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config
+) -> None:
     """Write both configs as parquet shards (≤ 500 MB each) and the dataset card: the folder a push uploads.
 
     Shard names carry the table's fingerprint. `datasets` caches a local folder's configs under a key made of

@@ -47,7 +47,6 @@ from .stage import Stage, setting
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class IndexSettings:
     """The FAISS index over the corpus embeddings."""
@@ -62,7 +61,8 @@ class IndexSettings:
     )
     index_train_size: int = setting(262_144, help="Vectors sampled (seeded by `seed`) to train an IVF index.")
     index_shard_size: int = setting(
-        1_000_000, help="Documents per embedding shard; IVF shards merge on disk.")
+        1_000_000, help="Documents per embedding shard; IVF shards merge on disk."
+    )
     index_on_gpu: bool = setting(False, help="Build and search the index on the GPUs (faiss-gpu).")
 
     def __post_init__(self):
@@ -78,7 +78,9 @@ class RetrievalSettings:
     query_prompt_name: str | None = setting(
         None, help="Embedder prompt for queries (jina-embeddings-v3: retrieval.query)."
     )
-    top_k: int = setting(5, help="Candidates kept per position, after excluding the root and its near-copies.")
+    top_k: int = setting(
+        5, help="Candidates kept per position, after excluding the root and its near-copies."
+    )
     nprobe: int | None = setting(
         None, help="Inverted lists visited per query (IVF indexes; more is slower and more exact)."
     )
@@ -92,7 +94,9 @@ class RetrievalSettings:
         if self.nprobe is not None and self.nprobe < 1:
             raise ValueError(f"nprobe must be positive, got {self.nprobe}.")
         if not 0 < self.near_duplicate_threshold <= 1:
-            raise ValueError(f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}.")
+            raise ValueError(
+                f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}."
+            )
 
 
 _WORD = re.compile(r"\S+")
@@ -392,13 +396,23 @@ def is_near_duplicate(
 def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dict:
     """The retrieval stage: the top-k corpus documents of every position, the root and its near-copies excluded."""
     queries = [position["query"] for positions in batch["positions"] for position in positions]
-    out = {"retrieved": [], "num_excluded_self": [], "num_excluded_near_duplicate": [], "status": list(batch["status"])}
+    out = {
+        "retrieved": [],
+        "num_excluded_self": [],
+        "num_excluded_near_duplicate": [],
+        "status": list(batch["status"]),
+    }
     scores_per_query = hits_per_query = np.empty((0, 0))
     if queries:
         vectors = embed_texts(
-            inputs.embedder, queries, batch_size=inputs.embed_batch_size, prompt_name=settings.query_prompt_name
+            inputs.embedder,
+            queries,
+            batch_size=inputs.embed_batch_size,
+            prompt_name=settings.query_prompt_name,
         )
-        scores_per_query, hits_per_query = search(inputs.index, vectors, 2 * settings.top_k + 2, settings.nprobe)
+        scores_per_query, hits_per_query = search(
+            inputs.index, vectors, 2 * settings.top_k + 2, settings.nprobe
+        )
         unique = sorted({int(i) for i in hits_per_query.ravel() if i >= 0})
         rows = inputs.corpus[unique] if unique else {"id": [], "text": []}
         corpus_rows = {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}

@@ -40,7 +40,9 @@ def settings_of(config, settings_type: type):
 def output_settings(settings) -> dict[str, Any]:
     """The fields of a settings instance that can change what a stage writes (the part of its cache key)."""
     return {
-        f.name: getattr(settings, f.name) for f in fields(settings) if not is_output_neutral(type(settings), f.name)
+        f.name: getattr(settings, f.name)
+        for f in fields(settings)
+        if not is_output_neutral(type(settings), f.name)
     }
 
 

@@ -181,7 +181,9 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
         candidates, verified = [], []
         for corpus_index, with_context in zip(order, entropies, strict=True):
             hits = by_candidate[corpus_index]
-            gains = delta_i(np.array([baseline[hit["token_index"]] for hit in hits]), np.asarray(with_context))
+            gains = delta_i(
+                np.array([baseline[hit["token_index"]] for hit in hits]), np.asarray(with_context)
+            )
             for hit, entropy, gain in zip(hits, with_context, gains, strict=True):
                 candidates.append(
                     {
@@ -191,7 +193,9 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
                         "verified": bool(gain >= settings.epsilon),
                     }
                 )
-            passed = [hit["token_index"] for hit, gain in zip(hits, gains, strict=True) if gain >= settings.epsilon]
+            passed = [
+                hit["token_index"] for hit, gain in zip(hits, gains, strict=True) if gain >= settings.epsilon
+            ]
             if passed:
                 verified.append(
                     {

@@ -114,7 +114,9 @@ def test_dependencies_config_is_consistent(demo_build):
     assert set(row["status"] for row in roots) <= set(STATUSES)
     for row in roots:
         for position in row["positions"]:
-            assert position["token_index"] >= 4  # min_left_context: a root's opening tokens are never positions
+            assert (
+                position["token_index"] >= 4
+            )  # min_left_context: a root's opening tokens are never positions
             assert row["root_text"][position["char_start"] : position["char_end"]] == position["token"]
             assert position["token"].strip() in position["query"]
         for candidate in row["candidates"]:

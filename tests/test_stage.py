@@ -22,7 +22,9 @@ INDEX_FIELDS = {"corpus", "corpus_split", "corpus_text_column", "corpus_id_colum
 # Output-relevant fields that no stage owns: the first stage each must rerun (None: only the uncached packing).
 SHARED_FIELDS = {
     **dict.fromkeys(["roots", "roots_split", "roots_text_column", "roots_id_column", "num_roots"], "entropy"),
-    **dict.fromkeys(["lm", "lm_dtype", "attn_implementation", "lm_max_length", "max_seq_length", "seed"], "entropy"),
+    **dict.fromkeys(
+        ["lm", "lm_dtype", "attn_implementation", "lm_max_length", "max_seq_length", "seed"], "entropy"
+    ),
     **dict.fromkeys(INDEX_FIELDS - {"seed"}, "retrieval"),
     "min_row_fill": None,
 }
@@ -62,7 +64,9 @@ def test_every_field_has_help_and_one_settings_group():
         names = {field.name for field in dataclasses.fields(group)}
         assert not names & seen, f"{group.__name__} repeats {names & seen}"
         seen |= names
-        assert set(getattr(group, "output_neutral", ())) <= names, f"{group.__name__} declares unknown neutral fields"
+        assert set(getattr(group, "output_neutral", ())) <= names, (
+            f"{group.__name__} declares unknown neutral fields"
+        )
         for field in dataclasses.fields(group):
             assert field.metadata.get("help"), f"{group.__name__}.{field.name} has no help text"
     assert seen == {field.name for field in dataclasses.fields(BuildConfig)}
@@ -76,8 +80,12 @@ def test_a_changed_field_reruns_exactly_the_stages_it_reaches(name):
     if is_output_neutral(OWNERS[name], name):
         assert not changed, f"output-neutral {name} changes the keys of {changed}"
         return
-    owner = next((stage.name for stage in STAGES if name in {f.name for f in dataclasses.fields(stage.settings)}), None)
-    assert owner is not None or name in SHARED_FIELDS, f"{name} belongs to no stage and is not declared neutral"
+    owner = next(
+        (stage.name for stage in STAGES if name in {f.name for f in dataclasses.fields(stage.settings)}), None
+    )
+    assert owner is not None or name in SHARED_FIELDS, (
+        f"{name} belongs to no stage and is not declared neutral"
+    )
     first = owner or SHARED_FIELDS[name]
     expected = set(STAGE_NAMES[STAGE_NAMES.index(first) :]) if first else set()
     if name in INDEX_FIELDS:
