@@ -219,7 +219,7 @@ class BuildInputs:
 def input_identities(config: BuildConfig, corpus_fingerprint: str) -> dict[str, object]:
     """The identity of each `BuildInputs` attribute: what, when it changes, reruns the stages that read it.
 
-    Output-neutral inputs have the identity `None`. The corpus is its content fingerprint and its settings; the
+    Output-neutral inputs have the identity `None`. The corpus is its `datasets` fingerprint and its settings; the
     index, what it is built from; a model, its weights (`models.model_identity`) and its output-relevant settings.
     """
     weights = model_identity(config.lm)

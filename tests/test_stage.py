@@ -2,6 +2,7 @@
 
 import dataclasses
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from hf_entropylong.build import (
 )
 from hf_entropylong.stage import InputView, is_output_neutral
 
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"
 STAGE_NAMES = [stage.name for stage in STAGES]
 INDEX_FIELDS = {"corpus", "corpus_split", "corpus_text_column", "corpus_id_column", "embedder",
                 "embedder_max_seq_length", "index_factory", "document_prompt_name", "index_train_size", "seed"}  # fmt: skip
@@ -138,3 +140,17 @@ def test_a_stage_sees_only_its_declared_inputs_and_sets_only_its_statuses():
 def test_bad_values_are_refused_by_their_group(overrides, message):
     with pytest.raises(ValueError, match=message):
         BuildConfig(**overrides)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.name)
+def test_build_recipes_parse(recipe):
+    from trl import TrlParser
+
+    (config,) = TrlParser((BuildConfig,)).parse_args_and_config(args=["--config", str(recipe)])
+    assert config.max_seq_length >= 8192 and config.epsilon == 0.4 and config.alpha == 2.0
+    if recipe.name == "llama3-8b-128k.yaml":
+        assert (config.lm, config.max_seq_length, config.window_words) == (
+            "meta-llama/Meta-Llama-3-8B",
+            131_072,
+            16,
+        )
