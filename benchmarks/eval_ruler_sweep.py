@@ -3,9 +3,9 @@
     python benchmarks/eval_ruler_sweep.py --model embedded:SmolLM2-135M-Instruct --lengths 4096 8192 \
         --samples 20 --batch_size 16 --output_dir outputs/bench/eval
 
-Runs `hf_entropylong.eval.ruler.evaluate` (all tasks that need no QA file unless QA files are given) and
-`hf_entropylong.eval.niah.evaluate`, then prints the task × length table, the heatmap table, the device,
-and the wall time of each part.
+Runs `hf_entropylong.eval.ruler.evaluate` twice: on the RULER tasks (all that need no QA file unless QA
+files are given), then with the `niah` command's defaults (the depth × length grid), and prints the task ×
+length table, the heatmap table, the device, and the wall time of each part.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from pathlib import Path
 
 import torch
 
-from hf_entropylong.eval.niah import NiahArguments
-from hf_entropylong.eval.niah import evaluate as evaluate_niah
-from hf_entropylong.eval.ruler import RulerArguments
-from hf_entropylong.eval.ruler import evaluate as evaluate_ruler
+from hf_entropylong.eval.niah import NIAH_DEFAULTS
+from hf_entropylong.eval.ruler import RulerArguments, evaluate
 from hf_entropylong.eval.scoring import markdown_table
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="embedded:SmolLM2-135M-Instruct")
     parser.add_argument("--lengths", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--samples", type=int, default=20)
@@ -40,10 +40,15 @@ def main() -> None:
     output = Path(options.output_dir)
 
     start = time.perf_counter()
-    ruler = evaluate_ruler(
+    ruler = evaluate(
         RulerArguments(
-            model=options.model, lengths=options.lengths, samples=options.samples, dtype=options.dtype,
-            batch_size=options.batch_size, squad_file=options.squad_file, hotpotqa_file=options.hotpotqa_file,
+            model=options.model,
+            lengths=options.lengths,
+            samples=options.samples,
+            dtype=options.dtype,
+            batch_size=options.batch_size,
+            squad_file=options.squad_file,
+            hotpotqa_file=options.hotpotqa_file,
             output_dir=str(output / "ruler"),
         )
     )
@@ -51,23 +56,36 @@ def main() -> None:
     niah = None
     if options.niah_lengths:
         start = time.perf_counter()
-        niah = evaluate_niah(
-            NiahArguments(
-                model=options.model, lengths=options.niah_lengths, samples=options.niah_samples,
-                dtype=options.dtype, batch_size=options.batch_size, output_dir=str(output / "niah"),
+        niah = evaluate(
+            RulerArguments(
+                **NIAH_DEFAULTS
+                | {
+                    "model": options.model,
+                    "lengths": options.niah_lengths,
+                    "samples": options.niah_samples,
+                    "dtype": options.dtype,
+                    "batch_size": options.batch_size,
+                    "output_dir": str(output / "niah"),
+                }
             )
         )
         niah_seconds = time.perf_counter() - start
 
-    print(f"\n## RULER, {options.model}, {options.samples} samples per cell, greedy, {options.dtype}, {device}\n")
+    print(
+        f"\n## RULER, {options.model}, {options.samples} samples per cell, greedy, {options.dtype}, {device}\n"
+    )
     print(markdown_table(ruler["scores"]))
-    print(f"\nRULER: {ruler['summary']['samples']} samples in {ruler_seconds:.0f} s "
-          f"(data generation, loading and decoding, batch {options.batch_size}); "
-          f"skipped: {ruler['summary']['skipped_tasks'] or 'none'}")
+    print(
+        f"\nRULER: {ruler['summary']['samples']} samples in {ruler_seconds:.0f} s "
+        f"(data generation, loading and decoding, batch {options.batch_size}); "
+        f"skipped: {ruler['summary']['skipped_tasks'] or 'none'}"
+    )
     if niah is not None:
         print(f"\n## NIAH heatmap (depth × length), {options.niah_samples} samples per cell\n")
         print(markdown_table(niah["scores"]))
-        print(f"\nNIAH: {niah['summary']['samples']} samples in {niah_seconds:.0f} s; heatmap {niah['summary']['heatmap']}")
+        print(
+            f"\nNIAH: {niah['summary']['samples']} samples in {niah_seconds:.0f} s; heatmap {niah['summary']['heatmap']}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ def corpus_path(corpus: str) -> Path:
         return embedded_corpus_file()
     path = Path(corpus)
     if not path.is_file():
-        raise FileNotFoundError(f"Haystack corpus {corpus!r} not found: give a JSON-lines file with a 'text' field.")
+        raise FileNotFoundError(
+            f"Haystack corpus {corpus!r} not found: give a JSON-lines file with a 'text' field."
+        )
     return path
 
 
@@ -105,14 +107,18 @@ def load_squad(path: str | Path) -> QASet:
     path = Path(path)
     data = _load_json(path, "SQuAD")
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise ValueError(f"SQuAD file {str(path)!r}: expected an object with a 'data' list (SQuAD JSON format).")
+        raise ValueError(
+            f"SQuAD file {str(path)!r}: expected an object with a 'data' list (SQuAD JSON format)."
+        )
     docs: dict[str, int] = {}
     articles = []
     for a, article in enumerate(data["data"]):
         try:
             paragraphs = [(p["context"], p["qas"]) for p in article["paragraphs"]]
         except (KeyError, TypeError) as error:
-            raise ValueError(f"SQuAD file {str(path)!r}: article {a} lacks 'paragraphs'/'context'/'qas'.") from error
+            raise ValueError(
+                f"SQuAD file {str(path)!r}: article {a} lacks 'paragraphs'/'context'/'qas'."
+            ) from error
         articles.append(paragraphs)
         for context, _ in paragraphs:
             docs.setdefault(context, len(docs))
@@ -126,9 +132,13 @@ def load_squad(path: str | Path) -> QASet:
                     continue
                 answers = [answer["text"] for answer in q.get("answers", []) if answer.get("text")]
                 if "question" not in q or not answers:
-                    raise ValueError(f"SQuAD file {str(path)!r}: article {a} has a question without text or answers.")
+                    raise ValueError(
+                        f"SQuAD file {str(path)!r}: article {a} has a question without text or answers."
+                    )
                 related = [d for d in article_docs if d != gold]
-                qa.questions.append({"query": q["question"], "answers": answers, "gold": [gold], "related": related})
+                qa.questions.append(
+                    {"query": q["question"], "answers": answers, "gold": [gold], "related": related}
+                )
     if not qa.questions:
         raise ValueError(f"SQuAD file {str(path)!r}: no answerable questions.")
     return qa

@@ -8,12 +8,13 @@ leaderboard; this module follows the authors' `pred.py` instead:
 1. Prompt: the 0-shot template ("Please read the following text and answer the question below. <text>
    … </text> What is the correct answer to this question: … Choices: (A) … (D) … Format your response as
    follows: "The correct answer is (insert answer here)"."), sent as one user turn through the model's chat
-   template (`--chat_template false` for base models).
+   template by lm-eval's `HFLM.apply_chat_template` (`--chat_template false` for base models).
 2. Middle truncation: when the prompt is longer than the budget (default 120,000 tokens, as the
    authors use for 128K models, lowered to fit the model's window with the generation budget and the
    chat template), keep its first and last budget/2 tokens and decode them back to text.
 3. Generation: up to 128 new tokens, greedy (the authors sample at temperature 0.1; greedy keeps runs
-   reproducible).
+   reproducible). All questions go to lm-eval's `HFLM.generate_until` as one list of requests, which it
+   sorts by length and decodes `--batch_size` at a time, left-padded.
 4. Answer extraction: drop `*`, then the letter of "The correct answer is (X)", else of "The correct
    answer is X"; anything else counts as wrong.
 5. Accuracy (%) Overall, Easy / Hard (`difficulty`) and Short / Medium / Long (`length`).
@@ -30,11 +31,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
-from ..models import EMBEDDED_LM
-from .ruler_tasks import count_tokens, render_prompt
-from .runner import load_lm, model_window
+from ..models import EMBEDDED_LM, context_window
+from .ruler_tasks import count_tokens
+from .runner import load_lm
 from .scoring import write_results
 
 TEMPLATE = (
@@ -42,7 +41,18 @@ TEMPLATE = (
     "What is the correct answer to this question: $Q$\nChoices:\n(A) $C_A$\n(B) $C_B$\n(C) $C_C$\n(D) $C_D$\n\n"
     'Format your response as follows: "The correct answer is (insert answer here)".'
 )
-REQUIRED = ("_id", "difficulty", "length", "question", "choice_A", "choice_B", "choice_C", "choice_D", "answer", "context")
+REQUIRED = (
+    "_id",
+    "difficulty",
+    "length",
+    "question",
+    "choice_A",
+    "choice_B",
+    "choice_C",
+    "choice_D",
+    "answer",
+    "context",
+)
 DIFFICULTIES = ("easy", "hard")
 LENGTHS = ("short", "medium", "long")
 _ANSWER = (re.compile(r"The correct answer is \(([A-D])\)"), re.compile(r"The correct answer is ([A-D])"))
@@ -54,14 +64,23 @@ class LongBenchV2Arguments:
 
     data: str = field(default="", metadata={"help": "Local LongBench-v2 data.json (JSON list) or .jsonl."})
     model: str = field(default=EMBEDDED_LM, metadata={"help": "Hub id, local path or embedded name."})
-    max_input_tokens: int = field(default=120_000, metadata={"help": "Middle-truncation budget (the authors': 120000)."})
-    max_new_tokens: int = 128
+    max_input_tokens: int = field(
+        default=120_000, metadata={"help": "Middle-truncation budget (the authors': 120000)."}
+    )
+    max_new_tokens: int = field(
+        default=128, metadata={"help": "Generated tokens per answer (the authors': 128)."}
+    )
     chat_template: bool = field(default=True, metadata={"help": "One user turn through the chat template."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
-    dtype: str = "bfloat16"
-    attn_implementation: str | None = None
-    model_max_length: int | None = None
-    output_dir: str = "outputs/eval/longbench-v2"
+    dtype: str = field(default="bfloat16", metadata={"help": "Model dtype."})
+    batch_size: int = field(default=1, metadata={"help": "Questions decoded together (left-padded)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, flash_attention_2."})
+    model_max_length: int | None = field(
+        default=None, metadata={"help": "The model's window, when its config understates it."}
+    )
+    output_dir: str = field(
+        default="outputs/eval/longbench-v2", metadata={"help": "Where results are written."}
+    )
 
 
 def load_data(path: str | Path) -> list[dict]:
@@ -74,11 +93,15 @@ def load_data(path: str | Path) -> list[dict]:
         )
     text = path.read_text(encoding="utf-8")
     try:
-        rows = json.loads(text) if text.lstrip().startswith("[") else [
-            json.loads(line) for line in text.splitlines() if line.strip()
-        ]
+        rows = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not a JSON list nor JSON lines ({error.msg}, line {error.lineno}).") from error
+        raise ValueError(
+            f"{path}: not a JSON list nor JSON lines ({error.msg}, line {error.lineno})."
+        ) from error
     if not rows:
         raise ValueError(f"{path}: no questions.")
     for number, row in enumerate(rows):
@@ -86,7 +109,9 @@ def load_data(path: str | Path) -> list[dict]:
         if missing:
             raise ValueError(f"{path}: row {number} lacks {', '.join(missing)}.")
         if row["answer"] not in ("A", "B", "C", "D"):
-            raise ValueError(f"{path}: row {number} ({row['_id']}) has answer {row['answer']!r}, expected A-D.")
+            raise ValueError(
+                f"{path}: row {number} ({row['_id']}) has answer {row['answer']!r}, expected A-D."
+            )
         if row["difficulty"] not in DIFFICULTIES or row["length"] not in LENGTHS:
             raise ValueError(
                 f"{path}: row {number} ({row['_id']}) has difficulty {row['difficulty']!r} / length {row['length']!r}; "
@@ -98,8 +123,12 @@ def load_data(path: str | Path) -> list[dict]:
 def build_prompt(row: dict) -> str:
     """The 0-shot prompt of one question (fields stripped, as the authors do)."""
     replacements = {
-        "$DOC$": row["context"].strip(), "$Q$": row["question"].strip(), "$C_A$": row["choice_A"].strip(),
-        "$C_B$": row["choice_B"].strip(), "$C_C$": row["choice_C"].strip(), "$C_D$": row["choice_D"].strip(),
+        "$DOC$": row["context"].strip(),
+        "$Q$": row["question"].strip(),
+        "$C_A$": row["choice_A"].strip(),
+        "$C_B$": row["choice_B"].strip(),
+        "$C_C$": row["choice_C"].strip(),
+        "$C_D$": row["choice_D"].strip(),
     }
     return re.sub(r"\$(DOC|Q|C_A|C_B|C_C|C_D)\$", lambda match: replacements[match.group(0)], TEMPLATE)
 
@@ -129,7 +158,12 @@ def breakdown(judged: list[dict]) -> list[dict]:
     groups |= {d: [r for r in judged if r["difficulty"] == d] for d in DIFFICULTIES}
     groups |= {n: [r for r in judged if r["length"] == n] for n in LENGTHS}
     return [
-        {"task": name, "length": None, "score": round(100 * sum(r["judge"] for r in rows) / len(rows), 2), "samples": len(rows)}
+        {
+            "task": name,
+            "length": None,
+            "score": round(100 * sum(r["judge"] for r in rows) / len(rows), 2),
+            "samples": len(rows),
+        }
         for name, rows in groups.items()
         if rows
     ]
@@ -140,26 +174,36 @@ def evaluate(args: LongBenchV2Arguments) -> dict:
     from lm_eval.api.instance import Instance
 
     rows = load_data(args.data)[: args.limit]
-    window = args.model_max_length or model_window(args.model)
+    window = context_window(args.model, args.model_max_length)
     start = time.perf_counter()
-    lm, tokenizer = load_lm(args.model, args.dtype, 1, window, args.attn_implementation)
-    overhead = count_tokens(tokenizer, render_prompt(tokenizer, "", "", args.chat_template))
-    budget = args.max_input_tokens
-    if window is not None:
-        budget = min(budget, window - args.max_new_tokens - overhead)
+    lm, tokenizer = load_lm(args.model, args.dtype, args.batch_size, window, args.attn_implementation)
+
+    def as_prompt(text: str) -> str:
+        return lm.apply_chat_template([{"role": "user", "content": text}]) if args.chat_template else text
+
+    budget = min(args.max_input_tokens, window - args.max_new_tokens - count_tokens(tokenizer, as_prompt("")))
     if budget <= 0:
         raise ValueError(f"The window of {args.model} ({window}) leaves no room for a prompt.")
-    judged = []
-    for row in tqdm(rows, desc="LongBench-v2"):
-        prompt = render_prompt(tokenizer, truncate_middle(build_prompt(row), tokenizer, budget), "", args.chat_template)
-        request = Instance(
-            "generate_until", row, (prompt, {"until": [], "max_gen_toks": args.max_new_tokens, "do_sample": False}), 0
+    settings = {"until": [], "max_gen_toks": args.max_new_tokens, "do_sample": False}
+    requests = [
+        Instance(
+            "generate_until",
+            row,
+            (as_prompt(truncate_middle(build_prompt(row), tokenizer, budget)), settings),
+            i,
         )
-        response = lm.generate_until([request], disable_tqdm=True)[0].strip()
-        pred = extract_answer(response)
+        for i, row in enumerate(rows)
+    ]
+    judged = []
+    for row, response in zip(rows, lm.generate_until(requests), strict=True):
+        pred = extract_answer(response.strip())
         judged.append(
-            {key: row[key] for key in ("_id", "domain", "sub_domain", "difficulty", "length", "answer") if key in row}
-            | {"response": response, "pred": pred, "judge": pred == row["answer"]}
+            {
+                key: row[key]
+                for key in ("_id", "domain", "sub_domain", "difficulty", "length", "answer")
+                if key in row
+            }
+            | {"response": response.strip(), "pred": pred, "judge": pred == row["answer"]}
         )
     scores = breakdown(judged)
     overall = scores[0]["score"]
@@ -172,13 +216,23 @@ def evaluate(args: LongBenchV2Arguments) -> dict:
         "seconds": round(time.perf_counter() - start, 1),
     }
     header = "| " + " | ".join(s["task"].capitalize() for s in scores) + " |"
-    table = "\n".join([header, "|" + "---|" * len(scores), "| " + " | ".join(f"{s['score']:.1f}" for s in scores) + " |"])
+    table = "\n".join(
+        [header, "|" + "---|" * len(scores), "| " + " | ".join(f"{s['score']:.1f}" for s in scores) + " |"]
+    )
     write_results(
-        args.output_dir, model=args.model, benchmark="longbench-v2", config=asdict(args) | {"window": window},
-        scores=scores, summary=summary, markdown=table, predictions=judged,
+        args.output_dir,
+        model=args.model,
+        benchmark="longbench-v2",
+        config=asdict(args) | {"window": window},
+        scores=scores,
+        summary=summary,
+        markdown=table,
+        predictions=judged,
     )
     print(table)
-    print(f"\n{len(judged)} questions, {summary['no_answer']} without a parsable answer; overall {overall:.1f}%.")
+    print(
+        f"\n{len(judged)} questions, {summary['no_answer']} without a parsable answer; overall {overall:.1f}%."
+    )
     return {"scores": scores, "summary": summary}
 
 

@@ -1,8 +1,10 @@
 """The 13 RULER tasks, generated offline and sized in the evaluated model's tokens.
 
-Each task follows the published RULER configuration (`synthetic.yaml`) and prompt templates
-(`constants.py`): the task template holds the haystack, the answer prefix is appended after it (after the
-chat template's assistant header when one is applied), and the model continues greedily.
+Each task follows RULER v1's configuration (`scripts/synthetic.yaml`) and prompt templates
+(`scripts/data/synthetic/constants.py`) as of NVIDIA/RULER commit c3f5e3b (see `ruler.py`). A sample is
+the task text (`input`, holding the haystack) and RULER's answer prefix (`gen_prefix`); lm-eval joins
+them (after the chat template's assistant header with `--apply_chat_template`) and the model continues
+greedily.
 
 | task | haystack | needles |
 |---|---|---|
@@ -21,7 +23,7 @@ chat template's assistant header when one is applied), and the model continues g
 
 **Length accounting.** A sample for length L is the largest haystack with
 `tokens(prompt) + tokens_to_generate ≤ L`, where `tokens` is the evaluated model's tokenizer applied to
-the exact prompt the model will see (chat template included). The haystack size is found by a doubling
+the exact prompt lm-eval will send (`lm_eval_prompt`, chat template included). The haystack size is found by a doubling
 then binary search on a probe sample; every sample then shrinks its own haystack (by 2% steps) until it
 fits, since random needles and keys change the token count slightly. Scoring is RULER's:
 `all` (share of the expected strings found) for NIAH/VT/CWE/FWE and `part` (any of them) for QA.
@@ -70,7 +72,10 @@ FWE_TEMPLATE = (
 FWE_PREFIX = " Answer: According to the coded text above, the three most frequently appeared words are:"
 QA_INSTRUCTION = "Answer the question based on the given documents. Only give me the answer and do not output any other words."
 QA_TEMPLATE = (
-    QA_INSTRUCTION + "\n\nThe following are given documents.\n\n{context}\n\n" + QA_INSTRUCTION + "\n\nQuestion: {query}"
+    QA_INSTRUCTION
+    + "\n\nThe following are given documents.\n\n{context}\n\n"
+    + QA_INSTRUCTION
+    + "\n\nQuestion: {query}"
 )
 QA_PREFIX = " Answer:"
 DEPTHS = [round(100 * i / 39) for i in range(40)]  # RULER's 40 insertion depths, in percent
@@ -85,15 +90,19 @@ TASKS: dict[str, tuple[str, dict]] = {
     "niah_multikey_3": ("niah", {"haystack": "needle", "key": "uuids", "value": "uuids"}),
     "niah_multivalue": ("niah", {"haystack": "essay", "key": "words", "value": "numbers", "num_v": 4}),
     "niah_multiquery": ("niah", {"haystack": "essay", "key": "words", "value": "numbers", "num_q": 4}),
-    "vt": ("vt", {"num_chains": 1, "num_hops": 4}),
+    "vt": ("vt", {"num_hops": 4}),  # RULER's single chain
     "cwe": ("cwe", {"freq_cw": 30, "freq_ucw": 3, "num_cw": 10}),
     "fwe": ("fwe", {"alpha": 2.0}),
     "qa_1": ("qa", {"dataset": "squad"}),
     "qa_2": ("qa", {"dataset": "hotpotqa"}),
 }
 TASK_NAMES = tuple(TASKS)
-QA_DATASETS = {"qa_1": "squad", "qa_2": "hotpotqa"}
-TOKENS_TO_GENERATE = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}
+QA_DATASETS = {task: args["dataset"] for task, (kind, args) in TASKS.items() if kind == "qa"}
+TOKENS_TO_GENERATE = {"niah": 128, "vt": 30, "cwe": 120, "fwe": 50, "qa": 32}  # RULER's budgets per kind
+DEFAULT_SEED = 42
+DEFAULT_LENGTHS = (4096,)  # lm-eval's RULER default
+HEATMAP_TASK = "niah_single_2"  # the needle-in-a-haystack grid: one needle in the essay haystack
+HEATMAP_DEPTHS = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 
 
 def metric_for(task: str) -> str:
@@ -102,6 +111,7 @@ def metric_for(task: str) -> str:
 
 
 def tokens_to_generate(task: str) -> int:
+    """RULER's generation budget of `task` in tokens (counted in its length, set in its lm-eval task)."""
     return TOKENS_TO_GENERATE[TASKS[task][0]]
 
 
@@ -129,7 +139,7 @@ def _random_value(rng: random.Random, kind: str, words: tuple[str, ...]) -> str:
     return f"{rng.choice(words)}-{rng.choice(words)}"
 
 
-def _niah(rng, size, res, *, haystack, key, value, num_k=1, num_v=1, num_q=1, depth=None, index=0):
+def _niah(rng, size, res, *, haystack, key, value, num_k=1, num_v=1, num_q=1, depth=None, index):
     num_k = max(num_k, num_q)
     keys, values, needles = [], [], []
     for _ in range(num_k):
@@ -156,8 +166,14 @@ def _niah(rng, size, res, *, haystack, key, value, num_k=1, num_v=1, num_q=1, de
             while len(lines) < size:
                 distractor = _random_value(rng, key, res.words)
                 if distractor not in taken:
-                    lines.append(NEEDLE.format(type_needle_v=value, key=distractor, value=_random_value(rng, value, res.words)))
-        for position, needle in zip(sorted(rng.choices(range(size + 1), k=len(needles)), reverse=True), needles, strict=True):
+                    lines.append(
+                        NEEDLE.format(
+                            type_needle_v=value, key=distractor, value=_random_value(rng, value, res.words)
+                        )
+                    )
+        for position, needle in zip(
+            sorted(rng.choices(range(size + 1), k=len(needles)), reverse=True), needles, strict=True
+        ):
             lines.insert(position, needle)
         context = "\n".join(lines)
     asked = rng.sample(range(num_k), num_q)
@@ -168,9 +184,11 @@ def _niah(rng, size, res, *, haystack, key, value, num_k=1, num_v=1, num_q=1, de
     if num_q * num_v == 1:  # RULER's singular wording
         template = template.replace("Some", "A").replace("are all", "is").replace("are", "is")
         prefix, type_v = prefix.replace("are", "is"), value[:-1]
-    return template.format(type_needle_v=type_v, context=context, query=query), prefix.format(
-        type_needle_v=type_v, query=query
-    ), answers
+    return (
+        template.format(type_needle_v=type_v, context=context, query=query),
+        prefix.format(type_needle_v=type_v, query=query),
+        answers,
+    )
 
 
 def _vt_text(rng, num_noises, num_hops, name_len):
@@ -189,7 +207,7 @@ def _vt_text(rng, num_noises, num_hops, name_len):
     return text, VT_PREFIX.format(num_v=num_hops + 1, query=value), names
 
 
-def _vt(rng, size, res, *, num_chains, num_hops, index=0):
+def _vt(rng, size, res, *, num_hops, index):
     example, example_prefix, example_names = _vt_text(rng, 12, num_hops, 3)
     text, prefix, names = _vt_text(rng, size, num_hops, 5)
     return example + example_prefix + " ".join(example_names) + "\n\n" + text, prefix, names
@@ -207,18 +225,26 @@ def _cwe_list(rng, words, num_words, num_cw, freq_cw, freq_ucw):
     return _numbered(listed), common
 
 
-def _cwe(rng, size, res, *, freq_cw, freq_ucw, num_cw, max_length, index=0):
+def _cwe(rng, size, res, *, freq_cw, freq_ucw, num_cw, max_length, index):
     short = max_length < 4096  # RULER's smaller repeats below 4K
-    example, example_answer = _cwe_list(rng, res.words, 20 if short else 40, num_cw, *((3, 1) if short else (10, 3)))
-    context, answer = _cwe_list(rng, res.words, num_cw + size, num_cw, *((6, 1) if short else (freq_cw, freq_ucw)))
+    example, example_answer = _cwe_list(
+        rng, res.words, 20 if short else 40, num_cw, *((3, 1) if short else (10, 3))
+    )
+    context, answer = _cwe_list(
+        rng, res.words, num_cw + size, num_cw, *((6, 1) if short else (freq_cw, freq_ucw))
+    )
     text = (
-        CWE_TEMPLATE.format(context=example) + CWE_PREFIX + " " + _numbered(example_answer) + "\n"
+        CWE_TEMPLATE.format(context=example)
+        + CWE_PREFIX
+        + " "
+        + _numbered(example_answer)
+        + "\n"
         + CWE_TEMPLATE.format(context=context)
     )
     return text, CWE_PREFIX, answer
 
 
-def _fwe(rng, size, res, *, alpha, max_length, index=0):
+def _fwe(rng, size, res, *, alpha, max_length, index):
     vocab_size = max(max_length // 50, 10)
     vocab: set[str] = set()
     while len(vocab) < vocab_size:
@@ -233,8 +259,10 @@ def _fwe(rng, size, res, *, alpha, max_length, index=0):
     return FWE_TEMPLATE.format(context=" ".join(text)), FWE_PREFIX, coded[1:4]
 
 
-def _qa(rng, size, res, *, dataset, index=0):
+def _qa(rng, size, res, *, dataset, index):
     qa = res.qa
+    if qa is None or qa.name != dataset:
+        raise ValueError(f"The {dataset} QA task needs a {dataset} question file.")
     question = qa.questions[index % len(qa.questions)]
     chosen = list(question["gold"])
     extra = size - len(chosen)
@@ -254,12 +282,20 @@ def _qa(rng, size, res, *, dataset, index=0):
 BUILDERS: dict[str, Callable] = {"niah": _niah, "vt": _vt, "cwe": _cwe, "fwe": _fwe, "qa": _qa}
 
 
-def render_prompt(tokenizer, text: str, answer_prefix: str, chat_template: bool) -> str:
-    """The exact prompt the model sees: the task text then the answer prefix (after the assistant header)."""
+def lm_eval_prompt(tokenizer, text: str, gen_prefix: str, chat_template: bool) -> str:
+    """The prompt lm-eval sends for a sample (`doc_to_text` = `text`, `gen_prefix`), to count its tokens.
+
+    lm-eval renders the prompt itself. Plain: the text and the prefix joined by the target delimiter " "
+    (`maybe_delimit`). With `--apply_chat_template`: a user turn, then an assistant turn that starts with
+    the prefix and is continued (`HFLM.apply_chat_template`). `tests/eval` checks both against the
+    prompts lm-eval actually sends.
+    """
     if not chat_template:
-        return text + answer_prefix
-    messages = [{"role": "user", "content": text}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + answer_prefix.lstrip()
+        from lm_eval.api.utils import maybe_delimit
+
+        return maybe_delimit(text, gen_prefix)
+    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": gen_prefix}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
 
 
 def count_tokens(tokenizer, prompt: str) -> int:
@@ -283,7 +319,7 @@ def generate_samples(
     length: int,
     num_samples: int,
     *,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     resources: Resources | None = None,
     chat_template: bool = False,
     depth: int | None = None,
@@ -297,19 +333,18 @@ def generate_samples(
         num_samples: samples to generate.
         seed: base seed; sample `i` depends only on (seed, task, length, i).
         resources: haystack corpus and QA set (`Resources()` = the embedded corpus, no QA).
-        chat_template: wrap the task text in the tokenizer's chat template.
+        chat_template: count the prompt as lm-eval renders it with `--apply_chat_template`.
         depth: for single-needle essay tasks, put the needle at this depth (percent) instead of a random one.
 
     Returns:
-        dicts with `task`, `index`, `input` (the full prompt), `outputs` (expected strings), `length` (prompt
-        tokens + generation budget), `max_length`, `max_gen_toks`, `metric` and `depth`.
+        dicts with `task`, `index`, `input` (the task text), `gen_prefix` (RULER's answer prefix, which
+        lm-eval appends), `outputs` (expected strings), `length` (prompt tokens + generation budget),
+        `max_length`, `metric` and `depth`.
     """
     if task not in TASKS:
         raise ValueError(f"Unknown RULER task {task!r}; known: {', '.join(TASK_NAMES)}.")
     kind, args = TASKS[task]
     resources = resources or Resources()
-    if kind == "qa" and (resources.qa is None or resources.qa.name != args["dataset"]):
-        raise ValueError(f"Task {task} needs a {args['dataset']} question file.")
     args = dict(args)
     if kind in ("cwe", "fwe"):
         args["max_length"] = length
@@ -320,23 +355,20 @@ def generate_samples(
     budget = tokens_to_generate(task)
     builder = BUILDERS[kind]
 
-    def build(index: int, size: int) -> tuple[str, list[str]]:
+    def fits(index: int, size: int) -> tuple[bool, dict]:
         rng = random.Random(f"{seed}/{task}/{length}/{index}")
         text, prefix, outputs = builder(rng, size, resources, index=index, **args)
-        return render_prompt(tokenizer, text, prefix, chat_template), outputs
+        gen_prefix = prefix.lstrip()  # lm-eval puts the target delimiter " " before it
+        used = count_tokens(tokenizer, lm_eval_prompt(tokenizer, text, gen_prefix, chat_template)) + budget
+        return used <= length, {"input": text, "gen_prefix": gen_prefix, "outputs": outputs, "length": used}
 
-    def fits(index: int, size: int) -> tuple[bool, str, list[str], int]:
-        prompt, outputs = build(index, size)
-        used = count_tokens(tokenizer, prompt) + budget
-        return used <= length, prompt, outputs, used
-
-    limit = _size_limit(kind, resources)
-    ok, _, _, used = fits(0, 1)
+    ok, smallest = fits(0, 1)
     if not ok:
         raise ValueError(
             f"Length {length} is too short for {task}: its smallest prompt plus {budget} generated tokens "
-            f"takes {used} tokens."
+            f"takes {smallest['length']} tokens."
         )
+    limit = _size_limit(kind, resources)
     low, high = 1, 2
     while high <= limit and fits(0, high)[0]:
         low, high = high, high * 2
@@ -348,21 +380,20 @@ def generate_samples(
     samples = []
     for index in range(num_samples):
         size = low
-        ok, prompt, outputs, used = fits(index, size)
+        ok, sample = fits(index, size)
         while not ok and size > 1:
             size = max(1, size - max(1, size // 50))
-            ok, prompt, outputs, used = fits(index, size)
+            ok, sample = fits(index, size)
         if not ok:
-            raise ValueError(f"Could not fit sample {index} of {task} into {length} tokens ({used} needed).")
+            raise ValueError(
+                f"Could not fit sample {index} of {task} into {length} tokens ({sample['length']} needed)."
+            )
         samples.append(
             {
                 "task": task,
                 "index": index,
-                "input": prompt,
-                "outputs": outputs,
-                "length": used,
+                **sample,
                 "max_length": length,
-                "max_gen_toks": budget,
                 "metric": metric_for(task),
                 "depth": depth,
             }

@@ -1,53 +1,47 @@
-"""Running generation tasks through lm-evaluation-harness, offline.
+"""Running the offline RULER tasks through lm-evaluation-harness.
 
 The RULER and NIAH commands hand lm-eval the task folder `lm_eval_tasks/` (the same one a user passes to
 `lm_eval --include_path`), its HuggingFace backend (`HFLM`) wrapped around the already-loaded model, and
-the task settings as lm-eval `metadata`. lm-eval builds the requests, batches and decodes greedily; this
-module then reads its logged samples back and scores each one with `scoring.score_sample`, so a table
-can hold any length, not only the lengths named in the task YAML.
+the task settings as lm-eval `metadata`. lm-eval builds the samples, renders the prompts (`gen_prefix`,
+and the chat template when asked), batches, decodes greedily and scores each sample once
+(`lm_eval_tasks/utils.process_results`). This module reads the per-sample scores back from lm-eval's
+logged samples, so a table can hold any length (or needle depth), not only the per-length metrics the
+task files name.
 
 Before any data is generated or any weight is loaded, every requested length is checked against the
-model's window (`max_position_embeddings`, times the RoPE scaling factor when the config declares one):
-a length over it is a clear error, not an out-of-memory crash or silent truncation.
+model's window (`models.context_window`): a length over it is a clear error, not an out-of-memory crash
+or silent truncation.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
-from ..models import default_device, load_causal_lm, load_tokenizer, resolve_model
-from .scoring import score_sample
-
-TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
-logger = logging.getLogger(__name__)
+from ..models import context_window, default_device, load_causal_lm, load_tokenizer
+from .ruler_tasks import DEFAULT_SEED
+from .task_files import TASKS_DIR
 
 
-def model_window(model: str) -> int | None:
-    """The context window of `model` in tokens, from its config; None when the config declares none."""
-    from transformers import AutoConfig
+def check_window(model: str, lengths: list[int], max_length: int | None = None) -> int:
+    """The window of `model` in tokens, after checking that every one of `lengths` fits in it.
 
-    config = AutoConfig.from_pretrained(resolve_model(model))
-    config = getattr(config, "text_config", None) or config
-    window = getattr(config, "max_position_embeddings", None)
-    if window is None:
-        return None
-    scaling = getattr(config, "rope_scaling", None) or {}
-    factor = scaling.get("factor") if isinstance(scaling, dict) else None
-    if factor and scaling.get("original_max_position_embeddings") is None:
-        window = int(window * factor)
-    return int(window)
+    Args:
+        model: Hub id, local path or embedded name (only its config is read).
+        lengths: the context lengths to evaluate.
+        max_length: a window that overrides the config's (`--model_max_length`).
 
-
-def check_lengths(lengths: list[int], model: str, window: int | None) -> None:
-    """Raise a ValueError naming the offending lengths when any is over the model's window."""
+    Raises:
+        ValueError: no or non-positive lengths, no window known, or lengths over the window (named).
+    """
     if not lengths:
         raise ValueError("No lengths to evaluate: give at least one with --lengths.")
     if any(length <= 0 for length in lengths):
         raise ValueError(f"Lengths must be positive, got {lengths}.")
-    if window is None:
-        return
+    try:
+        window = context_window(model, max_length)
+    except ValueError as error:
+        raise ValueError(f"{model}: {error} (--model_max_length)") from error
     over = [length for length in lengths if length > window]
     if over:
         raise ValueError(
@@ -55,9 +49,10 @@ def check_lengths(lengths: list[int], model: str, window: int | None) -> None:
             f"{window} (e.g. --lengths {' '.join(str(x) for x in lengths if x <= window) or window}), or set "
             "--model_max_length if the model was extended beyond what its config declares."
         )
+    return window
 
 
-def load_lm(model: str, dtype: str, batch_size: int, max_length: int | None, attn_implementation: str | None):
+def load_lm(model: str, dtype: str, batch_size: int, max_length: int, attn_implementation: str | None):
     """lm-eval's `HFLM` around the model loaded with `load_causal_lm` (so embedded names and paths work)."""
     from lm_eval.models.huggingface import HFLM
 
@@ -76,12 +71,14 @@ def run_tasks(
     Args:
         lm: an lm-eval `LM` (normally from `load_lm`).
         tasks: lm-eval task names, e.g. `entropylong_niah_single_1`.
-        metadata: passed to the tasks' dataset builders (`max_seq_lengths`, `num_samples`, `seed`, ...).
+        metadata: passed to the tasks' dataset builders (`max_seq_lengths`, `num_samples`, `seed`, ...);
+            its `chat_template` also tells lm-eval to apply the chat template.
         output_dir: when given, lm-eval's own aggregated results go to `<output_dir>/lm_eval_results.json`.
         gen_kwargs: generation settings that override every task's (e.g. `{"max_gen_toks": 16}`).
 
     Returns:
-        rows with `task` (RULER name), `index`, `max_length`, `length`, `depth`, `outputs`, `prediction`, `score`.
+        rows with `task` (RULER name), `index`, `max_length`, `length`, `depth`, `outputs`, `prediction` and
+        `score` (lm-eval's, in [0, 1]).
     """
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -91,10 +88,11 @@ def run_tasks(
         model=lm,
         tasks=tasks,
         task_manager=manager,
+        apply_chat_template=bool(metadata.get("chat_template", False)),
         log_samples=True,
         bootstrap_iters=0,
         gen_kwargs=gen_kwargs,
-        random_seed=metadata.get("seed", 42),
+        random_seed=metadata.get("seed", DEFAULT_SEED),
     )
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
@@ -105,17 +103,16 @@ def run_tasks(
         for sample in samples:
             doc = sample["doc"]
             prediction = sample["filtered_resps"][0]
-            prediction = prediction[0] if isinstance(prediction, list) else prediction
             rows.append(
                 {
                     "task": doc["task"],
                     "index": doc["index"],
                     "max_length": doc["max_length"],
                     "length": doc["length"],
-                    "depth": doc.get("depth"),
+                    "depth": doc["depth"],
                     "outputs": doc["outputs"],
-                    "prediction": prediction,
-                    "score": score_sample(prediction, doc["outputs"], doc["metric"]),
+                    "prediction": prediction[0] if isinstance(prediction, list) else prediction,
+                    "score": sample["score"],
                 }
             )
     return rows

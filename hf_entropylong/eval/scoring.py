@@ -10,7 +10,8 @@ turning control characters into newlines and stripping:
 A task's score is the mean over its samples, × 100.
 
 `<output_dir>/results.json` holds `{"model", "benchmark", "config", "scores": [{"task", "length",
-"score"}], "summary": {"average", ...}}`; `results.md` holds the same numbers as a Markdown table.
+"score"}], "summary": {"average", ...}}`; `results.md` holds the same numbers as a Markdown table; the
+needle-in-a-haystack grid is also drawn as a depth × length heatmap (`plot_heatmap`).
 """
 
 from __future__ import annotations
@@ -60,7 +61,12 @@ def table_scores(rows: list[dict]) -> list[dict]:
     for row in rows:
         groups[(row["task"], row["max_length"])].append(row["score"])
     return [
-        {"task": task, "length": length, "score": round(100 * sum(values) / len(values), 2), "samples": len(values)}
+        {
+            "task": task,
+            "length": length,
+            "score": round(100 * sum(values) / len(values), 2),
+            "samples": len(values),
+        }
         for (task, length), values in groups.items()
     ]
 
@@ -73,7 +79,9 @@ def summarize(scores: list[dict]) -> dict:
     average = sum(entry["score"] for entry in scores) / len(scores) if scores else 0.0
     return {
         "average": round(average, 2),
-        "per_length": {str(length): round(sum(v) / len(v), 2) for length, v in sorted(by_length.items(), key=str)},
+        "per_length": {
+            str(length): round(sum(v) / len(v), 2) for length, v in sorted(by_length.items(), key=str)
+        },
     }
 
 
@@ -130,4 +138,44 @@ def write_results(
         with (output_dir / "predictions.jsonl").open("w", encoding="utf-8") as handle:
             for row in predictions:
                 handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return path
+
+
+def plot_heatmap(cells: list[dict], path: str | Path, title: str) -> Path:
+    """Draw {depth, length, score} cells as a depth × length heatmap PNG (scores 0-100)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import LinearSegmentedColormap
+
+    depths = sorted({cell["depth"] for cell in cells})
+    lengths = sorted({cell["length"] for cell in cells})
+    grid = np.full((len(depths), len(lengths)), np.nan)
+    for cell in cells:
+        grid[depths.index(cell["depth"]), lengths.index(cell["length"])] = cell["score"]
+    colors = LinearSegmentedColormap.from_list("niah", ["#F0496E", "#EBB839", "#0CD79F"])
+    figure, axes = plt.subplots(
+        figsize=(max(6.0, 2.5 + 0.9 * len(lengths)), max(3.0, 1.2 + 0.4 * len(depths)))
+    )
+    image = axes.imshow(grid, cmap=colors, vmin=0, vmax=100, aspect="auto")
+    axes.set_xticks(
+        range(len(lengths)),
+        [f"{length // 1024}K" if length % 1024 == 0 else str(length) for length in lengths],
+    )
+    axes.set_yticks(range(len(depths)), [f"{depth}%" for depth in depths])
+    for i in range(len(depths)):
+        for j in range(len(lengths)):
+            if not np.isnan(grid[i, j]):
+                axes.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8)
+    axes.set_xlabel("Context length (tokens)")
+    axes.set_ylabel("Needle depth")
+    axes.set_title(title, fontsize=10)
+    figure.colorbar(image, ax=axes, label="Score")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
     return path

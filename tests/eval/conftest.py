@@ -3,7 +3,7 @@
 import json
 
 import pytest
-import torch
+from tiny_models import tiny_llama
 
 from hf_entropylong.models import EMBEDDED_LM, load_tokenizer
 
@@ -16,16 +16,14 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, tokenizer):
     """A 2-layer random Llama with the embedded tokenizer and a 4,096-token window, saved to disk."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
     path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
+    model = tiny_llama(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
 
@@ -39,8 +37,15 @@ SQUAD = {
                 {
                     "context": "The Danube flows through ten countries and ends in the Black Sea.",
                     "qas": [
-                        {"id": "1", "question": "Where does the Danube end?", "is_impossible": False,
-                         "answers": [{"text": "the Black Sea", "answer_start": 52}, {"text": "Black Sea", "answer_start": 56}]},
+                        {
+                            "id": "1",
+                            "question": "Where does the Danube end?",
+                            "is_impossible": False,
+                            "answers": [
+                                {"text": "the Black Sea", "answer_start": 52},
+                                {"text": "Black Sea", "answer_start": 56},
+                            ],
+                        },
                         {"id": "2", "question": "Who owns the Danube?", "is_impossible": True, "answers": []},
                     ],
                 },
@@ -52,21 +57,38 @@ SQUAD = {
             "paragraphs": [
                 {
                     "context": "Mount Kilimanjaro is the highest mountain in Africa.",
-                    "qas": [{"id": "3", "question": "What is the highest mountain in Africa?", "is_impossible": False,
-                             "answers": [{"text": "Mount Kilimanjaro", "answer_start": 0}]}],
+                    "qas": [
+                        {
+                            "id": "3",
+                            "question": "What is the highest mountain in Africa?",
+                            "is_impossible": False,
+                            "answers": [{"text": "Mount Kilimanjaro", "answer_start": 0}],
+                        }
+                    ],
                 },
-            ] + [{"context": f"Filler paragraph number {i} about hills and valleys.", "qas": []} for i in range(40)],
+            ]
+            + [
+                {"context": f"Filler paragraph number {i} about hills and valleys.", "qas": []}
+                for i in range(40)
+            ],
         },
     ],
 }
 
 HOTPOT = [
     {
-        "_id": "a", "question": "Which river in the country of Vienna flows to the Black Sea?", "answer": "Danube",
-        "context": [["Vienna", ["Vienna is the capital of Austria."]], ["Danube", ["The Danube flows to the Black Sea."]]],
+        "_id": "a",
+        "question": "Which river in the country of Vienna flows to the Black Sea?",
+        "answer": "Danube",
+        "context": [
+            ["Vienna", ["Vienna is the capital of Austria."]],
+            ["Danube", ["The Danube flows to the Black Sea."]],
+        ],
     },
     {
-        "_id": "b", "question": "Is Lyon in France?", "answer": "yes",
+        "_id": "b",
+        "question": "Is Lyon in France?",
+        "answer": "yes",
         "context": [["Lyon", ["Lyon is a city in France."]], ["Paris", ["Paris is the capital."]]],
     },
 ]

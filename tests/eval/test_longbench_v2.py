@@ -17,9 +17,18 @@ from hf_entropylong.eval.longbench_v2 import (
 
 def _row(i, difficulty="easy", length="short", answer="A", context="Some context."):
     return {
-        "_id": f"q{i}", "domain": "Single-Document QA", "sub_domain": "Academic", "difficulty": difficulty,
-        "length": length, "question": f"Question {i}?", "choice_A": "alpha", "choice_B": "beta",
-        "choice_C": "gamma", "choice_D": "delta", "answer": answer, "context": context,
+        "_id": f"q{i}",
+        "domain": "Single-Document QA",
+        "sub_domain": "Academic",
+        "difficulty": difficulty,
+        "length": length,
+        "question": f"Question {i}?",
+        "choice_A": "alpha",
+        "choice_B": "beta",
+        "choice_C": "gamma",
+        "choice_D": "delta",
+        "answer": answer,
+        "context": context,
     }
 
 
@@ -69,8 +78,13 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_prompt_matches_the_official_template():
     prompt = build_prompt(_row(0, context="  The $Q$ text.  "))
-    assert prompt.startswith("Please read the following text and answer the question below.\n\n<text>\nThe $Q$ text.\n</text>")
-    assert "What is the correct answer to this question: Question 0?\nChoices:\n(A) alpha\n(B) beta\n(C) gamma\n(D) delta" in prompt
+    assert prompt.startswith(
+        "Please read the following text and answer the question below.\n\n<text>\nThe $Q$ text.\n</text>"
+    )
+    assert (
+        "What is the correct answer to this question: Question 0?\nChoices:\n(A) alpha\n(B) beta\n(C) gamma\n(D) delta"
+        in prompt
+    )
     assert prompt.endswith('Format your response as follows: "The correct answer is (insert answer here)".')
 
 
@@ -105,15 +119,27 @@ def test_breakdown_by_difficulty_and_length():
         {"difficulty": "hard", "length": "long", "judge": True},
     ]
     scores = {s["task"]: s["score"] for s in breakdown(judged)}
-    assert scores == {"overall": 75.0, "easy": 50.0, "hard": 100.0, "short": 100.0, "medium": 100.0, "long": 50.0}
+    assert scores == {
+        "overall": 75.0,
+        "easy": 50.0,
+        "hard": 100.0,
+        "short": 100.0,
+        "medium": 100.0,
+        "long": 50.0,
+    }
 
 
-def test_end_to_end_on_a_tiny_model(tiny_model_dir, data_file, tmp_path):
+def test_end_to_end_batched_on_a_tiny_model(tiny_model_dir, data_file, tmp_path):
     out = tmp_path / "lb"
     result = evaluate(
         LongBenchV2Arguments(
-            data=str(data_file), model=tiny_model_dir, max_new_tokens=4, dtype="float32", output_dir=str(out),
+            data=str(data_file),
+            model=tiny_model_dir,
+            max_new_tokens=4,
+            dtype="float32",
+            output_dir=str(out),
             max_input_tokens=1000,
+            batch_size=2,
         )
     )
     results = json.loads((out / "results.json").read_text())

@@ -12,8 +12,8 @@ from hf_entropylong.eval.ruler_tasks import (
     Resources,
     count_tokens,
     generate_samples,
+    lm_eval_prompt,
     metric_for,
-    render_prompt,
     tokens_to_generate,
 )
 from hf_entropylong.models import EMBEDDED_EMBEDDER, resolve_model
@@ -21,11 +21,19 @@ from hf_entropylong.models import EMBEDDED_EMBEDDER, resolve_model
 SYNTHETIC = [task for task in TASK_NAMES if not task.startswith("qa")]
 
 
+def prompt_of(sample: dict, tokenizer, chat_template: bool = False) -> str:
+    return lm_eval_prompt(tokenizer, sample["input"], sample["gen_prefix"], chat_template)
+
+
 def test_thirteen_tasks_with_rulers_metrics():
     assert len(TASK_NAMES) == 13
     assert [t for t in TASK_NAMES if metric_for(t) == "part"] == ["qa_1", "qa_2"]
     assert tokens_to_generate("niah_single_1") == 128 and tokens_to_generate("vt") == 30
-    assert tokens_to_generate("cwe") == 120 and tokens_to_generate("fwe") == 50 and tokens_to_generate("qa_1") == 32
+    assert (
+        tokens_to_generate("cwe") == 120
+        and tokens_to_generate("fwe") == 50
+        and tokens_to_generate("qa_1") == 32
+    )
 
 
 @pytest.mark.parametrize("task", SYNTHETIC)
@@ -34,7 +42,7 @@ def test_samples_fill_the_length_in_model_tokens(task, tokenizer):
     samples = generate_samples(task, tokenizer, length, 2)
     assert len(samples) == 2
     for sample in samples:
-        prompt_tokens = len(tokenizer(sample["input"]).input_ids)
+        prompt_tokens = len(tokenizer(prompt_of(sample, tokenizer)).input_ids)
         assert sample["length"] == prompt_tokens + tokens_to_generate(task)
         assert sample["length"] <= length
         assert sample["length"] >= 0.85 * length  # the haystack grows to (almost) the target
@@ -44,31 +52,42 @@ def test_samples_fill_the_length_in_model_tokens(task, tokenizer):
 
 
 def test_length_is_counted_with_the_evaluated_models_tokenizer(tokenizer):
-    other = AutoTokenizer.from_pretrained(resolve_model(EMBEDDED_EMBEDDER))  # BERT WordPiece, not SmolLM2's BPE
+    other = AutoTokenizer.from_pretrained(
+        resolve_model(EMBEDDED_EMBEDDER)
+    )  # BERT WordPiece, not SmolLM2's BPE
     ours = generate_samples("niah_single_2", tokenizer, 1024, 1)[0]
     theirs = generate_samples("niah_single_2", other, 1024, 1)[0]
-    assert len(other(theirs["input"]).input_ids) + 128 == theirs["length"] <= 1024
+    assert len(other(prompt_of(theirs, other)).input_ids) + 128 == theirs["length"] <= 1024
     assert len(ours["input"]) != len(theirs["input"])  # same token budget, different amounts of text
 
 
 def test_niah_prompts_follow_rulers_template(tokenizer):
     single = generate_samples("niah_single_1", tokenizer, 1024, 1)[0]
     assert single["input"].startswith("A special magic number is hidden within the following text.")
-    assert re.search(r"What is the special magic number for [a-z]+-[a-z]+ mentioned in the provided text\?", single["input"])
-    assert single["input"].endswith(" mentioned in the provided text is")
+    assert re.search(
+        r"What is the special magic number for [a-z]+-[a-z]+ mentioned in the provided text\?",
+        single["input"],
+    )
+    assert single["input"].endswith(" mentioned in the provided text?")
+    assert re.fullmatch(
+        r"The special magic number for [a-z]+-[a-z]+ mentioned in the provided text is", single["gen_prefix"]
+    )
+    assert prompt_of(single, tokenizer) == single["input"] + " " + single["gen_prefix"]
     assert NOISE in single["input"]
     assert f"is: {single['outputs'][0]}." in single["input"]
 
     multivalue = generate_samples("niah_multivalue", tokenizer, 1024, 1)[0]
     assert multivalue["input"].startswith("Some special magic numbers are hidden")
-    assert multivalue["input"].endswith(" mentioned in the provided text are")
+    assert multivalue["gen_prefix"].endswith(" mentioned in the provided text are")
     assert len(multivalue["outputs"]) == 4
 
     multiquery = generate_samples("niah_multiquery", tokenizer, 1024, 1)[0]
     assert len(multiquery["outputs"]) == 4 and ", and " in multiquery["input"][-300:]
 
     uuids = generate_samples("niah_multikey_3", tokenizer, 1024, 1)[0]
-    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuids["outputs"][0])
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", uuids["outputs"][0]
+    )
     # the distractor haystack is made of needles with other keys
     assert uuids["input"].count("One of the special magic uuid") > 5
 
@@ -76,19 +95,25 @@ def test_niah_prompts_follow_rulers_template(tokenizer):
 def test_other_tasks_follow_rulers_templates(tokenizer):
     vt = generate_samples("vt", tokenizer, 1024, 1)[0]
     assert vt["input"].count("Memorize and track the chain(s) of variable assignment") == 2  # example + task
-    assert vt["input"].endswith("5 variables are assigned the value " + vt["input"].split("assigned the value ")[-1])
+    value = re.search(r"assigned the value (\d{5}) in the text above\.$", vt["input"]).group(1)
+    assert vt["gen_prefix"].endswith(
+        f"5 variables are assigned the value {value}, they are: "
+    )  # RULER's trailing space
     first, *rest = vt["outputs"]
     assert re.search(rf"VAR {first} = \d{{5}}", vt["input"])
     assert all(f"VAR {b} = VAR {a}" in vt["input"] for a, b in zip(vt["outputs"], rest, strict=False))
 
     cwe = generate_samples("cwe", tokenizer, 1024, 1)[0]
-    assert cwe["input"].endswith("Answer: The top 10 words that appear most often in the list are:")
+    assert cwe["input"].endswith("Question: What are the 10 most common words in the above list?")
+    assert cwe["gen_prefix"] == "Answer: The top 10 words that appear most often in the list are:"
     task_list = cwe["input"].split("Below is a numbered list of words.")[-1]
     counts = {word: len(re.findall(rf"\d+\. {word}(?= |\n)", task_list)) for word in cwe["outputs"]}
     assert len(cwe["outputs"]) == 10 and min(counts.values()) == 6  # below 4K: 6 repeats vs 1
 
     fwe = generate_samples("fwe", tokenizer, 1024, 1)[0]
-    words = fwe["input"].split("Find the three most frequently appeared coded words. ")[1].split("\n")[0].split()
+    words = (
+        fwe["input"].split("Find the three most frequently appeared coded words. ")[1].split("\n")[0].split()
+    )
     ranked = sorted(set(words) - {"..."}, key=words.count, reverse=True)
     assert ranked[:3] == fwe["outputs"]
 
@@ -120,10 +145,13 @@ def test_fixed_depth_places_the_needle(tokenizer):
 
 def test_chat_template_is_counted(tokenizer):
     sample = generate_samples("niah_single_1", tokenizer, 1024, 1, chat_template=True)[0]
-    assert sample["input"].startswith("<|im_start|>")
-    assert sample["input"].endswith("<|im_start|>assistant\nThe special magic number for " + sample["input"].split("for ")[-1])
-    assert count_tokens(tokenizer, sample["input"]) + 128 == sample["length"] <= 1024
-    assert render_prompt(tokenizer, "Q", " A:", False) == "Q A:"
+    prompt = prompt_of(sample, tokenizer, chat_template=True)
+    assert prompt.startswith("<|im_start|>") and sample["input"].startswith("A special magic number")
+    assert prompt.endswith(
+        "<|im_start|>user\n" + sample["input"] + "<|im_end|>\n<|im_start|>assistant\n" + sample["gen_prefix"]
+    )
+    assert count_tokens(tokenizer, prompt) + 128 == sample["length"] <= 1024
+    assert lm_eval_prompt(tokenizer, "Q?", "A:", False) == "Q? A:"
 
 
 def test_qa_tasks_from_local_files(tokenizer, squad_file, hotpotqa_file):
@@ -134,7 +162,9 @@ def test_qa_tasks_from_local_files(tokenizer, squad_file, hotpotqa_file):
     assert first["metric"] == "part" and first["outputs"] == ["the Black Sea", "Black Sea"]
     assert "The Danube flows through ten countries" in first["input"]
     assert first["input"].startswith("Answer the question based on the given documents.")
-    assert first["input"].endswith("Question: Where does the Danube end? Answer:")
+    assert (
+        first["input"].endswith("Question: Where does the Danube end?") and first["gen_prefix"] == "Answer:"
+    )
     assert first["input"].count("Document ") > 10 and first["length"] <= 1024
     hotpot = load_hotpotqa(hotpotqa_file)
     sample = generate_samples("qa_2", tokenizer, 512, 1, resources=Resources(qa=hotpot))[0]

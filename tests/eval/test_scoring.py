@@ -25,7 +25,9 @@ def test_all_match_counts_the_share_of_values_found():
 
 
 def test_all_match_is_case_insensitive_and_substring_based():
-    assert string_match_all("The words are: APPLE, banana.", ["apple", "Banana", "cherry"]) == pytest.approx(2 / 3)
+    assert string_match_all("The words are: APPLE, banana.", ["apple", "Banana", "cherry"]) == pytest.approx(
+        2 / 3
+    )
     # substring semantics, as RULER: "12345" is inside "123456"
     assert string_match_all("123456", ["12345"]) == 1.0
 
@@ -79,8 +81,14 @@ def test_table_summary_and_markdown():
 def test_write_results_follows_the_shared_schema(tmp_path):
     scores = [{"task": "vt", "length": 1024, "score": 50.0, "samples": 2}]
     path = write_results(
-        tmp_path, model="m", benchmark="ruler", config={"lengths": [1024]}, scores=scores,
-        summary={"average": 50.0}, markdown="| t |", predictions=[{"task": "vt", "prediction": "X"}],
+        tmp_path,
+        model="m",
+        benchmark="ruler",
+        config={"lengths": [1024]},
+        scores=scores,
+        summary={"average": 50.0},
+        markdown="| t |",
+        predictions=[{"task": "vt", "prediction": "X"}],
     )
     results = json.loads(path.read_text())
     assert set(results) == {"model", "benchmark", "config", "scores", "summary"}

@@ -1,13 +1,15 @@
-"""lm-eval glue for the offline RULER tasks: dataset builders and per-length metrics.
+"""lm-eval glue of the offline RULER tasks: dataset builders, the per-sample score, per-length metrics.
 
     lm_eval --model hf --model_args pretrained=PATH,dtype=bfloat16 \
         --include_path hf_entropylong/eval/lm_eval_tasks --tasks entropylong_ruler_synthetic \
         --metadata '{"max_seq_lengths": [4096, 8192], "num_samples": 50}'
 
 Metadata keys: `max_seq_lengths` (default [4096]), `num_samples` (default 500), `seed` (42), `corpus`
-(haystack JSON-lines file, default the embedded Wikipedia summaries), `chat_template` (false),
-`squad_file` / `hotpotqa_file` (for entropylong_qa_1 / entropylong_qa_2), `tokenizer` (default: the
-model's `pretrained`), and for `entropylong_niah` the needle `depths` in percent.
+(haystack JSON-lines file, default the embedded Wikipedia summaries), `chat_template` (false; pass true
+together with `--apply_chat_template`, so lengths count the template), `squad_file` / `hotpotqa_file`
+(for entropylong_qa_1 / entropylong_qa_2), `tokenizer` (default: the model's `pretrained`),
+`model_max_length` (a window larger than the config declares), and for `entropylong_niah` the needle
+`depths` in percent. The task files themselves are written by `hf_entropylong.eval.task_files`.
 """
 
 from __future__ import annotations
@@ -15,35 +17,42 @@ from __future__ import annotations
 import datasets
 
 from hf_entropylong.eval.haystack import load_hotpotqa, load_squad
-from hf_entropylong.eval.ruler_tasks import QA_DATASETS, Resources, generate_samples
-from hf_entropylong.eval.runner import check_lengths, model_window
+from hf_entropylong.eval.ruler_tasks import (
+    DEFAULT_LENGTHS,
+    DEFAULT_SEED,
+    HEATMAP_DEPTHS,
+    HEATMAP_TASK,
+    QA_DATASETS,
+    Resources,
+    generate_samples,
+)
+from hf_entropylong.eval.runner import check_window
 from hf_entropylong.eval.scoring import score_sample
+from hf_entropylong.eval.task_files import METRIC_LENGTHS
 from hf_entropylong.models import EMBEDDED_CORPUS, load_tokenizer
-
-METRIC_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
-DEFAULT_DEPTHS = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 
 
 def _setup(metadata: dict, qa_dataset: str | None = None):
     name = metadata.get("tokenizer") or metadata.get("pretrained")
     if not isinstance(name, str) or not name:
-        raise ValueError("The entropylong tasks size prompts in model tokens: pass pretrained= or tokenizer=.")
-    lengths = [int(length) for length in metadata.get("max_seq_lengths", [4096])]
+        raise ValueError(
+            "The entropylong tasks size prompts in model tokens: pass pretrained= or tokenizer=."
+        )
+    lengths = [int(length) for length in metadata.get("max_seq_lengths", DEFAULT_LENGTHS)]
     if isinstance(metadata.get("pretrained"), str):
-        check_lengths(lengths, metadata["pretrained"], metadata.get("model_max_length") or model_window(metadata["pretrained"]))
+        check_window(metadata["pretrained"], lengths, metadata.get("model_max_length"))
     qa = None
     if qa_dataset is not None:
         key = f"{qa_dataset}_file"
         if not metadata.get(key):
             raise ValueError(
-                f"The {qa_dataset} QA task reads a local question file: pass --metadata '{{\"{key}\": \"PATH\"}}', "
+                f'The {qa_dataset} QA task reads a local question file: pass --metadata \'{{"{key}": "PATH"}}\', '
                 "or run entropylong_ruler_synthetic (the 11 tasks without QA)."
             )
         qa = (load_squad if qa_dataset == "squad" else load_hotpotqa)(metadata[key])
-    resources = Resources(corpus=metadata.get("corpus") or EMBEDDED_CORPUS, qa=qa)
     settings = {
-        "seed": int(metadata.get("seed", 42)),
-        "resources": resources,
+        "seed": int(metadata.get("seed", DEFAULT_SEED)),
+        "resources": Resources(corpus=metadata.get("corpus") or EMBEDDED_CORPUS, qa=qa),
         "chat_template": bool(metadata.get("chat_template", False)),
     }
     return load_tokenizer(name), lengths, int(metadata.get("num_samples", 500)), settings
@@ -56,25 +65,33 @@ def _as_dataset(rows: list[dict]) -> dict[str, datasets.Dataset]:
 def load_dataset(ruler_task: str, **metadata) -> dict[str, datasets.Dataset]:
     """Samples of RULER task `ruler_task` at every length of `max_seq_lengths`."""
     tokenizer, lengths, num_samples, settings = _setup(metadata, QA_DATASETS.get(ruler_task))
-    rows = [s for length in lengths for s in generate_samples(ruler_task, tokenizer, length, num_samples, **settings)]
+    rows = [
+        s
+        for length in lengths
+        for s in generate_samples(ruler_task, tokenizer, length, num_samples, **settings)
+    ]
     return _as_dataset(rows)
 
 
 def load_niah_grid(**metadata) -> dict[str, datasets.Dataset]:
-    """Single-needle essay samples (niah_single_2) at every (length, depth) of the grid."""
+    """Single-needle essay samples (`HEATMAP_TASK`) at every (length, depth) of the grid."""
     tokenizer, lengths, num_samples, settings = _setup(metadata)
-    depths = [int(depth) for depth in metadata.get("depths", DEFAULT_DEPTHS)]
+    depths = [int(depth) for depth in metadata.get("depths", HEATMAP_DEPTHS)]
     rows = [
         sample
         for length in lengths
         for depth in depths
-        for sample in generate_samples("niah_single_2", tokenizer, length, num_samples, depth=depth, **settings)
+        for sample in generate_samples(HEATMAP_TASK, tokenizer, length, num_samples, depth=depth, **settings)
     ]
     return _as_dataset(rows)
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """RULER's score under `score` and under the sample's length; -1 marks the other lengths."""
+    """RULER's score of one sample, under `score` and under its length; -1 marks the other lengths.
+
+    This is the only place a prediction is scored: `runner.run_tasks` reads `score` back from the logged
+    samples.
+    """
     score = score_sample(results[0], doc["outputs"], doc["metric"])
     metrics = {str(length): (score if length == doc["max_length"] else -1.0) for length in METRIC_LENGTHS}
     metrics["score"] = score
