@@ -39,14 +39,14 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     output = Path(options.output_dir)
 
+    shared = {"model": options.model, "dtype": options.dtype, "batch_size": options.batch_size}
+
     start = time.perf_counter()
     ruler = evaluate(
         RulerArguments(
-            model=options.model,
+            **shared,
             lengths=options.lengths,
             samples=options.samples,
-            dtype=options.dtype,
-            batch_size=options.batch_size,
             squad_file=options.squad_file,
             hotpotqa_file=options.hotpotqa_file,
             output_dir=str(output / "ruler"),
@@ -56,19 +56,12 @@ def main() -> None:
     niah = None
     if options.niah_lengths:
         start = time.perf_counter()
-        niah = evaluate(
-            RulerArguments(
-                **NIAH_DEFAULTS
-                | {
-                    "model": options.model,
-                    "lengths": options.niah_lengths,
-                    "samples": options.niah_samples,
-                    "dtype": options.dtype,
-                    "batch_size": options.batch_size,
-                    "output_dir": str(output / "niah"),
-                }
-            )
-        )
+        grid = {
+            "lengths": options.niah_lengths,
+            "samples": options.niah_samples,
+            "output_dir": str(output / "niah"),
+        }
+        niah = evaluate(RulerArguments(**NIAH_DEFAULTS | shared | grid))
         niah_seconds = time.perf_counter() - start
 
     print(

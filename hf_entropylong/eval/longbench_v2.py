@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models import EMBEDDED_LM, context_window
@@ -219,21 +219,13 @@ def evaluate(args: LongBenchV2Arguments) -> dict:
     table = "\n".join(
         [header, "|" + "---|" * len(scores), "| " + " | ".join(f"{s['score']:.1f}" for s in scores) + " |"]
     )
-    write_results(
-        args.output_dir,
-        model=args.model,
-        benchmark="longbench-v2",
-        config=asdict(args) | {"window": window},
-        scores=scores,
-        summary=summary,
-        markdown=table,
-        predictions=judged,
-    )
+    result = {"scores": scores, "summary": summary}
+    write_results(args, "longbench-v2", window, result, markdown=table, predictions=judged)
     print(table)
     print(
         f"\n{len(judged)} questions, {summary['no_answer']} without a parsable answer; overall {overall:.1f}%."
     )
-    return {"scores": scores, "summary": summary}
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models import EMBEDDED_CORPUS, EMBEDDED_LM
@@ -160,23 +160,15 @@ def evaluate(args: RulerArguments) -> dict:
         summary |= {"tasks": tasks, "skipped_tasks": skipped}
         done = f"{len(tasks)} tasks × {len(args.lengths)} lengths"
     table = markdown_table(scores)
-    write_results(
-        args.output_dir,
-        model=args.model,
-        benchmark="niah" if grid else "ruler",
-        config=asdict(args) | {"window": window},
-        scores=scores,
-        summary=summary,
-        markdown=table,
-        predictions=rows,
-    )
+    result = {"scores": scores, "summary": summary}
+    write_results(args, "niah" if grid else "ruler", window, result, markdown=table, predictions=rows)
     print(table)
     print(
         f"\n{len(rows)} samples, {done}; average {summary['average']:.2f}"
         + (f"; skipped (no QA file): {', '.join(skipped)}" if skipped else "")
         + f". Results in {args.output_dir}/results.json"
     )
-    return {"scores": scores, "summary": summary}
+    return result
 
 
 def parse_args(argv: list[str] | None = None, defaults: dict | None = None) -> RulerArguments:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
@@ -111,25 +112,29 @@ def markdown_table(scores: list[dict], row_key: str = "task", column_key: str = 
 
 
 def write_results(
-    output_dir: str | Path,
-    *,
-    model: str,
-    benchmark: str,
-    config: dict,
-    scores: list[dict],
-    summary: dict,
-    markdown: str,
-    predictions: list[dict] | None = None,
+    args, benchmark: str, window: int, result: dict, *, markdown: str, predictions: list[dict] | None = None
 ) -> Path:
-    """Write `results.json`, `results.md` and (when given) `predictions.jsonl`; return the JSON path."""
-    output_dir = Path(output_dir)
+    """Write `results.json`, `results.md` and (when given) `predictions.jsonl` to `args.output_dir`.
+
+    Args:
+        args: the command's argument dataclass (`output_dir`, `model`; all of it goes to `config`).
+        benchmark: `ruler`, `niah` or `longbench-v2`.
+        window: the model's context window, recorded in `config`.
+        result: `{"scores": [{task, length, score, ...}], "summary": {average, ...}}`.
+        markdown: the scores as a Markdown table, for `results.md`.
+        predictions: one dict per sample, for `predictions.jsonl`.
+
+    Returns:
+        the path of `results.json`.
+    """
+    output_dir, model = Path(args.output_dir), args.model
     output_dir.mkdir(parents=True, exist_ok=True)
     results = {
         "model": model,
         "benchmark": benchmark,
-        "config": config,
-        "scores": [{"task": s["task"], "length": s["length"], "score": s["score"]} for s in scores],
-        "summary": summary,
+        "config": asdict(args) | {"window": window},
+        "scores": [{"task": s["task"], "length": s["length"], "score": s["score"]} for s in result["scores"]],
+        "summary": result["summary"],
     }
     path = output_dir / "results.json"
     path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from hf_entropylong.eval.ruler import RulerArguments
 from hf_entropylong.eval.scoring import (
     markdown_table,
     postprocess,
@@ -79,19 +80,21 @@ def test_table_summary_and_markdown():
 
 
 def test_write_results_follows_the_shared_schema(tmp_path):
-    scores = [{"task": "vt", "length": 1024, "score": 50.0, "samples": 2}]
+    args = RulerArguments(model="m", lengths=[1024], output_dir=str(tmp_path))
+    result = {
+        "scores": [{"task": "vt", "length": 1024, "score": 50.0, "samples": 2}],
+        "summary": {"average": 50.0},
+    }
     path = write_results(
-        tmp_path,
-        model="m",
-        benchmark="ruler",
-        config={"lengths": [1024]},
-        scores=scores,
-        summary={"average": 50.0},
-        markdown="| t |",
-        predictions=[{"task": "vt", "prediction": "X"}],
+        args, "ruler", 4096, result, markdown="| t |", predictions=[{"task": "vt", "prediction": "X"}]
     )
     results = json.loads(path.read_text())
     assert set(results) == {"model", "benchmark", "config", "scores", "summary"}
+    assert (
+        results["model"] == "m"
+        and results["config"]["lengths"] == [1024]
+        and results["config"]["window"] == 4096
+    )
     assert results["scores"] == [{"task": "vt", "length": 1024, "score": 50.0}]
     assert results["summary"]["average"] == 50.0
     assert (tmp_path / "results.md").read_text().startswith("# ruler: m")
