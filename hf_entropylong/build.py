@@ -37,7 +37,15 @@ from . import models
 from .entropy import ENTROPY_STAGE, EntropySettings
 from .models import EmbedderSettings, LMSettings, context_window, model_identity
 from .pack import UNIT_STAGE, PackSettings, UnitSettings, pack_sequences
-from .publish import BuildCounts, OutputSettings, print_summary, push_folder, write_dataset
+from .publish import (
+    BuildCounts,
+    OutputSettings,
+    claim_output_dir,
+    lock_output_dir,
+    print_summary,
+    publish,
+    push_folder,
+)
 from .retrieval import RETRIEVAL_STAGE, IndexSettings, RetrievalSettings, build_corpus_index, load_index
 from .sources import CorpusSettings, RootSettings, load_text_source
 from .stage import InputView, Stage, output_settings, setting, settings_of
@@ -216,16 +224,17 @@ class BuildInputs:
         return same_source(self.config)
 
 
-def input_identities(config: BuildConfig, corpus_fingerprint: str) -> dict[str, object]:
+def input_identities(config: BuildConfig, corpus_identity: str) -> dict[str, object]:
     """The identity of each `BuildInputs` attribute: what, when it changes, reruns the stages that read it.
 
-    Output-neutral inputs have the identity `None`. The corpus is its `datasets` fingerprint and its settings; the
-    index, what it is built from; a model, its weights (`models.model_identity`) and its output-relevant settings.
+    Output-neutral inputs have the identity `None`. The corpus is its sources' identities (`sources.SourceCounts`)
+    and its settings; the index, what it is built from; a model, its weights (`models.model_identity`) and its
+    output-relevant settings.
     """
     weights = model_identity(config.lm)
     lm = (weights, output_settings(settings_of(config, LMSettings)))
     embedder = (model_identity(config.embedder), output_settings(settings_of(config, EmbedderSettings)))
-    corpus = (corpus_fingerprint, output_settings(settings_of(config, CorpusSettings)))
+    corpus = (corpus_identity, output_settings(settings_of(config, CorpusSettings)))
     return {
         "tokenizer": weights,
         "lm": lm,
@@ -244,12 +253,12 @@ def _fingerprint(*parts) -> str:
     return Hasher.hash(parts)[:16]
 
 
-def stage_keys(config: BuildConfig, roots_fingerprint: str, corpus_fingerprint: str) -> dict[str, str]:
-    """The cache key of the index and of every stage, chained from the roots' content and settings."""
-    identities = input_identities(config, corpus_fingerprint)
+def stage_keys(config: BuildConfig, roots_identity: str, corpus_identity: str) -> dict[str, str]:
+    """The cache key of the index and of every stage, chained from the roots' identity and settings."""
+    identities = input_identities(config, corpus_identity)
     keys = {"index": _fingerprint("index", identities["index"])}
     key = _fingerprint(
-        "roots", roots_fingerprint, output_settings(settings_of(config, RootSettings)), config.seed
+        "roots", roots_identity, output_settings(settings_of(config, RootSettings)), config.seed
     )
     for stage in STAGES:
         undeclared = set(stage.inputs) - set(identities)
@@ -312,9 +321,27 @@ def run_stage(
     return datasets.concatenate_datasets(done)
 
 
+class NothingToPackError(ValueError):
+    """The build made no packed sequence: nothing is published."""
+
+
 def build(config: BuildConfig) -> BuildCounts:
-    """Run the whole build into `config.output_dir` and return the counts written to the dataset card."""
+    """Run the whole build into `config.output_dir` and return the counts written to the dataset card.
+
+    Raises:
+        OutputDirError: the folder is another's (see `publish`) or another build holds it.
+        NothingToPackError: no root gave a packed sequence; the previous dataset in the folder is left as it was.
+    """
     output_dir = Path(config.output_dir).resolve()
+    claim_output_dir(output_dir, config.overwrite_output_dir)
+    lock = lock_output_dir(output_dir)
+    try:
+        return _build(config, output_dir)
+    finally:
+        lock.release()
+
+
+def _build(config: BuildConfig, output_dir: Path) -> BuildCounts:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     roots, root_counts = load_text_source(
@@ -330,14 +357,14 @@ def build(config: BuildConfig) -> BuildCounts:
     ]
     corpus = datasets.concatenate_datasets([part for part, _ in corpus_parts])
     if len(roots) == 0:
-        raise ValueError(
+        raise NothingToPackError(
             f"roots {config.roots!r}: no non-empty document to build from ({root_counts.empty} empty)."
         )
     if len(corpus) == 0:
-        raise ValueError(f"corpus {config.corpus}: no non-empty document to retrieve from.")
+        raise NothingToPackError(f"corpus {config.corpus}: no non-empty document to retrieve from.")
     timings["load"] = time.perf_counter() - clock
 
-    keys = stage_keys(config, roots._fingerprint, corpus._fingerprint)
+    keys = stage_keys(config, root_counts.identity, "+".join(c.identity for _, c in corpus_parts))
     inputs = BuildInputs(config, corpus, output_dir / ".cache" / f"index-{keys['index']}.faiss")
     rows = roots
     for stage in STAGES:
@@ -357,7 +384,17 @@ def build(config: BuildConfig) -> BuildCounts:
         STATUSES, root_counts, [c for _, c in corpus_parts], dependencies, packed, units_left_over
     )
     counts.seconds = {stage: round(seconds, 1) for stage, seconds in timings.items()}
-    write_dataset(output_dir, packed, dependencies, counts, config)
+    if packed is None:
+        statuses = ", ".join(f"{status} {n}" for status, n in counts.roots_by_status.items() if n)
+        held_back = (
+            f"; {units_left_over} units held back in rows under min_row_fill" if units_left_over else ""
+        )
+        raise NothingToPackError(
+            f"nothing to pack: no packed sequence from {counts.roots} roots ({statuses}{held_back}). Nothing was "
+            f"published and {output_dir} is unchanged; its .cache/ keeps the work done. Try more --num_roots, a "
+            "lower --epsilon or --min_row_fill."
+        )
+    publish(output_dir, packed, dependencies, counts, config)
     if config.push_to_hub:
         push_folder(output_dir, settings_of(config, OutputSettings))
     return counts
@@ -373,4 +410,6 @@ def main(argv: list[str] | None = None) -> BuildCounts:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_entropylong import cli
+
+    cli.run(main)

@@ -6,10 +6,8 @@ parquet files, so `load_dataset(folder)` and `load_dataset("org/name")` read the
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
-import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"
@@ -29,11 +27,12 @@ def _size_category(n: int) -> str:
 
 
 def render_dataset_card(
-    config, counts: dict, data_files: dict[str, str], template_path: Path = TEMPLATE
+    config, counts, data_files: dict[str, str], config_yaml: str, template_path: Path = TEMPLATE
 ) -> str:
     """Render the card for a build with `config` (a `BuildConfig`) and its `publish.BuildCounts`.
 
-    `data_files` maps each config written (`default`, `dependencies`) to its parquet path pattern.
+    `data_files` maps each config written (`default`, `dependencies`) to its parquet path pattern; `config_yaml` is
+    the build configuration as written to `build_config.yaml`.
     """
     from .models import is_embedded
 
@@ -61,6 +60,6 @@ def render_dataset_card(
         config=config,
         counts=counts,
         license=license_id,
-        config_yaml=yaml.safe_dump(asdict(config), sort_keys=False, allow_unicode=True),
+        config_yaml=config_yaml,
     )
     return str(card)

@@ -3,10 +3,19 @@
 hf-entropylong build --config recipes/build/demo.yaml
 hf-entropylong train {cpt,sft} --config recipes/tiny/cpt.yaml
 hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
+
+Errors a user can fix (a bad config or value, a missing source, model or file, a folder in the way) end the
+command with one line on stderr that names the problem, and exit code 2; `--debug` (or
+`HF_ENTROPYLONG_DEBUG=1`) shows the traceback instead. `python -m hf_entropylong.build` and `accelerate launch -m
+...` get the same through `run`.
 """
 
+from __future__ import annotations
+
 import importlib
+import os
 import sys
+from collections.abc import Callable
 
 COMMANDS = {
     ("build",): "hf_entropylong.build",
@@ -16,20 +25,52 @@ COMMANDS = {
     ("eval", "niah"): "hf_entropylong.eval.niah",
     ("eval", "longbench-v2"): "hf_entropylong.eval.longbench_v2",
 }
+# What a user can fix: bad values and configs (ValueError, YAML errors), missing files, models, sources and
+# packages (OSError, ImportError). Anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
 
 
 def usage() -> str:
-    lines = ["usage: hf-entropylong COMMAND [--config FILE.yaml] [--field value ...]", "", "commands:"]
+    lines = [
+        "usage: hf-entropylong COMMAND [--config FILE.yaml] [--field value ...] [--debug]",
+        "",
+        "commands:",
+    ]
     lines += [f"  {' '.join(words)}" for words in COMMANDS]
     return "\n".join(lines)
+
+
+def run(main: Callable[[list[str]], object], argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Call `main(argv)`, turning a user error into one line on stderr and exit code 2 (see the docstring)."""
+    import yaml
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HF_ENTROPYLONG_DEBUG", "0") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
+    spec = getattr(sys.modules["__main__"], "__spec__", None)  # `python -m hf_entropylong.build` names its module
+    prog = prog or (f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0]))
+    try:
+        main(argv)
+    except (*USER_ERRORS, yaml.YAMLError) as error:
+        if debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted; the same command resumes from the work already cached.", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     for words, module in COMMANDS.items():
         if tuple(argv[: len(words)]) == words:
-            sys.argv = [f"hf-entropylong {' '.join(words)}", *argv[len(words) :]]
-            importlib.import_module(module).main(argv[len(words) :])
+            prog = f"hf-entropylong {' '.join(words)}"
+            sys.argv = [prog, *argv[len(words) :]]
+            run(importlib.import_module(module).main, argv[len(words) :], prog)
             return
     print(usage(), file=sys.stderr)
     raise SystemExit(0 if argv[:1] in (["-h"], ["--help"]) else 2)

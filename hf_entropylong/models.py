@@ -88,11 +88,14 @@ def model_identity(name_or_path: str) -> str:
 
     A local folder is named by its files' names and sizes plus a hash of each weight file's first and last MiB
     (the safetensors header and some weights), so other weights behind the same path give another identity and
-    a touched file does not. Embedded names (pinned packages) and Hub ids are their own identity.
+    a touched file does not. A Hub id is named by the revision it resolves to (from the local Hub cache when
+    offline); embedded names (pinned packages) and ids that resolve to nothing are their own identity.
     """
     path = Path(name_or_path)
-    if is_embedded(name_or_path) or not path.is_dir():
+    if is_embedded(name_or_path):
         return str(name_or_path)
+    if not path.is_dir():
+        return _hub_revision(str(name_or_path))
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         size = file.stat().st_size
@@ -104,6 +107,18 @@ def model_identity(name_or_path: str) -> str:
                     handle.seek(-(1 << 20), os.SEEK_END)
                     digest.update(handle.read())
     return f"{path.resolve()}@{digest.hexdigest()[:16]}"
+
+
+def _hub_revision(repo_id: str) -> str:
+    """`repo_id@<commit>`: the snapshot its config.json resolves to; the id alone when it resolves to nothing."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        config = hf_hub_download(repo_id, "config.json")
+    except (OSError, ValueError, HFValidationError):  # offline and not cached, unknown, gated, not a repo id
+        return repo_id
+    return f"{repo_id}@{Path(config).parent.name}"
 
 
 def cache_dir() -> Path:
@@ -157,10 +172,25 @@ def embedded_lm_path() -> Path:
     return target
 
 
+def _check_path_or_hub_id(name: str) -> None:
+    """Raise `FileNotFoundError` for a name that is neither an existing path nor a possible Hub id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name).exists():
+        return
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"model {name!r}: no such local folder, and not a Hub model id (org/name); check the path."
+        ) from None
+
+
 def resolve_model(name_or_path: str) -> str:
     """Local path for an embedded name; any other Hub id or path unchanged."""
     name_or_path = str(name_or_path)
     if not is_embedded(name_or_path):
+        _check_path_or_hub_id(name_or_path)
         return name_or_path
     _check_embedded(name_or_path, (EMBEDDED_LM, EMBEDDED_EMBEDDER))
     if name_or_path == EMBEDDED_LM:

@@ -1,16 +1,31 @@
-"""Publishing a build: counts of every stage, both configs as parquet, the dataset card, the Hub push."""
+"""Publishing a build: counts of every stage, both configs as parquet, the dataset card, the Hub push.
+
+The output folder. A build writes only into a folder that is empty, new, or marked as this tool's by the file
+`.hf_entropylong.json` (which lists what it published there); a non-empty folder without it is refused unless
+`overwrite_output_dir` is set, and even then nothing of the user's is deleted: the entries a build publishes
+(`default/`, `dependencies/`, `README.md`, `build_config.yaml`, `stats.json`) that it did not write before are moved
+to `.cache/replaced/`. One build at a time holds the folder's lock (`.cache/build.lock`).
+
+Publishing is all or nothing: the new dataset is written whole under `.cache/publish/`, then each entry is swapped
+into place and the previous build's entries are removed; a build that fails before that leaves the previous
+dataset as it was (and its stage caches, so a rerun resumes).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import datasets
 import numpy as np
+import yaml
+from filelock import FileLock, Timeout
 
 from .cards import render_dataset_card
 from .pack import packing_stats
@@ -24,6 +39,7 @@ class OutputSettings:
 
     output_neutral: ClassVar[tuple[str, ...]] = (
         "output_dir",
+        "overwrite_output_dir",
         "dataset_license",
         "pretty_name",
         "push_to_hub",
@@ -34,6 +50,10 @@ class OutputSettings:
     output_dir: str = setting(
         "outputs/entropylong",
         help="Dataset folder (both configs, card); stage caches go to its .cache/.",
+    )
+    overwrite_output_dir: bool = setting(
+        False,
+        help="Write into a non-empty folder that holds no build of this tool (its files are kept, never deleted).",
     )
     dataset_license: str = setting(
         "odc-by", help="Licence of the sources, for the card (embedded sources: cc-by-sa-4.0)."
@@ -126,10 +146,53 @@ class BuildCounts:
         )
 
 
-def write_dataset(
-    output_dir: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config
-) -> None:
-    """Write both configs as parquet shards (≤ 500 MB each) and the dataset card: the folder a push uploads.
+MARKER = ".hf_entropylong.json"
+PUBLISHED = ("default", "dependencies", "README.md", "build_config.yaml", "stats.json")
+
+
+class OutputDirError(ValueError):
+    """The output folder cannot be written as asked."""
+
+
+def claim_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Mark `output_dir` as this tool's, refusing a non-empty folder it did not write unless `overwrite`."""
+    if (output_dir / MARKER).is_file():
+        return
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputDirError(f"output_dir {output_dir} is a file; give a folder path.")
+    present = sorted(entry.name for entry in output_dir.iterdir()) if output_dir.exists() else []
+    if present and not overwrite:
+        listed = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
+        raise OutputDirError(
+            f"output_dir {output_dir} is not empty ({listed}) and holds no build of hf_entropylong: choose an "
+            "empty or new folder, or pass --overwrite_output_dir to write the dataset beside those files "
+            "(any of theirs in the way is moved to .cache/replaced/, never deleted)."
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_marker(output_dir, [])
+
+
+def _write_marker(output_dir: Path, published: list[str]) -> None:
+    content = {"written_by": "hf_entropylong", "published": published}
+    (output_dir / MARKER).write_text(json.dumps(content, indent=2) + "\n")
+
+
+def lock_output_dir(output_dir: Path) -> FileLock:
+    """The held lock of `output_dir` (release it when the build ends); a second build fails at once."""
+    lock = FileLock(output_dir / ".cache" / "build.lock")
+    (output_dir / ".cache").mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise OutputDirError(
+            f"another build is writing into {output_dir} (it holds {lock.lock_file}); wait for it to finish or "
+            "choose another --output_dir."
+        ) from None
+    return lock
+
+
+def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
+    """Write both configs as parquet shards (≤ 500 MB each), the card, the config and the counts into `folder`.
 
     Shard names carry the table's fingerprint. `datasets` caches a local folder's configs under a key made of
     the card's path patterns alone, so a rebuild with other content must change the patterns, or
@@ -137,20 +200,41 @@ def write_dataset(
     """
     data_files = {}
     for name, table in (("default", packed), ("dependencies", dependencies)):
-        folder = output_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.parquet"):
-            stale.unlink()
-        if table is None:
-            continue
+        (folder / name).mkdir(parents=True, exist_ok=True)
         tag = table._fingerprint[:12]
         num_shards = max(1, math.ceil(table.data.nbytes / 500e6))
         for index in range(num_shards):
             shard = table.shard(num_shards, index, contiguous=True)
-            shard.to_parquet(str(folder / f"train-{tag}-{index:05d}-of-{num_shards:05d}.parquet"))
+            shard.to_parquet(str(folder / name / f"train-{tag}-{index:05d}-of-{num_shards:05d}.parquet"))
         data_files[name] = f"{name}/train-{tag}-*.parquet"
-    (output_dir / "build_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    (output_dir / "README.md").write_text(render_dataset_card(config, counts, data_files))
+    settings = yaml.safe_dump(asdict(config), sort_keys=False, allow_unicode=True)
+    (folder / "build_config.yaml").write_text(settings, encoding="utf-8")
+    (folder / "stats.json").write_text(json.dumps(asdict(counts), indent=2) + "\n")
+    (folder / "README.md").write_text(
+        render_dataset_card(config, counts, data_files, settings), encoding="utf-8"
+    )
+
+
+def publish(output_dir: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
+    """Write the dataset whole under `.cache/publish/`, then swap it into `output_dir` (see the module docstring)."""
+    cache = output_dir / ".cache"
+    staging, previous = cache / "publish", cache / "previous"
+    for leftover in (staging, previous):  # ours: a publish that died half-way
+        shutil.rmtree(leftover, ignore_errors=True)
+    write_dataset(staging, packed, dependencies, counts, config)
+    ours = set(json.loads((output_dir / MARKER).read_text()).get("published", []))
+    replaced = cache / "replaced" / time.strftime("%Y%m%d-%H%M%S")
+    previous.mkdir()
+    for name in PUBLISHED:
+        target = output_dir / name
+        if target.exists() or target.is_symlink():
+            aside = previous if name in ours else replaced
+            aside.mkdir(parents=True, exist_ok=True)
+            target.rename(aside / name)
+        (staging / name).rename(target)
+    _write_marker(output_dir, list(PUBLISHED))
+    shutil.rmtree(previous)
+    shutil.rmtree(staging)
 
 
 def push_folder(output_dir: Path, settings: OutputSettings) -> None:

@@ -2,12 +2,19 @@
 
 A source is a Hub dataset id (optionally `id::config`), a local data file (jsonl, json, parquet, csv,
 txt), a folder (`save_to_disk` output or data files), or `embedded:wiki-summaries`. Rows whose text is
-missing, empty or whitespace-only are dropped and counted; a missing text column, a non-text value or a
-file that is not UTF-8 is an error that names the source, the column and the row or line.
+missing, empty or whitespace-only are dropped and counted; a missing text column, a non-text value, an
+empty file or a file that is not UTF-8 is an error that names the source, the column and the row or line
+(counted from 1, as editors do).
+
+Identity. A local file or folder is identified by a hash of its bytes, and `datasets` converts it into a cache
+folder named by that hash: `datasets` alone keys a local file by its path and modification time, so a file
+edited with its time stamp restored would give the old rows back. A Hub source is identified by the
+fingerprint `datasets` gives it (which follows the repository's revision).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,9 +79,12 @@ class SourceError(ValueError):
 
 @dataclass
 class SourceCounts:
+    """Rows read, kept and dropped as empty, and the source's identity (see the module docstring)."""
+
     rows: int
     kept: int
     empty: int
+    identity: str
 
 
 def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
@@ -104,30 +114,72 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
         )
 
 
+def _check_text_file(path: Path) -> None:
+    """A text data file must be UTF-8 and hold something besides white space."""
+    check_utf8(path)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            if chunk.strip():
+                return
+    raise SourceError(f"{path}: the file is empty; give a file with at least one document.")
+
+
+def _files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def content_hash(path: Path) -> str:
+    """Hash of the bytes of a file, or of a folder's files with their relative names."""
+    digest = hashlib.blake2b(digest_size=16)
+    for file in _files(path):
+        digest.update(f"{file.relative_to(path) if file != path else ''}\0".encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def load_raw_source(source: str, split: str = "train") -> datasets.Dataset:
     """`source` as a dataset with all its columns (see the module docstring for what a source is)."""
+    return _load_with_identity(source, split)[0]
+
+
+def _load_with_identity(source: str, split: str) -> tuple[datasets.Dataset, str]:
     if is_embedded(source):
         if source != EMBEDDED_CORPUS:
             raise SourceError(f"Unknown embedded source {source!r}; known: {EMBEDDED_CORPUS}.")
-        return datasets.load_dataset("json", data_files=str(embedded_corpus_file()), split="train")
+        raw = datasets.load_dataset("json", data_files=str(embedded_corpus_file()), split="train")
+        return raw, source
     path = Path(source)
+    if path.exists() and not (path / "dataset_info.json").exists() and not (path / "state.json").exists():
+        digest = content_hash(path)
+        cache = str(Path(datasets.config.HF_DATASETS_CACHE) / "hf_entropylong-sources" / digest)
+        return _load_local(path, split, cache), f"{source}@{digest}"
+    if path.is_dir():  # save_to_disk output: its own state fingerprint
+        loaded = datasets.load_from_disk(str(path))
+        raw = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        return raw, raw._fingerprint
+    name, _, config = source.partition("::")
+    raw = datasets.load_dataset(name, config or None, split=split)
+    return raw, raw._fingerprint
+
+
+def _load_local(path: Path, split: str, cache_dir: str) -> datasets.Dataset:
+    """A local data file or folder of data files, converted into `cache_dir`."""
     if path.is_file():
         builder = FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise SourceError(f"{path}: unsupported file type; use one of {', '.join(FILE_BUILDERS)}.")
         if path.suffix.lower() in TEXT_FORMATS:
-            check_utf8(path)
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    if path.is_dir():
-        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
-            loaded = datasets.load_from_disk(str(path))
-            return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-        for file in sorted(path.rglob("*")):
-            if file.suffix.lower() in TEXT_FORMATS:
-                check_utf8(file)
-        return datasets.load_dataset(str(path), split=split)
-    name, _, config = source.partition("::")
-    return datasets.load_dataset(name, config or None, split=split)
+            _check_text_file(path)
+        return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
+    data = [file for file in _files(path) if file.suffix.lower() in FILE_BUILDERS]
+    if not data:
+        raise SourceError(f"{path}: no data file ({', '.join(FILE_BUILDERS)}) in this folder.")
+    for file in data:
+        if file.suffix.lower() in TEXT_FORMATS:
+            _check_text_file(file)
+    return datasets.load_dataset(str(path), split=split, cache_dir=cache_dir)
 
 
 def load_text_source(
@@ -147,13 +199,18 @@ def load_text_source(
         role: `"roots"` or `"corpus"`, used in error messages.
 
     Returns:
-        The dataset and the counts of rows read, kept and dropped as empty.
+        The dataset, and the counts of rows read, kept and dropped as empty with the source's identity.
     """
     try:
-        raw = load_raw_source(source, split)
+        raw, identity = _load_with_identity(source, split)
     except datasets.exceptions.DatasetGenerationError as error:
         cause = error.__cause__ or error
         raise SourceError(f"{role} {source!r} could not be read: {cause}") from error
+    except (FileNotFoundError, ConnectionError) as error:  # DatasetNotFoundError included
+        raise SourceError(
+            f"{role} {source!r}: no such local file or folder, and no Hub dataset by that name could be reached "
+            f"({str(error).splitlines()[0]}); check the path or the Hub id."
+        ) from error
     if text_column not in raw.column_names:
         raise SourceError(
             f"{role} {source!r} has no text column {text_column!r} (columns: {', '.join(raw.column_names)}); "
@@ -166,7 +223,8 @@ def load_text_source(
         for index, text in zip(indices, batch[text_column], strict=True):
             if text is not None and not isinstance(text, str):
                 raise SourceError(
-                    f"{role} {source!r}, row {index}: column {text_column!r} holds {type(text).__name__}, not text."
+                    f"{role} {source!r}, row {index + 1}: column {text_column!r} holds {type(text).__name__}, "
+                    "not text."
                 )
             texts.append(text or "")
         ids = (
@@ -184,4 +242,4 @@ def load_text_source(
         desc=f"Reading {role}",
     )
     kept = table.filter(lambda batch: [bool(text.strip()) for text in batch["text"]], batched=True)
-    return kept, SourceCounts(rows=len(raw), kept=len(kept), empty=len(raw) - len(kept))
+    return kept, SourceCounts(rows=len(raw), kept=len(kept), empty=len(raw) - len(kept), identity=identity)

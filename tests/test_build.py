@@ -3,15 +3,18 @@
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
+import datasets
 import numpy as np
 import pytest
 import yaml
 from datasets import load_dataset
 
 from hf_entropylong import build as build_module
+from hf_entropylong import cli
 from hf_entropylong.build import STATUSES, BuildConfig, build, main
 
 pytestmark = pytest.mark.slow
@@ -91,7 +94,9 @@ def demo_build(docs_file, tmp_path_factory):
 
 def test_layout_and_packed_sequences(demo_build):
     output_dir, counts = demo_build
-    assert (output_dir / "README.md").exists() and (output_dir / "build_config.json").exists()
+    for name in ("README.md", "build_config.yaml", "stats.json", ".hf_entropylong.json"):
+        assert (output_dir / name).is_file()
+    assert json.loads((output_dir / "stats.json").read_text()) == dataclasses.asdict(counts)
     sequences = load_dataset(str(output_dir), split="train")
     assert len(sequences) == counts.sequences > 0
     for row in sequences:
@@ -218,7 +223,7 @@ def _assert_close(got, expected, where: str) -> None:
         assert got == expected, where
 
 
-def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path):
+def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
         yaml.safe_dump(
@@ -237,17 +242,69 @@ def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path):
             }
         )
     )
-    counts = main(["--config", str(recipe), "--output_dir", str(tmp_path / "cli"), "--seed", "7"])
-    saved = json.loads((tmp_path / "cli" / "build_config.json").read_text())
-    assert saved["seed"] == 7 and saved["top_k"] == 50 and saved["num_roots"] == 3
-    assert counts.sequences == 0 and counts.roots_by_status["ok"] == 0
-    assert counts.roots_by_status["no_verified_context"] > 0
-    roots = load_dataset(str(tmp_path / "cli"), "dependencies", split="train")
-    assert len(roots) == 3
-    assert max(len(row["candidates"]) for row in roots) > 0
-    header = yaml.safe_load((tmp_path / "cli" / "README.md").read_text().split("---")[1])
-    assert [c["config_name"] for c in header["configs"]] == ["dependencies"]
-    # A rebuild into the same folder is what load_dataset returns next (not datasets' cache of the first).
-    main(["--config", str(recipe), "--output_dir", str(tmp_path / "cli"), "--num_roots", "2"])
-    assert len(load_dataset(str(tmp_path / "cli"), "dependencies", split="train")) == 2
-    shutil.rmtree(tmp_path / "cli")
+    output_dir = tmp_path / "cli"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["build", "--config", str(recipe), "--output_dir", str(output_dir), "--seed", "7"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("hf-entropylong build: error: nothing to pack")
+    assert re.search(r"no_verified_context [1-9]", error) and "ok " not in error
+    assert (
+        not (tmp_path / "ignored").exists() and not (output_dir / "README.md").exists()
+    )  # nothing published
+    # The work done is kept: every candidate was verified (in LM windows of 48 tokens) and is cached.
+    verified = datasets.concatenate_datasets(
+        [
+            datasets.Dataset.from_file(str(path))
+            for path in sorted((output_dir / ".cache").glob("verify-*.arrow"))
+        ]
+    )
+    assert len(verified) == 3 and max(len(row) for row in verified["candidates"]) > 0
+    assert all(not c["verified"] for row in verified["candidates"] for c in row)
+
+
+def test_republishing_keeps_or_replaces_the_previous_build_whole(demo_build, tmp_path, capsys):
+    reference_dir, reference_counts = demo_build
+    output_dir = tmp_path / "copy"
+    shutil.copytree(reference_dir, output_dir)  # stage caches included: only packing runs again
+    config = yaml.safe_load((output_dir / "build_config.yaml").read_text())
+    config["output_dir"] = str(output_dir)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(config))
+    reference = load_dataset(str(reference_dir), split="train").to_list()
+    card = (output_dir / "README.md").read_text()
+
+    with pytest.raises(SystemExit) as exit_info:  # every row is under-filled: nothing to pack
+        cli.main(["build", "--config", str(recipe), "--min_row_fill", "1.0"])
+    assert exit_info.value.code == 2 and "nothing to pack" in capsys.readouterr().err
+    assert load_dataset(str(output_dir), split="train").to_list() == reference
+    assert (output_dir / "README.md").read_text() == card
+
+    counts = main(["--config", str(recipe), "--max_seq_length", "512", "--min_row_fill", "0"])
+    rebuilt = load_dataset(str(output_dir), split="train")  # the new build, not datasets' cache of the first
+    assert len(rebuilt) == counts.sequences > 0 and {len(ids) for ids in rebuilt["input_ids"]} == {512}
+
+
+def test_overwrite_output_dir_keeps_the_users_files(demo_build, tmp_path, capsys):
+    reference_dir, _ = demo_build
+    output_dir = tmp_path / "mine"
+    shutil.copytree(reference_dir / ".cache", output_dir / ".cache")
+    (output_dir / "notes.txt").write_text("my notes")
+    (output_dir / "README.md").write_text("my readme")
+    config = yaml.safe_load((reference_dir / "build_config.yaml").read_text())
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({**config, "output_dir": str(output_dir)}))
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["build", "--config", str(recipe)])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "is not empty" in error and "--overwrite_output_dir" in error
+    assert (output_dir / "README.md").read_text() == "my readme" and not (output_dir / "default").exists()
+
+    main(["--config", str(recipe), "--overwrite_output_dir", "true"])
+    assert (output_dir / "notes.txt").read_text() == "my notes"
+    assert [p.read_text() for p in (output_dir / ".cache" / "replaced").glob("*/README.md")] == ["my readme"]
+    assert (
+        load_dataset(str(output_dir), split="train").to_list()
+        == load_dataset(str(reference_dir), split="train").to_list()
+    )

@@ -36,7 +36,7 @@ def test_ids_fall_back_to_source_and_row(tmp_path):
 
 def test_non_text_value_names_the_row(tmp_path):
     source = write_jsonl(tmp_path / "r.jsonl", [{"text": "ok"}, {"text": "fine"}, {"text": 12}])
-    with pytest.raises(SourceError, match="row 2: column 'text' holds int"):
+    with pytest.raises(SourceError, match="row 3: column 'text' holds int"):  # counted from 1, as editors do
         load_text_source(str(source), role="corpus")
 
 
@@ -75,3 +75,25 @@ def test_embedded_corpus():
     dataset, counts = load_text_source("embedded:wiki-summaries")
     assert counts.rows == 10_033 and counts.kept > 10_000
     assert set(dataset.column_names) == {"id", "text"}
+
+
+def test_empty_file_and_missing_source_are_named(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n")
+    with pytest.raises(SourceError, match="empty.jsonl: the file is empty"):
+        load_text_source(str(empty), role="roots")
+    with pytest.raises(SourceError, match="no such local file or folder"):
+        load_text_source(str(tmp_path / "missing.jsonl"), role="roots")
+
+
+def test_a_file_edited_with_its_time_stamp_restored_is_read_again(tmp_path):
+    import os
+
+    source = write_jsonl(tmp_path / "r.jsonl", [{"id": "a", "text": "first"}])
+    stamp = source.stat()
+    dataset, counts = load_text_source(str(source))
+    write_jsonl(source, [{"id": "a", "text": "other"}])
+    os.utime(source, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    edited, edited_counts = load_text_source(str(source))
+    assert dataset["text"] == ["first"] and edited["text"] == ["other"]
+    assert counts.identity != edited_counts.identity

@@ -54,7 +54,7 @@ def _other_value(name: str):
 
 
 def _keys(config: BuildConfig) -> dict[str, str]:
-    return stage_keys(config, roots_fingerprint="roots", corpus_fingerprint="corpus")
+    return stage_keys(config, roots_identity="roots", corpus_identity="corpus")
 
 
 OWNERS = {field.name: group for group in SETTINGS_GROUPS for field in dataclasses.fields(group)}

@@ -82,6 +82,12 @@ class LongBenchV2Arguments:
         default="outputs/eval/longbench-v2", metadata={"help": "Where results are written."}
     )
 
+    def __post_init__(self):
+        for name in ("max_input_tokens", "max_new_tokens", "limit", "batch_size", "model_max_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be positive, got {value}.")
+
 
 def load_data(path: str | Path) -> list[dict]:
     """Rows of a LongBench-v2 file, validated: clear errors name the file and the offending row."""
@@ -236,4 +242,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_entropylong import cli
+
+    cli.run(main)

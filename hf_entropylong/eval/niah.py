@@ -29,4 +29,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_entropylong import cli
+
+    cli.run(main)

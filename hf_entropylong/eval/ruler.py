@@ -63,7 +63,7 @@ class RulerArguments:
     depths: list[int] | None = field(
         default=None,
         metadata={
-            "help": "Needle depths (%): evaluate the single-needle depth × length grid and its heatmap."
+            "help": "Needle depths in percent: evaluate the single-needle depth × length grid and its heatmap."
         },
     )
     seed: int = field(
@@ -92,6 +92,21 @@ class RulerArguments:
     )
     output_dir: str = field(default="outputs/eval/ruler", metadata={"help": "Where results are written."})
 
+    def __post_init__(self):
+        for name in ("samples", "batch_size", "max_gen_toks", "model_max_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be positive, got {value}.")
+        if not self.lengths or min(self.lengths) < 1:
+            raise ValueError(f"--lengths must be one or more positive token counts, got {self.lengths}.")
+        if self.depths is not None and (
+            not self.depths or not all(0 <= depth <= 100 for depth in self.depths)
+        ):
+            raise ValueError(f"--depths are percents from 0 to 100, got {self.depths}.")
+        unknown = sorted(set(self.tasks) - set(TASK_NAMES))
+        if unknown:
+            raise ValueError(f"--tasks: unknown RULER task(s) {unknown}; known: {', '.join(TASK_NAMES)}.")
+
 
 def select_tasks(args: RulerArguments) -> tuple[list[str], list[str], dict]:
     """Tasks to run, tasks skipped for a missing QA file, and the QA metadata (files are validated here)."""
@@ -119,11 +134,6 @@ def _depth(row_name: str) -> int:
 def evaluate(args: RulerArguments) -> dict:
     """Run the RULER tasks (or, with `args.depths`, the NIAH grid); returns the scores and the summary."""
     grid = args.depths is not None
-    if grid and (not args.depths or any(not 0 <= depth <= 100 for depth in args.depths)):
-        raise ValueError(f"Depths are percentages in [0, 100], got {args.depths}.")
-    unknown = [] if grid else [task for task in args.tasks if task not in TASK_NAMES]
-    if unknown:
-        raise ValueError(f"Unknown RULER task(s) {unknown}; known: {', '.join(TASK_NAMES)}.")
     window = check_window(args.model, args.lengths, args.model_max_length)
     if grid:
         tasks, skipped, metadata = [], [], {"depths": list(args.depths)}
@@ -186,4 +196,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_entropylong import cli
+
+    cli.run(main)

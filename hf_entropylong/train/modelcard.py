@@ -111,4 +111,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hf_entropylong import cli
+
+    cli.run(main)

@@ -35,10 +35,12 @@ def test_length_over_the_window_fails_before_loading(tiny_model_dir, tmp_path, m
     monkeypatch.setattr(ruler, "load_lm", lambda *a, **k: pytest.fail("model loaded despite a bad length"))
     with pytest.raises(ValueError, match="exceed the window"):
         evaluate(RulerArguments(model=tiny_model_dir, lengths=[2048, 16384], output_dir=str(tmp_path)))
-    with pytest.raises(ValueError, match="Unknown RULER task"):
-        evaluate(RulerArguments(model=tiny_model_dir, tasks=["niah"], output_dir=str(tmp_path)))
-    with pytest.raises(ValueError, match=r"Depths are percentages"):
-        evaluate(RulerArguments(model=tiny_model_dir, depths=[50, 120], output_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"--tasks: unknown RULER task\(s\) \['niah'\]"):
+        RulerArguments(model=tiny_model_dir, tasks=["niah"], output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"--depths are percents from 0 to 100"):
+        RulerArguments(model=tiny_model_dir, depths=[50, 120], output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"--samples must be positive, got 0"):
+        RulerArguments(samples=0)
     # `eval niah` defaults to lengths up to 8192: over the tiny model's 4096 window
     with pytest.raises(ValueError, match=r"Length\(s\) \[8192\] exceed"):
         niah.main(["--model", tiny_model_dir])
