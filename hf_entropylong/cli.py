@@ -47,7 +47,9 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None, prog
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("HF_ENTROPYLONG_DEBUG", "0") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
-    spec = getattr(sys.modules["__main__"], "__spec__", None)  # `python -m hf_entropylong.build` names its module
+    spec = getattr(
+        sys.modules["__main__"], "__spec__", None
+    )  # `python -m hf_entropylong.build` names its module
     prog = prog or (f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0]))
     try:
         main(argv)
