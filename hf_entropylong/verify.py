@@ -3,18 +3,31 @@
 For a candidate C retrieved for positions P of root D, the model reads `C + D[:p]` and we take the entropy of
 its prediction of D[p] for every p in P, then ΔI = (H_p(D) − H_p([C; D])) / H_p(D); C is kept when ΔI ≥ ε.
 
-Only what is needed is computed: each distinct candidate runs once per root (one forward serves every position
-it was retrieved for); the sequence stops at the last position needed; the LM head runs only on the hidden
-states that predict the verified positions, not on the whole sequence; candidates are batched by length.
+Only what is needed is computed. Each distinct candidate runs once per root: one sequence C + D[:max P] serves
+every position it was retrieved for, so a root's verification costs Σ over its distinct candidates of
+|C| + max P tokens, the exact minimum. The LM head runs only on the hidden states that predict the verified
+positions, never on the whole sequence.
 
-Batches: sequences are sorted by length and right-padded; as in `entropy`, the body runs without a padding mask
-(causal attention: a real token never sees the padding after it), and only the gathered rows reach the head.
+Batches. The sequences of all the roots of a call are sorted by length together and cut into forwards of at
+most `batch_size` sequences; a forward is closed early when right-padding it to its longest sequence would
+add more than `max_padding` (10%) of its real tokens. The tokens forwarded are therefore at most 1.1× the
+exact minimum, whatever the spread of lengths. As in `entropy`, the body runs without a padding mask (causal
+attention: a real token never sees the padding after it), and only the gathered rows reach the head. The
+entropies are those of one sequence at a time up to float rounding, so the decisions are the same.
 
 Windows (W = `max_length`, default the model's `max_position_embeddings`): the positions p of a candidate for
 which C + D[:p] fits W share one sequence, C + D[:max p]. Each other position gets its own sequence in which the
 context keeps its last min(|C|, max(W − p, ⌊W/2⌋)) tokens (the end nearest the root) and the root prefix the
 tokens just before p that fill the rest: the context takes at most half the window whenever the root prefix
 needs more, and all the room the root prefix leaves otherwise.
+
+Local root window (`root_window` = w, opt-in, not the paper's method): position p is verified from
+C + D[max(0, p − w):p] instead of C + D[:p]. A candidate's positions are taken in order; the next one joins the
+current sequence (which then reaches from the first one's window start to it) when that adds no more tokens
+than a sequence of its own would, so every position sees at least its w root tokens. ΔI still compares with the
+entropy given the whole root: a candidate must explain what the far root would have explained. On long roots
+this cuts the cost of a candidate from |C| + max P to about |C| + w per position cluster;
+`benchmarks/builder_bench.py` prints how often its decisions agree with the exact ones.
 
 The build's verification stage (`VERIFY_STAGE`, `verify_candidates`) groups each root's retrieved hits by
 document, verifies every distinct document once, records every (position, document) pair tried with its ΔI,
@@ -25,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import datasets
 import numpy as np
@@ -36,6 +49,9 @@ from .models import context_window, encode_document
 from .retrieval import RETRIEVED
 from .stage import Stage, setting
 
+MAX_PADDING = 0.1
+"""A forward is closed before its padding exceeds this share of its real tokens."""
+
 
 @dataclass
 class VerifySettings:
@@ -44,37 +60,193 @@ class VerifySettings:
     output_neutral: ClassVar[tuple[str, ...]] = ("verify_batch_size",)
 
     epsilon: float = setting(0.4, help="Keep a candidate when ΔI >= epsilon (the paper: 0.4).")
-    verify_batch_size: int = setting(8, help="(candidate; root prefix) sequences per LM forward pass.")
+    verify_root_window: int | None = setting(
+        None,
+        help="Verify each position from the candidate and only this many root tokens before it (cheaper on long "
+        "roots, not the paper's method: see BENCHMARKS.md for its agreement); the whole root prefix when unset.",
+    )
+    verify_batch_size: int = setting(
+        8, help="(candidate; root prefix) sequences per LM forward pass, at most."
+    )
 
     def __post_init__(self):
         if not 0 < self.epsilon <= 1:
             raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}.")
+        if self.verify_root_window is not None and self.verify_root_window < 1:
+            raise ValueError(f"verify_root_window must be positive, got {self.verify_root_window}.")
         if self.verify_batch_size < 1:
             raise ValueError(f"verify_batch_size must be positive, got {self.verify_batch_size}.")
 
 
-def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: int) -> tuple[list[int], int]:
-    """Input ids for verifying position p alone in a window too short for context + root prefix, and its row."""
+class RootCandidates(NamedTuple):
+    """One root and the candidates to verify on it: `positions[i]` are the root positions of `context_ids[i]`."""
+
+    root_ids: Sequence[int]
+    context_ids: Sequence[Sequence[int]]
+    positions: Sequence[Sequence[int]]
+
+
+class VerifySequence(NamedTuple):
+    """One LM input: its ids and, for each verified root position, the row whose hidden state predicts it."""
+
+    input_ids: list[int]
+    rows: dict[int, int]
+
+
+def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: int) -> VerifySequence:
+    """The sequence verifying position p alone in a window too short for context + root prefix."""
     kept = min(len(context), max(window - p, window // 2))
     root_start = max(0, p - (window - kept))
-    return list(context[len(context) - kept :]) + list(root_ids[root_start:p]), kept + (p - root_start) - 1
+    return VerifySequence(
+        list(context[len(context) - kept :]) + list(root_ids[root_start:p]), {p: kept + (p - root_start) - 1}
+    )
 
 
-def _plan(context: Sequence[int], root_ids: Sequence[int], positions: Sequence[int], window: int):
-    """Sequences that verify one candidate: (input ids, {position: row whose hidden state predicts it})."""
-    fitting = sorted(p for p in set(positions) if len(context) + p <= window)
-    plans = []
-    if fitting:  # one sequence, no truncation: the whole context and the root up to the last position
-        plans.append(
-            (list(context) + list(root_ids[: fitting[-1]]), {p: len(context) + p - 1 for p in fitting})
-        )
-    for p in sorted(set(positions) - set(fitting)):
-        ids, row = _truncated(context, root_ids, p, window)
-        plans.append((ids, {p: row}))
-    return plans
+def plan_sequences(
+    context: Sequence[int],
+    root_ids: Sequence[int],
+    positions: Sequence[int],
+    window: int,
+    root_window: int | None = None,
+) -> list[VerifySequence]:
+    """The sequences that verify one candidate at `positions` of a root (see the module docstring).
+
+    Args:
+        context: the candidate's ids.
+        root_ids: the root's ids.
+        positions: root positions to verify (duplicates allowed).
+        window: the LM window in tokens.
+        root_window: when set, each position needs only this many root tokens before it.
+    """
+    sequences: list[VerifySequence] = []
+    open_sequence, start, last = None, 0, 0  # the sequence positions may join: it holds root[start:last]
+    for p in sorted(set(positions)):
+        needed_start = 0 if root_window is None else max(0, p - root_window)
+        if len(context) + p - needed_start > window:
+            sequences.append(_truncated(context, root_ids, p, window))
+            open_sequence = None
+            continue
+        if (
+            open_sequence is not None
+            and len(context) + p - start <= window
+            and p - last
+            <= len(context) + p - needed_start  # joining costs no more than a sequence of its own
+        ):
+            open_sequence.input_ids.extend(root_ids[last:p])
+        else:
+            start = needed_start
+            open_sequence = VerifySequence(list(context) + list(root_ids[start:p]), {})
+            sequences.append(open_sequence)
+        open_sequence.rows[p] = len(context) + p - start - 1
+        last = p
+    return sequences
+
+
+def padded_batches(
+    lengths: Sequence[int], batch_size: int, max_padding: float = MAX_PADDING
+) -> list[list[int]]:
+    """Indices of sequences of `lengths`, shortest first, grouped into right-padded forwards.
+
+    A forward takes at most `batch_size` sequences, and is closed before padding to its longest sequence would add
+    more than `max_padding` of its real tokens: the tokens forwarded are at most (1 + max_padding) × Σ lengths.
+    """
+    batches: list[list[int]] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        count = len(batches[-1]) + 1 if batches else 0
+        if not batches or count > batch_size or count * lengths[i] > (1 + max_padding) * (real + lengths[i]):
+            batches.append([])
+            real = 0
+        batches[-1].append(i)
+        real += lengths[i]
+    return batches
+
+
+def _sequence_entropies(
+    model, sequences: Sequence[VerifySequence], batch_size: int
+) -> list[dict[int, float]]:
+    """For each sequence, the entropy of the prediction at each of its verified positions."""
+    found: list[dict[int, float]] = [{} for _ in sequences]
+    for batch in padded_batches([len(s.input_ids) for s in sequences], batch_size):
+        ids = torch.zeros(len(batch), max(len(sequences[i].input_ids) for i in batch), dtype=torch.long)
+        for row, i in enumerate(batch):
+            ids[row, : len(sequences[i].input_ids)] = torch.tensor(sequences[i].input_ids)
+        hidden = hidden_states(model, ids.to(model.device))  # right padding: no mask needed
+        batch_rows = torch.tensor([row for row, i in enumerate(batch) for _ in sequences[i].rows])
+        seq_rows = torch.tensor([r for i in batch for r in sequences[i].rows.values()])
+        entropies = head_entropy(
+            model, hidden[batch_rows.to(hidden.device), seq_rows.to(hidden.device)]
+        ).tolist()
+        k = 0
+        for i in batch:
+            for p in sequences[i].rows:
+                found[i][p] = entropies[k]
+                k += 1
+    return found
+
+
+def _check(request: RootCandidates, number: int) -> None:
+    if len(request.context_ids) != len(request.positions):
+        raise ValueError(f"{len(request.context_ids)} contexts but {len(request.positions)} position lists")
+    for i, (context, wanted) in enumerate(zip(request.context_ids, request.positions, strict=True)):
+        for p in wanted:
+            if not 0 <= p < len(request.root_ids) or (p == 0 and not context):
+                raise ValueError(
+                    f"root {number}, candidate {i}: position {p} has nothing to predict it from "
+                    f"(root of {len(request.root_ids)} tokens)"
+                )
+
+
+def verification_plan(
+    requests: Sequence[RootCandidates], window: int, root_window: int | None = None
+) -> tuple[list[VerifySequence], list[list[tuple[int, ...]]]]:
+    """All the sequences that verify `requests`, each distinct (root, candidate) once.
+
+    Returns:
+        The sequences, and for each request and candidate the indices of the sequences that hold its positions.
+    """
+    sequences: list[VerifySequence] = []
+    owners: list[list[tuple[int, ...]]] = []
+    for number, request in enumerate(requests):
+        _check(request, number)
+        distinct: dict[tuple[int, ...], set[int]] = {}  # a candidate given twice still runs once
+        for context, wanted in zip(request.context_ids, request.positions, strict=True):
+            distinct.setdefault(tuple(context), set()).update(int(p) for p in wanted)
+        planned = {}
+        for context, wanted in distinct.items():
+            first = len(sequences)
+            sequences += plan_sequences(context, request.root_ids, wanted, window, root_window)
+            planned[context] = tuple(range(first, len(sequences)))
+        owners.append([planned[tuple(context)] for context in request.context_ids])
+    return sequences, owners
 
 
 @torch.inference_mode()
+def roots_context_entropy(
+    model,
+    requests: Sequence[RootCandidates],
+    batch_size: int = 8,
+    max_length: int | None = None,
+    root_window: int | None = None,
+) -> list[list[np.ndarray]]:
+    """`context_entropy` for several roots at once: their sequences share forwards (less padding).
+
+    Returns:
+        For each request, for each of its candidates, float32 entropies aligned with its positions.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    sequences, owners = verification_plan(requests, context_window(model, max_length), root_window)
+    found = _sequence_entropies(model, sequences, batch_size)
+    results = []
+    for request, candidate_owners in zip(requests, owners, strict=True):
+        results.append([])
+        for wanted, owner in zip(request.positions, candidate_owners, strict=True):
+            merged = {p: value for i in owner for p, value in found[i].items()}
+            results[-1].append(np.array([merged[p] for p in wanted], dtype=np.float32))
+    return results
+
+
 def context_entropy(
     model,
     context_ids: Sequence[Sequence[int]],
@@ -82,6 +254,7 @@ def context_entropy(
     positions: Sequence[Sequence[int]],
     batch_size: int = 8,
     max_length: int | None = None,
+    root_window: int | None = None,
 ) -> list[np.ndarray]:
     """Entropy of the prediction of `root_ids[p]` with `context_ids[i]` prepended, for each p in `positions[i]`.
 
@@ -90,55 +263,17 @@ def context_entropy(
         context_ids: one encoded candidate per entry (the same encoding as in the training unit).
         root_ids: the encoded root, exactly as scored for the baseline entropy.
         positions: for each candidate, the root positions (indices into `root_ids`) to verify.
-        batch_size: sequences per forward.
+        batch_size: sequences per forward, at most.
         max_length: the LM window (default: `model.config.max_position_embeddings`).
+        root_window: when set, each position is predicted from the candidate and at least this many root tokens
+            before it instead of the whole root prefix (see the module docstring).
 
     Returns:
         For each candidate, float32 entropies aligned with its `positions`.
     """
-    if len(context_ids) != len(positions):
-        raise ValueError(f"{len(context_ids)} contexts but {len(positions)} position lists")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    window = context_window(model, max_length)
-    distinct: dict[tuple[int, ...], set[int]] = {}  # a candidate given twice still runs once
-    for i, (context, wanted) in enumerate(zip(context_ids, positions, strict=True)):
-        for p in wanted:
-            if not 0 <= p < len(root_ids) or (p == 0 and not context):
-                raise ValueError(
-                    f"candidate {i}: position {p} has nothing to predict it from (root of {len(root_ids)} tokens)"
-                )
-        distinct.setdefault(tuple(context), set()).update(int(p) for p in wanted)
-    keys = list(distinct)
-    items = []  # (distinct candidate, input ids, {position: row})
-    for candidate, context in enumerate(keys):
-        for ids, rows in _plan(context, root_ids, distinct[context], window):
-            items.append((candidate, ids, rows))
-    found: list[dict[int, float]] = [{} for _ in keys]
-    items.sort(key=lambda item: len(item[1]))
-    for start in range(0, len(items), batch_size):
-        group = items[start : start + batch_size]
-        longest = len(group[-1][1])
-        ids = torch.zeros(len(group), longest, dtype=torch.long)
-        for row, (_, item_ids, _) in enumerate(group):
-            ids[row, : len(item_ids)] = torch.tensor(item_ids)
-        hidden = hidden_states(model, ids.to(model.device))  # right padding: no mask needed
-        batch_rows = [row for row, item in enumerate(group) for _ in item[2]]
-        seq_rows = [r for item in group for r in item[2].values()]
-        gathered = hidden[
-            torch.tensor(batch_rows, device=hidden.device), torch.tensor(seq_rows, device=hidden.device)
-        ]
-        entropies = head_entropy(model, gathered).cpu().numpy()
-        k = 0
-        for candidate, _, rows in group:
-            for p in rows:
-                found[candidate][p] = float(entropies[k])
-                k += 1
-    index = {context: i for i, context in enumerate(keys)}
-    return [
-        np.array([found[index[tuple(context)]][p] for p in wanted], dtype=np.float32)
-        for context, wanted in zip(context_ids, positions, strict=True)
-    ]
+    return roots_context_entropy(
+        model, [RootCandidates(root_ids, context_ids, positions)], batch_size, max_length, root_window
+    )[0]
 
 
 def delta_i(baseline: np.ndarray | float, with_context: np.ndarray | float) -> np.ndarray:
@@ -158,32 +293,39 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
     """The verification stage: ΔI of every (position, candidate) pair of each root, and its verified contexts."""
     tokenizer = inputs.tokenizer
     out = {"candidates": [], "verified_contexts": [], "status": list(batch["status"])}
-    for row, (text, positions, retrieved) in enumerate(
-        zip(batch["text"], batch["positions"], batch["retrieved"], strict=True)
-    ):
-        if not retrieved:
-            out["candidates"].append([])
-            out["verified_contexts"].append([])
-            continue
-        baseline = {position["token_index"]: position["entropy"] for position in positions}
+    grouped, requests = [], []
+    for text, retrieved in zip(batch["text"], batch["retrieved"], strict=True):
         by_candidate: dict[int, list[dict]] = {}
         for hit in retrieved:
             by_candidate.setdefault(hit["corpus_index"], []).append(hit)
-        order = list(by_candidate)
-        entropies = context_entropy(
+        grouped.append(by_candidate)
+        if by_candidate:
+            requests.append(
+                RootCandidates(
+                    encode_document(tokenizer, text),
+                    [
+                        encode_document(tokenizer, passage)
+                        for passage in inputs.corpus[list(by_candidate)]["text"]
+                    ],
+                    [[hit["token_index"] for hit in hits] for hits in by_candidate.values()],
+                )
+            )
+    entropies = iter(
+        roots_context_entropy(
             inputs.lm,
-            [encode_document(tokenizer, passage) for passage in inputs.corpus[order]["text"]],
-            encode_document(tokenizer, text),
-            [[hit["token_index"] for hit in by_candidate[i]] for i in order],
+            requests,
             batch_size=settings.verify_batch_size,
             max_length=inputs.lm_window,
+            root_window=settings.verify_root_window,
         )
+    )
+    for row, (positions, by_candidate) in enumerate(zip(batch["positions"], grouped, strict=True)):
         candidates, verified = [], []
-        for corpus_index, with_context in zip(order, entropies, strict=True):
-            hits = by_candidate[corpus_index]
-            gains = delta_i(
-                np.array([baseline[hit["token_index"]] for hit in hits]), np.asarray(with_context)
-            )
+        baseline = {position["token_index"]: position["entropy"] for position in positions}
+        for (corpus_index, hits), with_context in zip(
+            by_candidate.items(), next(entropies) if by_candidate else [], strict=True
+        ):
+            gains = delta_i(np.array([baseline[hit["token_index"]] for hit in hits]), with_context)
             for hit, entropy, gain in zip(hits, with_context, gains, strict=True):
                 candidates.append(
                     {
@@ -208,7 +350,7 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
         verified.sort(key=lambda context: min(context["token_indices"]))
         out["candidates"].append(candidates)
         out["verified_contexts"].append(verified)
-        if not verified:
+        if by_candidate and not verified:
             out["status"][row] = "no_verified_context"
     return out
 

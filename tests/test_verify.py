@@ -6,7 +6,15 @@ from transformers import LlamaForCausalLM
 
 from hf_entropylong.entropy import document_entropy
 from hf_entropylong.models import EMBEDDED_LM, encode_document, load_causal_lm, load_tokenizer
-from hf_entropylong.verify import context_entropy, delta_i
+from hf_entropylong.verify import (
+    RootCandidates,
+    VerifySettings,
+    context_entropy,
+    delta_i,
+    padded_batches,
+    plan_sequences,
+    roots_context_entropy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +139,9 @@ def test_sequences_stop_at_the_last_position_and_the_head_sees_only_verified_row
     root = torch.randint(0, 50, (40,)).tolist()
     contexts = [torch.randint(0, 50, (n,)).tolist() for n in (5, 9, 3)]
     context_entropy(model, contexts, root, [[3, 30, 12], [7], [30, 30]], batch_size=8)
-    assert lengths == [
-        torch.Size([3, 5 + 30])
-    ]  # one batch, right-padded to the longest: context 0 + root[:30]
-    assert head_rows == [3 + 1 + 1]  # one row per distinct (candidate, position)
+    # Sequences of 9 + 7, 3 + 30 and 5 + 30 tokens: padding the first to 35 would waste over 10%, so it runs alone.
+    assert lengths == [torch.Size([1, 9 + 7]), torch.Size([2, 5 + 30])]
+    assert head_rows == [1, 3 + 1]  # one row per distinct (candidate, position)
 
 
 def test_each_distinct_candidate_runs_once_and_batching_changes_nothing():
@@ -164,3 +171,67 @@ def test_bad_positions_are_refused():
         context_entropy(model, [[]], [3, 4, 5], [[0]])
     with pytest.raises(ValueError, match="2 contexts but 1"):
         context_entropy(model, [[1], [2]], [3, 4, 5], [[1]])
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_padded_batches_bound_padding_and_size(batch_size):
+    lengths = torch.randint(1, 500, (200,), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = padded_batches(lengths, batch_size)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert max(len(batch) for batch in batches) <= batch_size
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 1.1 * sum(lengths[i] for i in batch)
+    if batch_size > 1:
+        assert len(batches) < len(lengths)  # similar lengths still share forwards
+
+
+def test_decisions_of_many_roots_at_once_equal_one_pair_at_a_time():
+    """The packed-by-length computation against one forward per (position, candidate), in CPU float32."""
+    model = small_llama()
+    generator = torch.Generator().manual_seed(1)
+    requests = []
+    for root_length in (20, 30, 45):  # + contexts up to 15 tokens: inside the window of 64
+        root = torch.randint(0, 50, (root_length,), generator=generator).tolist()
+        contexts = [torch.randint(0, 50, (n,), generator=generator).tolist() for n in (3, 8, 2, 15)]
+        positions = [torch.randint(1, root_length, (3,), generator=generator).tolist() for _ in contexts]
+        requests.append(RootCandidates(root, contexts, positions))
+    got = roots_context_entropy(model, requests, batch_size=8)
+    decisions, expected_decisions = [], []
+    for request, per_candidate in zip(requests, got, strict=True):
+        baseline = document_entropy(model, request.root_ids)
+        for context, wanted, values in zip(
+            request.context_ids, request.positions, per_candidate, strict=True
+        ):
+            for p, value in zip(wanted, values, strict=True):
+                with torch.inference_mode():
+                    logits = model(torch.tensor([context + request.root_ids[:p]])).logits[0, -1]
+                one_pair = float(-(logits.log_softmax(-1).exp() * logits.log_softmax(-1)).sum())
+                assert value == pytest.approx(one_pair, rel=1e-5, abs=1e-6)
+                decisions.append(bool(delta_i(baseline[p], value) >= 0.4))
+                expected_decisions.append(bool(delta_i(baseline[p], one_pair) >= 0.4))
+    assert decisions == expected_decisions
+    assert any(decisions) and not all(decisions)  # the check separates something
+
+
+def test_a_local_root_window_shares_sequences_between_close_positions():
+    context, root = [1, 2, 3], list(range(10, 60))
+    sequences = plan_sequences(context, root, [40, 12, 10], window=64, root_window=4)
+    # 10 and 12 share C + root[6:12] (joining adds 2 tokens, a new sequence 7); 40 is far: C + root[36:40].
+    assert [s.input_ids for s in sequences] == [context + root[6:12], context + root[36:40]]
+    assert [s.rows for s in sequences] == [{10: 3 + 4 - 1, 12: 3 + 6 - 1}, {40: 3 + 4 - 1}]
+    exact = plan_sequences(context, root, [40, 12, 10], window=64)
+    assert [s.input_ids for s in exact] == [context + root[:40]]  # one sequence up to the last position
+
+
+def test_a_local_root_window_predicts_from_the_window_alone():
+    model = small_llama()
+    root = torch.randint(0, 50, (50,), generator=torch.Generator().manual_seed(2)).tolist()
+    context = [7, 8, 9, 10]
+    got = context_entropy(model, [context], root, [[30, 45]], root_window=8)[0]
+    for p, value in zip([30, 45], got, strict=True):
+        assert value == pytest.approx(direct_entropy(model, context + root[p - 8 : p + 1], 4 + 8), rel=1e-4)
+
+
+def test_verify_root_window_must_be_positive():
+    with pytest.raises(ValueError, match="verify_root_window"):
+        VerifySettings(verify_root_window=0)
