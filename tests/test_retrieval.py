@@ -217,13 +217,41 @@ def test_missing_text_column_is_named(tmp_path):
         build_corpus_index(corpus, Vectors(unit_vectors(1, 4, 0)), index_path=tmp_path / "x.faiss")
 
 
-def test_lightly_edited_long_copy_is_a_near_duplicate():
-    root = (
-        "The river Aldwyn rises in the northern moors, runs south through the market town of Kessing, "
-        "turns west below the old abbey and reaches the sea at Port Merrow after one hundred and twelve miles."
+RIVER = (
+    "The river Aldwyn rises in the northern moors, runs south through the market town of Kessing, turns west "
+    "below the old abbey and reaches the sea at Port Merrow after one hundred and twelve miles. Its lower valley "
+    "was drained by Dutch engineers in the seventeenth century. Salmon still return to its upper reaches each "
+    "autumn, and the Kessing weir holds the oldest fish ladder in the county."
+)
+
+
+def _replace_every(text: str, step: int) -> str:
+    return " ".join("zzz" if i % step == 0 else word for i, word in enumerate(text.split()))
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        RIVER.replace("old abbey", "ruined abbey"),
+        _replace_every(RIVER, 7),  # one word in seven changed, evenly spaced: the worst case for shingles
+        " ".join(reversed(RIVER.split(". "))),  # sentences reordered
+        "Rivers of the north. " * 10 + RIVER + " Further reading follows." * 10,  # inside a longer document
+        RIVER.split(". ")[0] + ".",  # a passage of the root: a root assembled from corpus documents
+    ],
+)
+def test_planted_near_copies_are_near_duplicates(planted):
+    assert is_near_duplicate(RIVER, planted)
+
+
+def test_a_text_on_the_same_subject_is_not_a_near_duplicate():
+    assert not is_near_duplicate(  # one clause in common, the rest its own
+        RIVER,
+        "The river Aldwyn rises in the northern moors, where sheep graze on common land among heather and "
+        "bracken. Shepherds there still mark their flocks with the colours of their farms, and the spring fair at "
+        "Hollins draws buyers from three counties.",
     )
-    edited = root.replace("old abbey", "ruined abbey")  # one edit breaks the 8 shingles around it
-    assert is_near_duplicate(root, edited)
     assert not is_near_duplicate(
-        root, "The river Aldwyn rises in the northern moors. " + "Sheep graze. " * 20
+        RIVER,
+        "Port Merrow is a fishing town at the mouth of the Aldwyn. Its harbour was rebuilt after the storm of "
+        "1881, and a lifeboat station has stood on the east pier since 1890.",
     )
