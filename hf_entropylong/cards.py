@@ -1,7 +1,11 @@
 """The dataset card of a build: `dataset_card/template.md` rendered with huggingface_hub's `DatasetCard`.
 
 The YAML header declares both configs (`default`: packed sequences, `dependencies`: one row per root) over the
-parquet files, so `load_dataset(folder)` and `load_dataset("org/name")` read the same data.
+parquet files, so `load_dataset(folder)` and `load_dataset("org/name")` read the same data. It says only what the
+build knows: the licence is the embedded corpus's (CC BY-SA 4.0) when every source is embedded, else the one the
+user declared with `dataset_license` (the build cannot read a local file's licence, and the card says so);
+`source_datasets` lists the Hub datasets the text comes from; the build time is that of the build that computed
+the data, not of a rerun that found it cached.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
+
+from .models import is_embedded
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"
 EMBEDDED_LICENSE = "cc-by-sa-4.0"
@@ -26,18 +32,51 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
+def _sources(config) -> list[str]:
+    return [config.roots, *config.corpus]
+
+
+def dataset_license(config) -> str:
+    """The licence the card declares: the embedded corpus's when every source is embedded, else the declared one."""
+    return (
+        EMBEDDED_LICENSE
+        if all(is_embedded(source) for source in _sources(config))
+        else config.dataset_license
+    )
+
+
+def hub_source_datasets(config) -> list[str]:
+    """The Hub dataset ids among the sources (`org/name`, without `::config`), in order, once each."""
+    ids = []
+    for source in _sources(config):
+        repo_id = source.split("::")[0]
+        is_hub_id = repo_id.count("/") == 1 and not is_embedded(source) and not Path(repo_id).exists()
+        if is_hub_id and repo_id not in ids:
+            ids.append(repo_id)
+    return ids
+
+
 def render_dataset_card(
-    config, counts, data_files: dict[str, str], config_yaml: str, template_path: Path = TEMPLATE
+    config,
+    counts,
+    data_files: dict[str, str],
+    config_yaml: str,
+    data_seconds: dict[str, float] | None = None,
+    template_path: Path = TEMPLATE,
 ) -> str:
     """Render the card for a build with `config` (a `BuildConfig`) and its `publish.BuildCounts`.
 
-    `data_files` maps each config written (`default`, `dependencies`) to its parquet path pattern; `config_yaml` is
-    the build configuration as written to `build_config.yaml`.
+    Args:
+        config (`BuildConfig`): the build's settings.
+        counts (`publish.BuildCounts`): what every stage kept and dropped, and this run's seconds per stage.
+        data_files (`dict[str, str]`): each config written (`default`, `dependencies`) and its parquet path pattern.
+        config_yaml (`str`): the build configuration as written to `build_config.yaml`.
+        data_seconds (`dict[str, float]`, *optional*): seconds per stage of the build that computed this data, when
+            this run reused it from the cache; defaults to `counts.seconds`.
+        template_path (`Path`): the card template.
     """
-    from .models import is_embedded
-
-    sources = [config.roots, *config.corpus]
-    license_id = EMBEDDED_LICENSE if all(is_embedded(s) for s in sources) else config.dataset_license
+    license_id = dataset_license(config)
+    source_datasets = [f"extended|{repo_id}" for repo_id in hub_source_datasets(config)]
     configs = [
         {"config_name": name, "data_files": [{"split": "train", "path": pattern}]}
         for name, pattern in data_files.items()
@@ -48,10 +87,12 @@ def render_dataset_card(
         license=license_id,
         pretty_name=pretty_name,
         size_categories=_size_category(counts.sequences),
+        source_datasets=source_datasets or None,
         task_categories=["text-generation"],
         tags=["long-context", "entropylong", "pretraining"],
         configs=configs,
     )
+    data_seconds = data_seconds or counts.seconds
     card = DatasetCard.from_template(
         card_data,
         template_path=str(template_path),
@@ -60,6 +101,9 @@ def render_dataset_card(
         config=config,
         counts=counts,
         license=license_id,
+        embedded_sources=all(is_embedded(source) for source in _sources(config)),
+        data_seconds=data_seconds,
+        rerun_seconds=None if data_seconds == counts.seconds else round(sum(counts.seconds.values()), 1),
         config_yaml=config_yaml,
     )
     return str(card)

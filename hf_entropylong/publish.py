@@ -13,6 +13,8 @@ dataset as it was (and its stage caches, so a rerun resumes).
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import shutil
@@ -27,7 +29,7 @@ import numpy as np
 import yaml
 from filelock import FileLock, Timeout
 
-from .cards import render_dataset_card
+from .cards import dataset_license, render_dataset_card
 from .pack import packing_stats
 from .sources import SourceCounts
 from .stage import setting
@@ -191,28 +193,79 @@ def lock_output_dir(output_dir: Path) -> FileLock:
     return lock
 
 
-def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
-    """Write both configs as parquet shards (≤ 500 MB each), the card, the config and the counts into `folder`.
+# The Hub's dataset viewer reads whole row groups and gives up above ~300 MB: at 131,072 tokens a packed row holds
+# ~1 MB (ids and text), so row groups are sized by bytes, not rows.
+ROW_GROUP_BYTES = 100 * 2**20
+SHARD_BYTES = 500 * 10**6
 
-    Shard names carry the table's fingerprint. `datasets` caches a local folder's configs under a key made of
-    the card's path patterns alone, so a rebuild with other content must change the patterns, or
-    `load_dataset(folder)` would keep returning the previous build.
+
+def _file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(2**22):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _write_parquet_shards(table: datasets.Dataset, folder: Path) -> str:
+    """Write `table` into `folder` as parquet shards named by a hash of their content; return that tag.
+
+    Shards hold at most `SHARD_BYTES` and row groups at most `ROW_GROUP_BYTES` of in-memory data (one row at least),
+    with a page index, so the Hub's viewer can read any row. Identical data gives identical files and names, however
+    the table was made (a cached rerun's tables have other `datasets` fingerprints).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    row_bytes = table.data.nbytes / max(1, table.data.num_rows)
+    rows_per_group = max(1, int(ROW_GROUP_BYTES // max(1.0, row_bytes)))
+    num_shards = max(1, math.ceil(table.data.nbytes / SHARD_BYTES))
+    digest = hashlib.sha256()
+    unnamed = []
+    for index in range(num_shards):
+        path = folder / f"shard-{index:05d}.parquet.partial"
+        shard = table.shard(num_shards, index, contiguous=True)
+        shard.to_parquet(str(path), batch_size=rows_per_group, write_page_index=True)
+        digest.update(_file_sha256(path))
+        unnamed.append(path)
+    tag = digest.hexdigest()[:12]
+    for index, path in enumerate(unnamed):
+        path.rename(folder / f"train-{tag}-{index:05d}-of-{num_shards:05d}.parquet")
+    return tag
+
+
+def _data_seconds(cache: Path, data_tag: str, seconds: dict[str, float]) -> dict[str, float]:
+    """The stage timings of the build that first published this data (`seconds` when this one did).
+
+    A rerun that finds every stage cached takes seconds; the card keeps the cost of computing the data, recorded
+    in `cache` under the data's content tag.
+    """
+    record = cache / f"seconds-{data_tag}.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    cache.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(seconds) + "\n")
+    return seconds
+
+
+def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
+    """Write both configs as parquet shards, the card, the config and the counts into `folder`.
+
+    Shard names carry a hash of the table's content (see `_write_parquet_shards`). `datasets` caches a local
+    folder's configs under a key made of the card's path patterns alone, so a rebuild with other content changes
+    the patterns, and a rebuild with the same content keeps its file names (nothing new to upload to the Hub).
+    `build_config.yaml` holds the licence the card declares (see `cards.dataset_license`).
     """
     data_files = {}
     for name, table in (("default", packed), ("dependencies", dependencies)):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        tag = table._fingerprint[:12]
-        num_shards = max(1, math.ceil(table.data.nbytes / 500e6))
-        for index in range(num_shards):
-            shard = table.shard(num_shards, index, contiguous=True)
-            shard.to_parquet(str(folder / name / f"train-{tag}-{index:05d}-of-{num_shards:05d}.parquet"))
+        tag = _write_parquet_shards(table, folder / name)
         data_files[name] = f"{name}/train-{tag}-*.parquet"
+    config = dataclasses.replace(config, dataset_license=dataset_license(config))
     settings = yaml.safe_dump(asdict(config), sort_keys=False, allow_unicode=True)
     (folder / "build_config.yaml").write_text(settings, encoding="utf-8")
     (folder / "stats.json").write_text(json.dumps(asdict(counts), indent=2) + "\n")
-    (folder / "README.md").write_text(
-        render_dataset_card(config, counts, data_files, settings), encoding="utf-8"
-    )
+    data_tag = "-".join(pattern.split("-")[1] for pattern in data_files.values())
+    seconds = _data_seconds(Path(config.output_dir).resolve() / ".cache", data_tag, counts.seconds)
+    card = render_dataset_card(config, counts, data_files, settings, data_seconds=seconds)
+    (folder / "README.md").write_text(card, encoding="utf-8")
 
 
 def publish(output_dir: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
@@ -237,17 +290,31 @@ def publish(output_dir: Path, packed, dependencies: datasets.Dataset, counts: Bu
     shutil.rmtree(staging)
 
 
-def push_folder(output_dir: Path, settings: OutputSettings) -> None:
+def push_folder(output_dir: Path, settings: OutputSettings) -> str:
+    """Upload the dataset published in `output_dir` to the Hub dataset repo `settings.hub_repo_id`; return its URL.
+
+    Only the published entries are sent (the card, `build_config.yaml`, `stats.json`, the parquet shards): never
+    `.cache/`, the folder's marker or files of the user's beside them. Shards of an earlier build that this one
+    does not have are deleted from the repo, so its card never points at stale data. `HfApi.upload_folder`
+    (huggingface_hub 2.4 with hf_xet) uploads in several commits and resumes: run the same push again after an
+    interruption and only what is missing is sent.
+    """
     from huggingface_hub import HfApi
 
     api = HfApi()
-    api.create_repo(settings.hub_repo_id, repo_type="dataset", private=settings.hub_private, exist_ok=True)
+    repo = api.create_repo(
+        settings.hub_repo_id, repo_type="dataset", private=settings.hub_private, exist_ok=True
+    )
+    shards = [f"{name}/*.parquet" for name in ("default", "dependencies")]
     api.upload_folder(
         repo_id=settings.hub_repo_id,
         repo_type="dataset",
         folder_path=str(output_dir),
-        ignore_patterns=[".cache/*", ".cache/**"],
+        allow_patterns=[*shards, "README.md", "build_config.yaml", "stats.json"],
+        delete_patterns=shards,
+        commit_message="Publish an EntropyLong build (hf_entropylong)",
     )
+    return str(repo)
 
 
 def print_summary(counts: BuildCounts, output_dir: str) -> None:

@@ -7,21 +7,32 @@ files of `hf-entropylong eval …`, so it can be re-rendered after evaluation:
     python -m hf_entropylong.train.modelcard --model_dir outputs/llama3-8b-entropylong-128k \
         --results outputs/eval/ruler/results.json outputs/eval/longbench-v2/results.json
 
-Each results file becomes one table: tasks as rows, context lengths as columns, and the summary line.
+Each results file becomes one table: tasks as rows, context lengths as columns, and the summary line; and
+`model-index` entries (huggingface_hub's `EvalResult`) in the card's YAML. A results file of another model is
+refused. The YAML states only what is known: `base_model` is a Hub id (the embedded SmolLM2 is
+`HuggingFaceTB/SmolLM2-135M-Instruct`; a local base counts when it was pushed; random weights have none), `license`
+is the base model's (from its card), `datasets` are the Hub datasets trained on.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..models import EMBEDDED_LM, is_embedded
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "templates" / "model_card.md"
 RUN_FILE = "entropylong_training.json"
 BENCHMARKS = {"ruler": "RULER", "niah": "Needle in a haystack", "longbench-v2": "LongBench v2"}
+# The Hub dataset a benchmark's questions come from, where there is one (RULER and NIAH are generated locally).
+BENCHMARK_DATASETS = {"longbench-v2": "THUDM/LongBench-v2"}
+EMBEDDED_LM_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_LM_LICENSE = "apache-2.0"
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -41,7 +52,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
             or not isinstance(score.get("score"), (int, float))
         ):
             raise ValueError(f"{path}: scores[{i}] must have 'task' and a numeric 'score', got {score!r}.")
-    return data
+    return {**data, "path": str(path)}
 
 
 def results_table(data: dict[str, Any]) -> dict[str, Any]:
@@ -64,23 +75,109 @@ def results_table(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not is_embedded(name) and not Path(name).exists()
+
+
+@functools.cache
+def _hub_license(repo_id: str) -> str | None:
+    """The licence on the Hub card of `repo_id`, or `None` offline or when the Hub does not answer."""
+    from huggingface_hub import constants, model_info
+
+    if constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        card_data = model_info(repo_id, timeout=10).card_data
+    except Exception:  # an unreachable Hub, a gated or missing repo: the card then states no licence
+        return None
+    return getattr(card_data, "license", None)
+
+
+def base_model_facts(run: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The base model's Hub id and licence, as far as they are known: `(None, None)` when they are not.
+
+    A model built from a config with random weights (`init_from_config`) has no base model. The embedded SmolLM2 is
+    a copy of `HuggingFaceTB/SmolLM2-135M-Instruct` (Apache-2.0). A local folder counts through what it says of
+    itself: a run of this package (`entropylong_training.json`, Hub id when it was pushed) or a card's YAML.
+    """
+    base = run["base_model"]
+    if run.get("init_from_config"):
+        return None, None
+    if base == EMBEDDED_LM:
+        return EMBEDDED_LM_HUB_ID, EMBEDDED_LM_LICENSE
+    if Path(base).is_dir():
+        readme = Path(base) / "README.md"
+        license_id = ModelCard.load(readme).data.license if readme.is_file() else None
+        run_file = Path(base) / RUN_FILE
+        repo_id = json.loads(run_file.read_text()).get("repo_id") if run_file.is_file() else None
+        return repo_id, license_id
+    if _is_hub_id(base):
+        return base, _hub_license(base)
+    return None, None
+
+
+def check_results_model(data: dict[str, Any], run: dict[str, Any], path: str | Path = "results") -> None:
+    """Refuse results of another model: `data["model"]` must name this run's output folder or Hub repo."""
+    evaluated = str(data["model"])
+    names = {run["output_dir"], run.get("repo_id")} - {None}
+    if evaluated in names or Path(evaluated).resolve() == Path(run["output_dir"]).resolve():
+        return
+    raise ValueError(
+        f"{path}: evaluates {evaluated!r}, not this model ({' or '.join(sorted(names))}); a model card shows only "
+        "the results of its own model."
+    )
+
+
+def eval_results(data: dict[str, Any]) -> list[EvalResult]:
+    """The `model-index` entries of one results file: one per task and context length."""
+    benchmark = data["benchmark"]
+    name = BENCHMARKS.get(benchmark, benchmark)
+    return [
+        EvalResult(
+            task_type="text-generation",
+            dataset_type=BENCHMARK_DATASETS.get(benchmark, benchmark),
+            dataset_name=name,
+            dataset_config=None if score.get("length") is None else str(score["length"]),
+            task_name=f"{name} {score['task']}",
+            metric_type="accuracy",
+            metric_name=f"{score['task']} (%)",
+            metric_value=float(score["score"]),
+        )
+        for score in data["scores"]
+    ]
+
+
 def render_model_card(
     run: dict[str, Any], results: list[dict[str, Any]] = (), template_path: Path = TEMPLATE
 ) -> str:
-    """Render the card of a run (the content of `entropylong_training.json`) with eval `results` (loaded files)."""
+    """Render the card of a run (the content of `entropylong_training.json`) with eval `results` (loaded files).
+
+    Raises:
+        ValueError: a results file evaluates another model (see [`check_results_model`]).
+    """
+    for data in results:
+        check_results_model(data, run, data.get("path", "results"))
+    base_model, license_id = base_model_facts(run)
+    hub_datasets = [d for d in run["datasets"] if _is_hub_id(d)]
+    model_name = run.get("model_name") or Path(run["output_dir"]).name
     card_data = ModelCardData(
-        base_model=run["base_model"] if "/" in run["base_model"] else None,
-        datasets=[d for d in run["datasets"] if "/" in d and not Path(d).exists()] or None,
+        base_model=base_model,
+        datasets=hub_datasets or None,
+        license=license_id,
         library_name="peft" if run.get("peft") else "transformers",
         pipeline_tag="text-generation",
         tags=["long-context", "entropylong", run["stage"], "trl"],
+        model_name=model_name,
+        eval_results=[entry for data in results for entry in eval_results(data)] or None,
     )
     card = ModelCard.from_template(
         card_data,
         template_path=str(template_path),
         stage_title={"cpt": "continued pretraining", "sft": "SFT"}[run["stage"]],
         results=[results_table(r) for r in results],
-        **{**run, "repo_id": run.get("repo_id") or run["output_dir"]},
+        base_model_id=base_model,
+        license=license_id,
+        **{**run, "model_name": model_name, "repo_id": run.get("repo_id") or run["output_dir"]},
     )
     return str(card)
 
