@@ -1,5 +1,7 @@
 """Training on EntropyLong data: continued pretraining (`cpt`) and SFT (`sft`) with TRL, and the model card.
 
+Importing it registers the `entropylong_varlen` attention implementation (torch's varlen kernel) with transformers.
+
 `hf-entropylong train cpt --config recipes/tiny/cpt.yaml` · `hf-entropylong train sft --config recipes/tiny/sft.yaml`
 """
 
@@ -8,8 +10,11 @@ from .modelcard import load_results, render_model_card, write_model_card
 from .run import RunArguments, TrainingData, build_trainer, parse_args, train_and_save
 from .spans import PackedCollator, check_parallelism, validate_packed_dataset
 from .trainer import EntropyLongTrainer
+from .ulysses import register_ulysses_attention, shard_packed_batch
+from .varlen import VARLEN_ATTENTION
 
 __all__ = [
+    "VARLEN_ATTENTION",
     "EntropyLongTrainer",
     "LongContextArguments",
     "PackedCollator",
@@ -22,7 +27,9 @@ __all__ = [
     "load_training_model",
     "load_training_tokenizer",
     "parse_args",
+    "register_ulysses_attention",
     "render_model_card",
+    "shard_packed_batch",
     "train_and_save",
     "validate_packed_dataset",
     "write_model_card",
