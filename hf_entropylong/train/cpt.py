@@ -4,7 +4,7 @@ Also `accelerate launch --config_file recipes/accelerate_configs/… -m hf_entro
 
 1. Load the packed dataset (`dataset_name`: a built folder, a file or a Hub repo; config `default`), check every
    row against the schema, keep `input_ids`, `seq_lengths`, `num_padding_tokens`, and set `max_length` to the
-   rows' length.
+   rows' length (a `max_length` set in the recipe or on the command line must equal it: rows are not re-packed).
 2. Load the model with its `config_overrides` applied (the paper: `rope_theta` 2e8, 131,072 positions) —
    or build it from its config for the tiny recipe — and optionally wrap it in a LoRA adapter (`use_peft`).
 3. Train with [`EntropyLongTrainer`] (TRL `SFTTrainer`, dataset preparation skipped: the rows are already
@@ -29,20 +29,28 @@ def load_packed_data(args: run.RunArguments, tokenizer: PreTrainedTokenizerBase)
     """The packed training rows, validated, with the collator that keeps their spans apart.
 
     Sets the training arguments that pre-packed rows need: TRL's dataset preparation skipped, the collator's
-    columns kept, `max_length` = the rows' length.
+    columns kept, `max_length` = the rows' length. A `max_length` the run asked for must equal it.
     """
     dataset = run.load_train_split(args)
     script, training = args.script, args.training
-    training.max_length = validate_packed_dataset(
-        dataset, source=f"{script.dataset_name} [{script.dataset_train_split}]"
-    )
+    source = f"{script.dataset_name} [{script.dataset_train_split}]"
+    row_length = validate_packed_dataset(dataset, source=source)
+    if "max_length" in args.given and training.max_length != row_length:
+        raise ValueError(
+            f"max_length={training.max_length}, but {source} is packed into rows of {row_length} tokens. CPT trains "
+            "on the rows as built: drop max_length, or build the dataset with max_seq_length "
+            f"{training.max_length}."
+        )
+    training.max_length = row_length
     training.dataset_kwargs = {**(training.dataset_kwargs or {}), "skip_prepare_dataset": True}
     training.remove_unused_columns = False  # the collator needs seq_lengths and num_padding_tokens
     training.padding_free = False  # PackedCollator is padding-free itself
     return run.TrainingData(
         dataset=dataset.select_columns(list(PACKED_COLUMNS)),
         counts={"rows": len(dataset)},
-        data_collator=PackedCollator(pad_token_id=tokenizer.pad_token_id),
+        data_collator=PackedCollator(
+            pad_token_id=tokenizer.pad_token_id, pad_to_multiple_of=training.pad_to_multiple_of
+        ),
     )
 
 

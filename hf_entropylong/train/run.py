@@ -3,7 +3,8 @@
 1. Parse `--config RECIPE.yaml` and flag overrides into TRL's `ScriptArguments`, `SFTConfig`, `ModelConfig`
    and [`LongContextArguments`].
 2. Load the tokenizer, then the stage's training data (`load_data`: packed rows for CPT, conversations for SFT),
-   which may set the training arguments it needs — all before the model, so a bad dataset fails fast.
+   which may set the training arguments it needs — all before the model, so a bad dataset fails fast. With
+   flex_attention, batches are padded to whole blocks of `FLEX_BLOCK_SIZE` tokens (`pad_to_multiple_of`).
 3. Seed every RNG with `seed` — a model built from its config (`init_from_config`) gets the same random weights
    on every run — then load the model with its `config_overrides` (wrapped in a LoRA adapter by the trainer
    when `use_peft`) and check that its context window holds `max_length` tokens.
@@ -20,8 +21,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import yaml
 from datasets import Dataset
 from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config
@@ -29,6 +32,7 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_con
 from ..models import context_window
 from ..sources import load_raw_source
 from .config import LongContextArguments, load_training_model, load_training_tokenizer
+from .spans import FLEX_BLOCK_SIZE
 from .trainer import EntropyLongTrainer
 
 if TYPE_CHECKING:
@@ -36,12 +40,14 @@ if TYPE_CHECKING:
 
 
 class RunArguments(NamedTuple):
-    """The parsed arguments of a training run, in the order the parser's dataclasses are given."""
+    """The parsed arguments of a training run, in the order the parser's dataclasses are given, and the names of
+    the options that the recipe or a flag set (`given`), to tell a chosen value from a default one."""
 
     script: ScriptArguments
     training: SFTConfig
     model: ModelConfig
     long: LongContextArguments
+    given: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -63,7 +69,11 @@ def parse_args(argv: list[str] | None, prog: str) -> RunArguments:
     """Parse `--config recipe.yaml` and flags; `recipe` defaults to the `--config` file."""
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, LongContextArguments), prog=prog)
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = RunArguments(*parser.parse_args_and_config(argv))
+    flags = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    recipe = (
+        yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) if "--config" in argv else None
+    )
+    args = RunArguments(*parser.parse_args_and_config(argv), given=frozenset(flags | set(recipe or {})))
     if args.long.recipe is None and "--config" in argv:
         args.long.recipe = argv[argv.index("--config") + 1]
     return args
@@ -114,6 +124,8 @@ def build_trainer(
         raise ValueError(
             "model_name_or_path is required (a Hub id, a local path or embedded:SmolLM2-135M-Instruct)."
         )
+    if args.model.attn_implementation == "flex_attention" and args.training.pad_to_multiple_of is None:
+        args.training.pad_to_multiple_of = FLEX_BLOCK_SIZE  # whole blocks for the compiled flex kernels
     trust_remote_code = args.training.trust_remote_code
     tokenizer = load_training_tokenizer(args.model, args.long, trust_remote_code)
     data = load_data(args, tokenizer)

@@ -17,6 +17,8 @@ the same way:
   token of the next (the loss never crosses a boundary), and on the whole padding tail.
 
 It extends TRL's `DataCollatorForLanguageModeling` (padding-free mode), adding only the padding-tail labels.
+With `pad_to_multiple_of` (set to [`FLEX_BLOCK_SIZE`] for flex_attention by the training scripts) the flattened
+batch is padded at the end with pad tokens whose positions are 0: each one is a span of its own, with no loss.
 
 Sequence parallelism must keep the spans. Torch context parallelism (ring attention, `cp_size > 1`) replaces
 every mask by plain causal attention, so packed units would silently attend to each other: refused.
@@ -34,6 +36,8 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 PACKED_COLUMNS = ("input_ids", "seq_lengths", "num_padding_tokens")
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
+# flex_attention's block size: its compiled kernels tile queries and keys in blocks of 128 tokens.
+FLEX_BLOCK_SIZE = 128
 
 
 def validate_packed_dataset(dataset, source: str = "dataset") -> int:

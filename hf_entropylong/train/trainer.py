@@ -3,6 +3,8 @@
 On top of `SFTTrainer` (which already computes the loss with a fused, chunked LM head — no [tokens, vocab]
 logits in float32 — and supports PEFT, activation checkpointing and Accelerate's parallelism configs), it:
 
+- refuses `hub_token`: the arguments are pickled into `training_args.bin` in every checkpoint and pushed with the
+  model, so a token among them would be published; pushes authenticate with `HF_TOKEN` or `hf auth login`;
 - refuses unsafe sequence-parallel settings for packed data ([`check_parallelism`]) once the accelerator is
   built, so a setting coming from an accelerate YAML is checked too;
 - counts the tokens it trains on in the trainer state (`include_num_input_tokens_seen`: all tokens of every
@@ -56,7 +58,7 @@ def hyperparameters(
 
 
 class EntropyLongTrainer(SFTTrainer):
-    """`SFTTrainer` plus the span-safety guard, the token count and the EntropyLong model card.
+    """`SFTTrainer` plus the token and span-safety guards, the token count and the EntropyLong model card.
 
     Args:
         model (`transformers.PreTrainedModel`): the model to train.
@@ -69,6 +71,11 @@ class EntropyLongTrainer(SFTTrainer):
     """
 
     def __init__(self, model, args: SFTConfig, *, run_info: dict[str, Any], **kwargs):
+        if args.hub_token:
+            raise ValueError(
+                "hub_token would be saved in plain text in training_args.bin (every checkpoint, and the pushed "
+                "repo): set the HF_TOKEN environment variable or run `hf auth login` instead."
+            )
         if args.include_num_input_tokens_seen == "no":
             args.include_num_input_tokens_seen = "all"
         super().__init__(model=model, args=args, **kwargs)

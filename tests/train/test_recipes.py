@@ -22,7 +22,7 @@ ACCELERATE_CONFIGS = sorted((REPO / "recipes/accelerate_configs").glob("*.yaml")
 def test_train_recipe_parses(recipe):
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # no deprecated field (e.g. gradient_checkpointing)
-        script_args, training_args, model_args, long_args = parse_args(
+        script_args, training_args, model_args, long_args, _ = parse_args(
             ["--config", str(recipe), *CPU], prog="test"
         )
     assert model_args.model_name_or_path and script_args.dataset_name
@@ -35,7 +35,7 @@ def test_train_recipe_parses(recipe):
 
 def test_paper_cpt_recipe():
     recipe = REPO / "recipes/llama3-8b/cpt/config_128k.yaml"
-    script_args, args, model_args, long_args = parse_args(["--config", str(recipe), *CPU], prog="test")
+    script_args, args, model_args, long_args, _ = parse_args(["--config", str(recipe), *CPU], prog="test")
     assert model_args.model_name_or_path == "meta-llama/Meta-Llama-3-8B"
     assert long_args.config_overrides == {"rope_theta": 200_000_000, "max_position_embeddings": 131072}
     assert model_args.attn_implementation == "flash_attention_2" and args.bf16
@@ -48,7 +48,7 @@ def test_paper_cpt_recipe():
 
 def test_paper_sft_recipe():
     recipe = REPO / "recipes/llama3-8b/sft/config_128k.yaml"
-    script_args, args, model_args, long_args = parse_args(["--config", str(recipe), *CPU], prog="test")
+    script_args, args, model_args, long_args, _ = parse_args(["--config", str(recipe), *CPU], prog="test")
     assert script_args.dataset_name == "HuggingFaceH4/ultrachat_200k"
     assert (args.max_steps, args.learning_rate, args.warmup_steps) == (250, 2e-5, 0.05)
     assert args.lr_scheduler_type.value == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {
@@ -60,11 +60,18 @@ def test_paper_sft_recipe():
 
 def test_flags_override_recipe():
     recipe = REPO / "recipes/tiny/cpt.yaml"
-    _, args, _, long_args = parse_args(
+    _, args, _, long_args, given = parse_args(
         ["--config", str(recipe), "--max_steps", "3", "--config_overrides", '{"rope_theta": 5.0}'],
         prog="test",
     )
     assert args.max_steps == 3 and long_args.config_overrides == {"rope_theta": 5.0}
+    assert {
+        "max_steps",
+        "config_overrides",
+        "learning_rate",
+        "attn_implementation",
+    } <= given  # flags and recipe
+    assert "max_length" not in given
 
 
 @pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)

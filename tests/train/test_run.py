@@ -9,6 +9,7 @@ from transformers import LlamaConfig
 from hf_entropylong.sources import SourceError
 from hf_entropylong.train import cpt, sft
 from hf_entropylong.train.run import build_trainer, check_context_window, load_train_split, parse_args
+from hf_entropylong.train.spans import FLEX_BLOCK_SIZE
 
 from .conftest import REPO, tiny_cpt_args
 
@@ -74,3 +75,32 @@ def test_model_from_config_is_seeded(packed_dir, tmp_path):
     assert first.keys() == second.keys()
     for name, tensor in first.items():
         assert torch.equal(second[name], tensor), name
+
+
+def test_packed_rows_refuse_another_max_length(packed_dir, tmp_path, tokenizer):
+    """`--max_length` cannot re-pack built rows: a different value is refused, the rows' own is accepted."""
+    with pytest.raises(ValueError, match="max_length=128, but .* rows of 256 tokens"):
+        cpt.load_packed_data(
+            parse_args(tiny_cpt_args(packed_dir, tmp_path, "--max_length", "128"), "t"), tokenizer
+        )
+    args = parse_args(tiny_cpt_args(packed_dir, tmp_path, "--max_length", "256"), "test")
+    assert cpt.load_packed_data(args, tokenizer).dataset.num_rows > 0 and args.training.max_length == 256
+
+
+def test_hub_token_is_refused(packed_dir, tmp_path):
+    """A token among the arguments would be pickled into training_args.bin and pushed with the model."""
+    with pytest.raises(ValueError, match="hub_token would be saved in plain text"):
+        build_trainer(
+            "cpt", tiny_cpt_args(packed_dir, tmp_path, "--hub_token", "hf_secret"), cpt.load_packed_data
+        )
+
+
+def test_flex_attention_batches_fill_whole_blocks(packed_dir, tmp_path):
+    args = tiny_cpt_args(
+        packed_dir, tmp_path, "--attn_implementation", "flex_attention", "--max_train_samples", "3"
+    )
+    trainer = build_trainer("cpt", args, cpt.load_packed_data)
+    assert trainer.args.pad_to_multiple_of == FLEX_BLOCK_SIZE
+    assert trainer.data_collator.pad_to_multiple_of == FLEX_BLOCK_SIZE  # its padding: test_spans
+    default = build_trainer("cpt", tiny_cpt_args(packed_dir, tmp_path), cpt.load_packed_data)
+    assert default.args.pad_to_multiple_of is None

@@ -45,6 +45,21 @@ def test_collator_layout():
     assert (labels[1:9] == batch["input_ids"][0, 1:9]).all()
 
 
+def test_padding_to_whole_blocks_keeps_every_unit():
+    """`pad_to_multiple_of` (flex_attention's blocks) appends pad tokens as spans of their own, with no loss."""
+    model = tiny_llama(max_position_embeddings=256, attn_implementation="sdpa")
+    batch = PackedCollator(pad_token_id=0)(packed_rows())
+    padded = PackedCollator(pad_token_id=0, pad_to_multiple_of=128)(packed_rows())
+    length = batch["input_ids"].shape[1]
+    assert padded["input_ids"].shape == (1, 128)
+    assert (padded["position_ids"][0, length:] == 0).all() and (padded["labels"][0, length:] == -100).all()
+    assert torch.equal(padded["labels"][0, :length], batch["labels"][0])
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits
+        padded_logits = model(**{k: v for k, v in padded.items() if k != "labels"}, use_cache=False).logits
+    torch.testing.assert_close(padded_logits[:, :length], logits, atol=1e-5, rtol=1e-5)
+
+
 def test_collator_rejects_inconsistent_row():
     with pytest.raises(ValueError, match="sum to 6"):
         PackedCollator(pad_token_id=0)(
