@@ -3,6 +3,8 @@
 hf-entropylong build --config recipes/build/demo.yaml
 hf-entropylong train {cpt,sft} --config recipes/tiny/cpt.yaml
 hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
+hf-entropylong eval tasks-path          # the installed lm-eval task folder
+hf-entropylong --version
 
 Errors a user can fix (a bad config or value, a missing source, model or file, a folder in the way) end the
 command with one line on stderr that names the problem, and exit code 2; `--debug` (or
@@ -24,6 +26,7 @@ COMMANDS = {
     ("eval", "ruler"): "hf_entropylong.eval.ruler",
     ("eval", "niah"): "hf_entropylong.eval.niah",
     ("eval", "longbench-v2"): "hf_entropylong.eval.longbench_v2",
+    ("eval", "tasks-path"): "hf_entropylong.eval.tasks_path",
 }
 # What a user can fix: bad values and configs (ValueError, YAML errors), missing files, models, sources and
 # packages (OSError, ImportError). Anything else is a bug and keeps its traceback.
@@ -32,7 +35,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError
 
 def usage() -> str:
     lines = [
-        "usage: hf-entropylong COMMAND [--config FILE.yaml] [--field value ...] [--debug]",
+        "usage: hf-entropylong COMMAND [--config FILE.yaml] [--field value ...] [--debug] | --version",
         "",
         "commands:",
     ]
@@ -68,6 +71,11 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None, prog
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from hf_entropylong import __version__
+
+        print(f"hf-entropylong {__version__}")
+        return
     for words, module in COMMANDS.items():
         if tuple(argv[: len(words)]) == words:
             prog = f"hf-entropylong {' '.join(words)}"

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
@@ -9,7 +10,8 @@ import pytest
 import yaml
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, hf_api
 
-from hf_entropylong import publish
+import hf_entropylong
+from hf_entropylong import cli, demo_config, publish
 from hf_entropylong.build import BuildConfig
 from hf_entropylong.cards import hub_source_datasets, render_dataset_card
 from hf_entropylong.publish import BuildCounts, OutputSettings, push_folder, write_dataset
@@ -168,3 +170,18 @@ def test_push_sends_only_the_published_dataset(tmp_path, monkeypatch):
 def test_push_needs_a_repo_id():
     with pytest.raises(ValueError, match="hub_repo_id"):
         dataclasses.replace(OutputSettings(), push_to_hub=True)
+
+
+def test_demo_config_is_the_demo_recipe():
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes/build/demo.yaml").read_text())
+    assert demo_config() == BuildConfig(**recipe)
+    assert demo_config(num_roots=5).num_roots == 5
+
+
+def test_version_and_task_folder_from_any_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cli.main(["--version"])
+    assert capsys.readouterr().out == f"hf-entropylong {hf_entropylong.__version__}\n"
+    cli.main(["eval", "tasks-path"])
+    tasks = Path(capsys.readouterr().out.strip())
+    assert tasks.is_absolute() and (tasks / "entropylong_ruler_synthetic.yaml").is_file()
