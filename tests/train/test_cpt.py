@@ -89,12 +89,18 @@ def test_cpt_rejects_a_dataset_without_spans(tmp_path):
 
 
 @pytest.mark.slow
-def test_accelerate_launch_module(packed_dir, tmp_path):
-    """`accelerate launch -m hf_entropylong.train.cpt --config …` runs the same entry point."""
+def test_accelerate_launch_two_processes(packed_dir, tmp_path):
+    """`accelerate launch --config_file fsdp2.yaml --num_processes 2 -m hf_entropylong.train.cpt` trains the tiny
+    recipe on 2 CPU processes: the recipe's `use_cpu` makes Accelerate run them as DDP over gloo (FSDP sharding
+    itself needs GPUs), each on its own rows."""
     accelerate = Path(sys.executable).parent / "accelerate"
     command = [
-        str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/single_gpu.yaml"), "--cpu",
-        "-m", "hf_entropylong.train.cpt", *tiny_cpt_args(packed_dir, tmp_path, "--max_steps", "1"),
+        str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/fsdp2.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no",
+        "-m", "hf_entropylong.train.cpt", *tiny_cpt_args(packed_dir, tmp_path, "--max_steps", "2"),
     ]  # fmt: skip
-    subprocess.run(command, check=True, cwd=REPO, capture_output=True)
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=300)
+    run = json.loads((tmp_path / "entropylong_training.json").read_text())
+    assert run["steps"] == 2 and run["hyperparameters"]["global batch (sequences)"] == 2
+    assert run["tokens_seen"] == 2 * 2 * 256  # both processes' rows are counted
     assert (tmp_path / "model.safetensors").exists() and (tmp_path / "README.md").exists()
