@@ -29,6 +29,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from trl.trainer.utils import add_fused_lm_head
 
 from hf_entropylong.train.spans import PackedCollator
+from hf_entropylong.train.varlen import VARLEN_ATTENTION
 
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
 SHAPES = {
@@ -43,6 +44,7 @@ SHAPES = {
 
 def available_attention(device: str) -> list[str]:
     impls = ["sdpa", "eager"] if device == "cpu" else ["sdpa", "flex_attention"]
+    impls.append(VARLEN_ATTENTION)  # torch's varlen kernel on GPU, per-span sdpa on CPU
     if device != "cpu":
         try:
             import flash_attn  # noqa: F401
@@ -109,7 +111,7 @@ def equivalence(device: str, length: int) -> list[dict]:
     rows = []
     for attn in available_attention(device):
         for dtype in (torch.float32, torch.bfloat16):
-            if attn == "flash_attention_2" and dtype == torch.float32:
+            if attn in ("flash_attention_2", VARLEN_ATTENTION) and dtype == torch.float32 and device != "cpu":
                 continue
             model = llama("small", attn, dtype, "cpu", length).to(device)  # same weights as the CPU reference
             with torch.no_grad():
