@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 PACKED_COLUMNS = ("input_ids", "seq_lengths", "num_padding_tokens")
-VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3")
+FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")  # the kernels DeepSpeed-Ulysses keeps spans with
 # flex_attention's block size: its compiled kernels tile queries and keys in blocks of 128 tokens.
 FLEX_BLOCK_SIZE = 128
 
@@ -153,10 +153,10 @@ def check_parallelism(
         return
     sp_attn = getattr(parallelism_config.sp_handler, "sp_attn_implementation", None) or "sdpa"
     for name, value in (("sp_attn_implementation", sp_attn), ("attn_implementation", attn_implementation)):
-        if value not in VARLEN_ATTENTION and "flash" not in str(value):
+        if value not in FLASH_ATTENTION and "flash" not in str(value):
             raise ValueError(
                 f"sp_size={sp_size} with {name}={value!r}: under DeepSpeed-Ulysses only flash-attn varlen kernels "
-                f"keep packed units apart (sdpa/flex see one causal sequence). Use one of {VARLEN_ATTENTION} for "
+                f"keep packed units apart (sdpa/flex see one causal sequence). Use one of {FLASH_ATTENTION} for "
                 "both the model and parallelism_config_sp_attn_implementation."
             )
     heads = model_config.num_attention_heads
