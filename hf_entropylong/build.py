@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -46,7 +46,15 @@ from .publish import (
     publish,
     push_folder,
 )
-from .retrieval import RETRIEVAL_STAGE, IndexSettings, RetrievalSettings, build_corpus_index, load_index
+from .retrieval import (
+    RETRIEVAL_STAGE,
+    IndexSettings,
+    RetrievalSettings,
+    build_corpus_index,
+    embed_corpus_shards,
+    load_index,
+    num_corpus_shards,
+)
 from .sources import CorpusSettings, RootSettings, load_text_source
 from .stage import InputView, Stage, output_settings, setting, settings_of
 from .verify import VERIFY_STAGE, VerifySettings
@@ -59,14 +67,13 @@ STATUSES: tuple[str, ...] = ("ok", *(reason for stage in STAGES for reason in st
 class RunSettings:
     """How the build runs."""
 
-    output_neutral: ClassVar[tuple[str, ...]] = ("shard_size", "num_proc", "trust_remote_code")
+    output_neutral: ClassVar[tuple[str, ...]] = ("shard_size", "trust_remote_code")
 
     seed: int = setting(
         42,
         help="Seed of the root sample, the index training sample, each unit's shuffle and the row shuffle.",
     )
-    shard_size: int = setting(256, help="Roots per resumable, cached shard.")
-    num_proc: int | None = setting(None, help="Processes for the stages (one per GPU).")
+    shard_size: int = setting(256, help="Roots per resumable, cached shard (the unit of work of a rank).")
     trust_remote_code: bool = setting(
         False, help="Run model code from the model's repository (jina-embeddings-v3 needs it)."
     )
@@ -74,8 +81,6 @@ class RunSettings:
     def __post_init__(self):
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be positive, got {self.shard_size}.")
-        if self.num_proc is not None and self.num_proc < 1:
-            raise ValueError(f"num_proc must be positive, got {self.num_proc}.")
 
 
 SETTINGS_GROUPS: tuple[type, ...] = (
@@ -146,21 +151,12 @@ def same_source(config: BuildConfig) -> bool:
 
 
 class BuildInputs:
-    """What the stages read besides their own settings, loaded lazily once per process and device."""
+    """What the stages read besides their own settings, loaded lazily once per process on its device."""
 
     def __init__(
-        self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, rank: int | None = None
+        self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, device: str | None = None
     ):
-        self.config, self.corpus, self.index_path, self.rank = config, corpus, index_path, rank
-
-    def on_rank(self, rank: int | None) -> BuildInputs:
-        return self if rank == self.rank else BuildInputs(self.config, self.corpus, self.index_path, rank)
-
-    @property
-    def device(self) -> str | None:
-        if self.rank is None or not torch.cuda.is_available():
-            return None
-        return f"cuda:{self.rank % torch.cuda.device_count()}"
+        self.config, self.corpus, self.index_path, self.device = config, corpus, index_path, device
 
     @property
     def tokenizer(self):
@@ -274,9 +270,16 @@ def stage_keys(config: BuildConfig, roots_identity: str, corpus_identity: str) -
     return keys
 
 
-def _apply(batch: dict, rank: int | None, stage: Stage, settings, inputs: BuildInputs) -> dict:
+def _apply(batch: dict, stage: Stage, settings, inputs: BuildInputs) -> dict:
     """One map call of `stage`, with only its declared inputs visible, and the statuses it set checked."""
-    out = stage.function(batch, settings, InputView(inputs.on_rank(rank), stage.inputs, stage.name))
+    try:
+        out = stage.function(batch, settings, InputView(inputs, stage.inputs, stage.name))
+    except torch.OutOfMemoryError as error:
+        lower = f"lower --{stage.batch_size_setting}" if stage.batch_size_setting else "use a larger device"
+        raise MemoryError(
+            f"stage {stage.name!r} ran out of memory on {inputs.device or 'the CPU'}: {lower} and run the same "
+            "command again (finished shards are kept)."
+        ) from error
     if "status" in out:
         before = batch["status"] if "status" in batch else [None] * len(out["status"])
         allowed = {"ok", *stage.drop_reasons}
@@ -286,62 +289,87 @@ def _apply(batch: dict, rank: int | None, stage: Stage, settings, inputs: BuildI
     return out
 
 
-def run_stage(
-    rows: datasets.Dataset, stage: Stage, key: str, config: BuildConfig, inputs: BuildInputs
+def run_shard(
+    roots: datasets.Dataset,
+    shard: int,
+    keys: dict[str, str],
+    config: BuildConfig,
+    inputs: BuildInputs,
+    timings,
 ) -> datasets.Dataset:
-    """`rows.map(stage)` shard by shard, each shard cached under `<output_dir>/.cache/<stage>-<key>-<i>.arrow`."""
+    """Shard `shard` of the roots through every stage, each result cached as `.cache/<stage>-<key>-<shard>.arrow`.
+
+    A cached result is read back, not recomputed; `timings[stage]` accumulates the seconds each stage took.
+    """
     cache = Path(config.output_dir).resolve() / ".cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    features = datasets.Features({**rows.features, **stage.columns})
-    num_shards = max(1, math.ceil(len(rows) / config.shard_size))
-    files = [cache / f"{stage.name}-{key}-{i:05d}-of-{num_shards:05d}.arrow" for i in range(num_shards)]
-    if "index" in stage.inputs and not all(file.exists() for file in files):
-        inputs.build_index()  # once, here, before any worker process needs it
-    function = functools.partial(
-        _apply, stage=stage, settings=settings_of(config, stage.settings), inputs=inputs
-    )
-    done = []
-    for shard_index, file in enumerate(files):
-        shard = rows.select(
-            range(shard_index * config.shard_size, min(len(rows), (shard_index + 1) * config.shard_size))
+    num_shards = math.ceil(len(roots) / config.shard_size)
+    rows = roots.select(range(shard * config.shard_size, min(len(roots), (shard + 1) * config.shard_size)))
+    for stage in STAGES:
+        clock = time.perf_counter()
+        key = keys[stage.name]
+        rows = rows.map(
+            _apply,
+            batched=True,
+            batch_size=stage.rows_per_call or config.shard_size,
+            fn_kwargs={"stage": stage, "settings": settings_of(config, stage.settings), "inputs": inputs},
+            features=datasets.Features({**rows.features, **stage.columns}),
+            cache_file_name=str(cache / f"{stage.name}-{key}-{shard:05d}-of-{num_shards:05d}.arrow"),
+            new_fingerprint=f"{key}-{shard}",
+            desc=f"{stage.name} [{shard + 1}/{num_shards}]",
         )
-        done.append(
-            shard.map(
-                function,
-                batched=True,
-                batch_size=stage.rows_per_call or config.shard_size,
-                with_rank=True,
-                num_proc=config.num_proc if config.num_proc and config.num_proc > 1 else None,
-                features=features,
-                cache_file_name=str(file),
-                new_fingerprint=f"{key}-{shard_index}",
-                desc=f"{stage.name} [{shard_index + 1}/{num_shards}]",
-            )
+        timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - clock
+    return rows
+
+
+def _check_ranks_agree(config: BuildConfig, state) -> None:
+    """Refuse a job whose ranks were launched with different settings (they would mix into one dataset)."""
+    if state.num_processes == 1:
+        return
+    from accelerate.utils import gather_object
+
+    settings = gather_object([asdict(config)])
+    differing = sorted({name for other in settings[1:] for name in other if other[name] != settings[0][name]})
+    if differing:
+        raise ValueError(
+            f"the ranks of this job were launched with different build settings ({', '.join(differing)}); "
+            "launch every rank with the same --config and flags."
         )
-    return datasets.concatenate_datasets(done)
 
 
 class NothingToPackError(ValueError):
     """The build made no packed sequence: nothing is published."""
 
 
-def build(config: BuildConfig) -> BuildCounts:
-    """Run the whole build into `config.output_dir` and return the counts written to the dataset card.
+def build(config: BuildConfig) -> BuildCounts | None:
+    """Run the whole build into `config.output_dir`; the main process returns the counts written to the card.
+
+    Under `accelerate launch` / `torchrun` (any number of processes and machines, sharing `output_dir`), rank r
+    embeds the corpus shards and runs the root shards whose index is r modulo the number of ranks, on its own
+    device; the main process trains and writes the index once, then packs and publishes once every rank is done.
+    Other ranks return None.
 
     Raises:
         OutputDirError: the folder is another's (see `publish`) or another build holds it.
         NothingToPackError: no root gave a packed sequence; the previous dataset in the folder is left as it was.
     """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU ranks (gloo) are ranks too
+    _check_ranks_agree(config, state)
     output_dir = Path(config.output_dir).resolve()
-    claim_output_dir(output_dir, config.overwrite_output_dir)
-    lock = lock_output_dir(output_dir)
+    lock = None
+    if state.is_main_process:
+        claim_output_dir(output_dir, config.overwrite_output_dir)
+        lock = lock_output_dir(output_dir)
+    state.wait_for_everyone()
     try:
-        return _build(config, output_dir)
+        return _build(config, output_dir, state)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
-def _build(config: BuildConfig, output_dir: Path) -> BuildCounts:
+def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     roots, root_counts = load_text_source(
@@ -365,12 +393,36 @@ def _build(config: BuildConfig, output_dir: Path) -> BuildCounts:
     timings["load"] = time.perf_counter() - clock
 
     keys = stage_keys(config, root_counts.identity, "+".join(c.identity for _, c in corpus_parts))
-    inputs = BuildInputs(config, corpus, output_dir / ".cache" / f"index-{keys['index']}.faiss")
-    rows = roots
-    for stage in STAGES:
-        clock = time.perf_counter()
-        rows = run_stage(rows, stage, keys[stage.name], config, inputs)
-        timings[stage.name] = time.perf_counter() - clock
+    device = str(state.device) if state.device.type == "cuda" else None
+    inputs = BuildInputs(config, corpus, output_dir / ".cache" / f"index-{keys['index']}.faiss", device)
+    rank, world = state.process_index, state.num_processes
+    clock = time.perf_counter()
+    if not inputs.index_path.exists():  # read by every rank before any of them can write it
+        num_corpus = num_corpus_shards(corpus, config.index_shard_size)
+        embed_corpus_shards(
+            corpus,
+            inputs.embedder,
+            inputs.index_path,
+            shards=list(range(rank, num_corpus, world)),
+            batch_size=config.embed_batch_size,
+            prompt_name=config.document_prompt_name,
+            shard_size=config.index_shard_size,
+        )
+        state.wait_for_everyone()
+        if state.is_main_process:
+            inputs.build_index()  # every embedding shard is cached now: trains and writes the index once
+        state.wait_for_everyone()
+    timings["index"] = time.perf_counter() - clock
+
+    num_shards = math.ceil(len(roots) / config.shard_size)
+    for shard in range(rank, num_shards, world):
+        run_shard(roots, shard, keys, config, inputs, timings)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    rows = datasets.concatenate_datasets(
+        [run_shard(roots, shard, keys, config, inputs, {}) for shard in range(num_shards)]  # all cached now
+    )
 
     clock = time.perf_counter()
     packed, units_left_over = pack_sequences(
@@ -400,12 +452,13 @@ def _build(config: BuildConfig, output_dir: Path) -> BuildCounts:
     return counts
 
 
-def main(argv: list[str] | None = None) -> BuildCounts:
+def main(argv: list[str] | None = None) -> BuildCounts | None:
     from trl import TrlParser
 
     (config,) = TrlParser((BuildConfig,)).parse_args_and_config(args=argv)
     counts = build(config)
-    print_summary(counts, config.output_dir)
+    if counts is not None:  # the main process
+        print_summary(counts, config.output_dir)
     return counts
 
 

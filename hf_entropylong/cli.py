@@ -29,8 +29,9 @@ COMMANDS = {
     ("eval", "tasks-path"): "hf_entropylong.eval.tasks_path",
 }
 # What a user can fix: bad values and configs (ValueError, YAML errors), missing files, models, sources and
-# packages (OSError, ImportError). Anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
+# packages (OSError, ImportError), a batch too large for the device (MemoryError). Anything else is a bug and
+# keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, MemoryError)
 
 
 def usage() -> str:

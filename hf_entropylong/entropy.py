@@ -364,4 +364,5 @@ ENTROPY_STAGE = Stage(
     },
     drop_reasons=("root_too_long", "no_high_entropy_position"),
     function=score_roots,
+    batch_size_setting="entropy_batch_size",
 )

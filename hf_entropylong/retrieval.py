@@ -210,6 +210,36 @@ def _write(index, path: Path) -> None:
     partial.replace(path)
 
 
+def num_corpus_shards(corpus: datasets.Dataset, shard_size: int) -> int:
+    return max(1, -(-len(corpus) // shard_size))
+
+
+def embed_corpus_shards(
+    corpus: datasets.Dataset,
+    embedder,
+    index_path: str | Path,
+    shards: list[int],
+    text_column: str = "text",
+    batch_size: int = 64,
+    prompt_name: str | None = None,
+    shard_size: int = 1_000_000,
+) -> None:
+    """Embed the given corpus shards into `<index_path>.embeddings/` (a process's part of `build_corpus_index`).
+
+    Several processes can each embed their own shards; `build_corpus_index` then finds them all cached.
+    """
+    _embed_shards(
+        corpus,
+        embedder,
+        text_column,
+        Path(f"{index_path}.embeddings"),
+        batch_size,
+        prompt_name,
+        shard_size,
+        shards,
+    )
+
+
 def _embed_shards(
     corpus: datasets.Dataset,
     embedder,
@@ -218,22 +248,23 @@ def _embed_shards(
     batch_size: int,
     prompt_name: str | None,
     shard_size: int,
+    shards: list[int] | None = None,
 ) -> list[datasets.Dataset]:
-    """Embeddings of each shard of `shard_size` rows, each a `Dataset.map` cached in `folder`."""
+    """Embeddings of the given shards (default: all) of `shard_size` rows, each a `Dataset.map` cached in `folder`."""
     if text_column not in corpus.column_names:
         raise ValueError(f"the corpus has no column {text_column!r} (columns: {corpus.column_names}).")
     folder.mkdir(parents=True, exist_ok=True)
     texts = corpus.select_columns([text_column])
-    num_shards = max(1, -(-len(corpus) // shard_size))
+    num_shards = num_corpus_shards(corpus, shard_size)
 
     def embed(batch):
         return {"embedding": embed_texts(embedder, batch[text_column], batch_size, prompt_name)}
 
-    shards = []
-    for shard in range(num_shards):
+    done = []
+    for shard in range(num_shards) if shards is None else shards:
         rows = texts.select(range(shard * shard_size, min((shard + 1) * shard_size, len(corpus))))
         name = f"shard-{shard:05d}-of-{num_shards:05d}"
-        shards.append(
+        done.append(
             rows.map(
                 embed,
                 batched=True,
@@ -244,7 +275,7 @@ def _embed_shards(
                 desc=f"Embedding corpus ({shard + 1}/{num_shards})",
             ).with_format("numpy")
         )
-    return shards
+    return done
 
 
 def load_index(index_path: str | Path, use_gpu: bool = False):
@@ -475,4 +506,5 @@ RETRIEVAL_STAGE = Stage(
     },
     drop_reasons=("no_candidate",),
     function=retrieve_candidates,
+    batch_size_setting="embed_batch_size",
 )

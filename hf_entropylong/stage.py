@@ -8,7 +8,8 @@ Its `Stage` record says everything the builder needs to run it, cache it and cou
 - `inputs`: the shared inputs it reads (models, corpus, index, sequence length, seed: names of the builder's
   inputs). The function receives a view that exposes those names alone, so the record cannot under-declare.
 - `columns`: the features it adds; `drop_reasons`: the statuses it may give a root (checked on every batch).
-- `rows_per_call`: roots per map call (`None`: a whole shard at once).
+- `rows_per_call`: roots per map call (`None`: a whole shard at once); `batch_size_setting`: the setting to lower
+  when the stage runs out of device memory (named in the error).
 
 Cache key of a stage = hash(previous stage's key, its settings without the output-neutral fields, the identities
 of its inputs). A settings class names its output-neutral fields (batch sizes, devices, where to write) in its
@@ -57,6 +58,7 @@ class Stage:
     drop_reasons: tuple[str, ...]
     function: Callable[[dict, Any, Any], dict]
     rows_per_call: int | None = None
+    batch_size_setting: str | None = None
 
 
 class InputView:

@@ -380,4 +380,5 @@ VERIFY_STAGE = Stage(
     drop_reasons=("no_verified_context",),
     function=verify_candidates,
     rows_per_call=8,
+    batch_size_setting="verify_batch_size",
 )

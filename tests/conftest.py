@@ -1,5 +1,11 @@
-"""Shared fixtures and markers: `slow` (real embedded models end to end), `require_gpu` (skipped without CUDA)."""
+"""Shared fixtures and markers: `slow` (real embedded models end to end), `require_gpu` (skipped without CUDA).
 
+The Hub is switched off before anything imports huggingface_hub (it reads the setting once, at import): the
+package modules are imported inside the fixtures.
+"""
+
+import hashlib
+import json
 import os
 
 import pytest
@@ -17,3 +23,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "require_gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def docs_file(tmp_path_factory):
+    """The crafted corpus as JSON lines, named after its content."""
+    from builds import DOCS
+    content = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in DOCS)
+    digest = hashlib.sha1(content.encode()).hexdigest()[:12]
+    path = tmp_path_factory.mktemp("data") / f"docs-{digest}.jsonl"
+    path.write_text(content, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_build(docs_file, tmp_path_factory):
+    """One reference build of the crafted corpus (one process): its folder and counts."""
+    from builds import small_config
+
+    from hf_entropylong.build import build
+    output_dir = tmp_path_factory.mktemp("build") / "out"
+    counts = build(small_config(docs_file, output_dir))
+    return output_dir, counts

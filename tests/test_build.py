@@ -1,7 +1,6 @@
 """End-to-end builds with the embedded SmolLM2 and MiniLM on a small crafted corpus."""
 
 import dataclasses
-import hashlib
 import json
 import re
 import shutil
@@ -11,85 +10,14 @@ import datasets
 import numpy as np
 import pytest
 import yaml
+from builds import DOCS, assert_close, small_config
 from datasets import load_dataset
 
 from hf_entropylong import build as build_module
 from hf_entropylong import cli
-from hf_entropylong.build import STATUSES, BuildConfig, build, main
+from hf_entropylong.build import STATUSES, build, main
 
 pytestmark = pytest.mark.slow
-
-DOCS = [
-    (
-        "velmora",
-        "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
-        "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
-        "kept the ledger of tolls in his counting house on Wharf Street until his death in 1869.",
-    ),
-    (
-        "grennick",
-        "Tobias Grennick (1801-1869) was a merchant of Calder Bay, remembered for the Velmora Accord, which he "
-        "signed with the harbour master in 1847. The accord set a toll of nine silver crowns on every ship; Grennick kept "
-        "the ledger in his counting house on Wharf Street.",
-    ),
-    (
-        "velmora-copy",
-        "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
-        "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
-        "kept the ledger of tolls in his counting house on Wharf Street until his death in 1870.",
-    ),
-    (
-        "volcano",
-        "A volcano is a rupture in the crust of a planet that allows hot lava, volcanic ash and gases to escape "
-        "from a magma chamber below the surface. Volcanoes are often found where tectonic plates diverge or converge.",
-    ),
-    (
-        "violin",
-        "The violin is a wooden string instrument in the violin family. It is the smallest and highest-pitched "
-        "instrument in regular use, played with a bow drawn across its four strings tuned in perfect fifths.",
-    ),
-    (
-        "photosynthesis",
-        "Photosynthesis is the process by which plants, algae and some bacteria convert light energy into "
-        "chemical energy stored in sugars, releasing oxygen as a by-product of splitting water molecules.",
-    ),
-    ("short", "Hello."),
-    ("long", "The river flows past the old mill at the edge of the village. " * 90),  # > 1,024 tokens
-]
-
-
-@pytest.fixture(scope="module")
-def docs_file(tmp_path_factory):
-    content = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in DOCS)
-    # datasets caches a local file by its path and time stamp: name it after its content.
-    digest = hashlib.sha1(content.encode()).hexdigest()[:12]
-    path = tmp_path_factory.mktemp("data") / f"docs-{digest}.jsonl"
-    path.write_text(content, encoding="utf-8")
-    return path
-
-
-def small_config(docs_file, output_dir, **overrides) -> BuildConfig:
-    settings = dict(
-        roots=str(docs_file),
-        num_roots=None,
-        corpus=[str(docs_file)],
-        lm="embedded:SmolLM2-135M-Instruct",
-        lm_dtype="float32",
-        embedder="embedded:all-MiniLM-L6-v2",
-        top_k=2,
-        max_seq_length=1024,
-        min_row_fill=0.2,  # a handful of short units fill a fraction of a row
-        shard_size=3,
-        output_dir=str(output_dir),
-    )
-    return BuildConfig(**{**settings, **overrides})
-
-
-@pytest.fixture(scope="module")
-def demo_build(docs_file, tmp_path_factory):
-    output_dir = tmp_path_factory.mktemp("build") / "out"
-    counts = build(small_config(docs_file, output_dir))
-    return output_dir, counts
 
 
 def test_layout_and_packed_sequences(demo_build):
@@ -168,8 +96,8 @@ def _with_stage_function(name: str, function):
 def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, monkeypatch):
     reference_dir, reference_counts = demo_build
     config = small_config(docs_file, tmp_path / "out")
-    real_verify = build_module.VERIFY_STAGE.function
-    calls = {"verify": 0}
+    real_verify, real_entropy = build_module.VERIFY_STAGE.function, build_module.ENTROPY_STAGE.function
+    calls = {"verify": 0, "entropy": 0}
 
     def failing_verify(*args, **kwargs):
         calls["verify"] += 1
@@ -177,20 +105,24 @@ def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, 
             raise KeyboardInterrupt  # killed during the second verification shard
         return real_verify(*args, **kwargs)
 
+    def counted_entropy(*args, **kwargs):
+        calls["entropy"] += 1
+        return real_entropy(*args, **kwargs)
+
     monkeypatch.setattr(build_module, "STAGES", _with_stage_function("verify", failing_verify))
+    monkeypatch.setattr(build_module, "STAGES", _with_stage_function("entropy", counted_entropy))
     with pytest.raises(KeyboardInterrupt):
         build(config)
     cache = tmp_path / "out" / ".cache"
-    finished = sorted(p.name for p in cache.glob("verify-*.arrow"))
-    assert len(finished) == 1 and len(list(cache.glob("entropy-*.arrow"))) == 3
+    assert [len(list(cache.glob(f"{stage}-*.arrow"))) for stage in ("entropy", "verify", "units")] == [
+        2,
+        1,
+        1,
+    ]
 
-    def no_entropy(*args, **kwargs):
-        raise AssertionError("finished entropy shards must be reused")
-
-    calls["verify"] = -10  # the resumed run may verify the remaining shards
-    monkeypatch.setattr(build_module, "STAGES", _with_stage_function("entropy", no_entropy))
+    calls.update(verify=-10, entropy=0)  # the resumed run verifies the two unfinished shards
     counts = build(config)
-    assert calls["verify"] == -10 + 2  # only the two unfinished shards ran again
+    assert calls == {"verify": -10 + 2, "entropy": 1}  # only the third shard is scored: two were cached
     for name in ("default", "dependencies"):
         resumed = load_dataset(str(tmp_path / "out"), name, split="train").to_list()
         reference = load_dataset(str(reference_dir), name, split="train").to_list()
@@ -205,22 +137,7 @@ def test_tables_equal_the_reference_build(demo_build):
     for name in ("default", "dependencies"):
         rows = load_dataset(str(output_dir), name, split="train").to_list()
         rows.sort(key=lambda row: json.dumps(row.get("root_id", row.get("root_ids")), sort_keys=True))
-        _assert_close(rows, reference[name], name)
-
-
-def _assert_close(got, expected, where: str) -> None:
-    if isinstance(expected, dict):
-        assert isinstance(got, dict) and got.keys() == expected.keys(), where
-        for key in expected:
-            _assert_close(got[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(got, list) and len(got) == len(expected), where
-        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
-            _assert_close(a, b, f"{where}[{i}]")
-    elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), where
-    else:
-        assert got == expected, where
+        assert_close(rows, reference[name], name)
 
 
 def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path, capsys):

@@ -5,6 +5,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 from hf_entropylong import build as build_module
 from hf_entropylong.build import (
@@ -98,17 +99,14 @@ def test_a_changed_field_reruns_exactly_the_stages_it_reaches(name):
 def test_every_declared_input_has_an_identity_and_an_attribute():
     identities = input_identities(BASE, "corpus")
     properties = {name for name, value in vars(BuildInputs).items() if isinstance(value, property)}
-    assert set(identities) == (properties - {"device"}) | {"corpus"}  # the corpus is a plain attribute
+    assert set(identities) == properties | {"corpus"}  # the corpus is a plain attribute
     for stage in STAGES:
         assert set(stage.inputs) <= set(identities), stage.name
 
 
 def test_a_stage_sees_only_its_declared_inputs_and_sets_only_its_statuses():
     class Inputs:
-        seed, max_seq_length = 7, 100
-
-        def on_rank(self, rank):
-            return self
+        seed, max_seq_length, device = 7, 100, "cuda:1"
 
     view = InputView(Inputs(), ("seed",), "units")
     assert view.seed == 7
@@ -119,7 +117,23 @@ def test_a_stage_sees_only_its_declared_inputs_and_sets_only_its_statuses():
         STAGES[1], function=lambda batch, settings, inputs: {"status": ["no_verified_context"]}
     )
     with pytest.raises(ValueError, match="undeclared status 'no_verified_context'"):
-        build_module._apply({"status": ["ok"]}, None, stage, None, Inputs())
+        build_module._apply({"status": ["ok"]}, stage, None, Inputs())
+
+
+def test_out_of_memory_names_the_stage_and_the_setting_to_lower():
+    class Inputs:
+        device = "cuda:1"
+
+    def exhausted(batch, settings, inputs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    verify = next(stage for stage in STAGES if stage.name == "verify")
+    with pytest.raises(
+        MemoryError, match=r"stage 'verify' ran out of memory on cuda:1: lower --verify_batch_size"
+    ):
+        build_module._apply(
+            {"status": ["ok"]}, dataclasses.replace(verify, function=exhausted), None, Inputs()
+        )
 
 
 @pytest.mark.parametrize(

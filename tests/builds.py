@@ -1,0 +1,78 @@
+"""The small crafted corpus of the end-to-end build tests, the embedded settings they build it with, and how
+their tables are compared."""
+
+import pytest
+
+from hf_entropylong.build import BuildConfig
+
+DOCS = [
+    (
+        "velmora",
+        "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
+        "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
+        "kept the ledger of tolls in his counting house on Wharf Street until his death in 1869.",
+    ),
+    (
+        "grennick",
+        "Tobias Grennick (1801-1869) was a merchant of Calder Bay, remembered for the Velmora Accord, which he "
+        "signed with the harbour master in 1847. The accord set a toll of nine silver crowns on every ship; Grennick kept "
+        "the ledger in his counting house on Wharf Street.",
+    ),
+    (
+        "velmora-copy",
+        "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of "
+        "Calder Bay. Under the accord every ship entering Calder Bay paid a toll of nine silver crowns, and Grennick "
+        "kept the ledger of tolls in his counting house on Wharf Street until his death in 1870.",
+    ),
+    (
+        "volcano",
+        "A volcano is a rupture in the crust of a planet that allows hot lava, volcanic ash and gases to escape "
+        "from a magma chamber below the surface. Volcanoes are often found where tectonic plates diverge or converge.",
+    ),
+    (
+        "violin",
+        "The violin is a wooden string instrument in the violin family. It is the smallest and highest-pitched "
+        "instrument in regular use, played with a bow drawn across its four strings tuned in perfect fifths.",
+    ),
+    (
+        "photosynthesis",
+        "Photosynthesis is the process by which plants, algae and some bacteria convert light energy into "
+        "chemical energy stored in sugars, releasing oxygen as a by-product of splitting water molecules.",
+    ),
+    ("short", "Hello."),
+    ("long", "The river flows past the old mill at the edge of the village. " * 90),  # > 1,024 tokens
+]
+
+
+def small_config(docs_file, output_dir, **overrides) -> BuildConfig:
+    settings = dict(
+        roots=str(docs_file),
+        num_roots=None,
+        corpus=[str(docs_file)],
+        lm="embedded:SmolLM2-135M-Instruct",
+        lm_dtype="float32",
+        embedder="embedded:all-MiniLM-L6-v2",
+        top_k=2,
+        max_seq_length=1024,
+        min_row_fill=0.2,  # a handful of short units fill a fraction of a row
+        shard_size=3,
+        output_dir=str(output_dir),
+    )
+    return BuildConfig(**{**settings, **overrides})
+
+
+def assert_close(got, expected, where: str) -> None:
+    """Equal tables: the same structure, ids, decisions and counts; floats to 1e-5 (thread counts and kernels
+    change the last bits of an LM's output)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), where
+        for key in expected:
+            assert_close(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_close(a, b, f"{where}[{i}]")
+    elif isinstance(expected, float):
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), where
+    else:
+        assert got == expected, where

@@ -1,0 +1,95 @@
+"""The build launched on 2 processes (gloo, CPU) gives the 1-process dataset, also after a rank is killed."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from builds import assert_close, small_config
+from datasets import load_dataset
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+# Rank 1 misbehaves, the rest of the build runs as launched: `python this.py {die-in-verify|other-top-k} ARGS`.
+MISBEHAVING_RANK = """
+import dataclasses, os, sys
+from hf_entropylong import build, cli
+
+mode, argv = sys.argv[1], sys.argv[2:]
+if os.environ["RANK"] == "1" and mode == "die-in-verify":
+    def die(*args, **kwargs):
+        os._exit(9)
+    build.STAGES = tuple(
+        dataclasses.replace(stage, function=die) if stage.name == "verify" else stage for stage in build.STAGES
+    )
+if os.environ["RANK"] == "1" and mode == "other-top-k":
+    argv += ["--top_k", "3"]
+cli.run(build.main, argv, "build")
+"""
+
+
+def recipe_for(docs_file, tmp_path: Path, output_dir: Path) -> Path:
+    recipe = tmp_path / f"{output_dir.name}.yaml"
+    config = small_config(docs_file, output_dir)
+    recipe.write_text(yaml.safe_dump(dataclasses.asdict(config)))
+    return recipe
+
+
+def launch(*command: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_ENTROPYLONG_DEBUG": ""}
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+
+
+def assert_same_dataset(output_dir: Path, reference_dir: Path) -> None:
+    for name in ("default", "dependencies"):
+        got = load_dataset(str(output_dir), name, split="train").to_list()
+        assert_close(got, load_dataset(str(reference_dir), name, split="train").to_list(), name)
+
+
+def test_two_processes_build_the_one_process_dataset(docs_file, demo_build, tmp_path):
+    reference_dir, _ = demo_build
+    output_dir = tmp_path / "two"
+    # What `accelerate launch --num_processes 2` runs on GPUs (its CPU multi-process path needs MPI).
+    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+    recipe = str(recipe_for(docs_file, tmp_path, output_dir))
+    done = launch(*torchrun, "-m", "hf_entropylong.build", "--config", recipe, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_dataset(output_dir, reference_dir)
+    # Rank 1 took shard 1 of 3 in every stage, rank 0 shards 0 and 2; the corpus index was written once.
+    cache = output_dir / ".cache"
+    assert len(list(cache.glob("verify-*.arrow"))) == 3 and len(list(cache.glob("index-*.faiss"))) == 1
+
+
+def test_a_killed_rank_resumes_on_any_number_of_ranks(docs_file, demo_build, tmp_path):
+    reference_dir, _ = demo_build
+    output_dir = tmp_path / "killed"
+    recipe = str(recipe_for(docs_file, tmp_path, output_dir))
+    script = tmp_path / "misbehaving_rank.py"
+    script.write_text(MISBEHAVING_RANK)
+    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+    killed = launch(*torchrun, str(script), "die-in-verify", "--config", recipe, cwd=tmp_path)
+    assert killed.returncode != 0 and not (output_dir / "README.md").exists()
+    assert (
+        len(list((output_dir / ".cache").glob("entropy-*.arrow"))) >= 1
+    )  # work done before the kill is kept
+    resumed = launch(*torchrun, "-m", "hf_entropylong.build", "--config", recipe, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_dataset(output_dir, reference_dir)
+
+
+def test_ranks_launched_with_other_settings_are_refused(docs_file, tmp_path):
+    output_dir = tmp_path / "mixed"
+    script = tmp_path / "misbehaving_rank.py"
+    script.write_text(MISBEHAVING_RANK)
+    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+    recipe = str(recipe_for(docs_file, tmp_path, output_dir))
+    done = launch(*torchrun, str(script), "other-top-k", "--config", recipe, cwd=tmp_path)
+    assert done.returncode != 0
+    assert (
+        "build: error: the ranks of this job were launched with different build settings (top_k)"
+        in done.stderr
+    )
+    assert not (output_dir / ".cache").exists()  # refused before any work
