@@ -126,12 +126,9 @@ def plan_sequences(
             sequences.append(_truncated(context, root_ids, p, window))
             open_sequence = None
             continue
-        if (
-            open_sequence is not None
-            and len(context) + p - start <= window
-            and p - last
-            <= len(context) + p - needed_start  # joining costs no more than a sequence of its own
-        ):
+        # p joins the open sequence when it still fits the window and adds no more tokens than its own would.
+        joins = len(context) + p - start <= window and p - last <= len(context) + p - needed_start
+        if open_sequence is not None and joins:
             open_sequence.input_ids.extend(root_ids[last:p])
         else:
             start = needed_start
