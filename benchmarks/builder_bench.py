@@ -402,15 +402,14 @@ def verify_part(args: BenchmarkArguments) -> None:
         name = f"{Path(path).name} ({len(roots)} roots of {np.mean(root_tokens):,.0f} tokens, {pairs} pairs)"
         for method, tokens in counts.items():
             token_rows.append((name, method, tokens, tokens / pairs, tokens / minimum))
-        naive_head = 2 * naive
-        head_rows = 2 * pairs
-        print(
-            f"{name}: LM-head FLOPs per pair, naive / builder: {naive_head / pairs * head[0] * head[1]:.3g} / "
-            f"{head_rows / pairs * head[0] * head[1]:.3g} ({head[0]}×{head[1]} head), "
-            f"{naive_head / pairs * LLAMA3_8B_HEAD[0] * LLAMA3_8B_HEAD[1]:.3g} / "
-            f"{head_rows / pairs * LLAMA3_8B_HEAD[0] * LLAMA3_8B_HEAD[1]:.3g} (Llama-3-8B head): "
-            f"{naive / pairs:,.0f}× fewer"
+        naive_rows = naive / pairs  # per pair: full logits at every token; the builder takes one row per pair
+        flops = ", ".join(
+            f"{label} head {2 * naive_rows * d * v:.3g} vs {2 * d * v:.3g}"
+            for label, (d, v) in (("the build's LM", head), ("Llama-3-8B", LLAMA3_8B_HEAD))
         )
+        print(f"{name}: LM-head FLOPs per pair, naive vs builder: {flops} ({naive_rows:,.0f}× fewer)")
+        if not args.sample:
+            continue
         # Run a random sample of distinct (root, candidate) pairs exactly and with the local root window.
         everything = [(number, c) for number, r in enumerate(roots) for c in r.candidates]
         sample = random.Random(args.seed).sample(everything, min(args.sample, len(everything)))
