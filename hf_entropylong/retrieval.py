@@ -58,7 +58,7 @@ class IndexSettings:
     output_neutral: ClassVar[tuple[str, ...]] = ("index_shard_size", "index_on_gpu")
 
     index_factory: str = setting(
-        "Flat", help="faiss.index_factory string: Flat (exact) or e.g. IVF32768,PQ256 (trained, approximate)."
+        "Flat", help="faiss.index_factory string: Flat (exact) or e.g. IVF32768,SQ8 (trained, approximate)."
     )
     document_prompt_name: str | None = setting(
         None, help="Embedder prompt for corpus documents (jina-embeddings-v3: retrieval.passage)."
