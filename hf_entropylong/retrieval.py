@@ -185,9 +185,9 @@ def _faiss():
 def _to_gpu(index):
     faiss = _faiss()
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-        raise RuntimeError(
-            "use_gpu needs a CUDA build of FAISS and a visible GPU: uninstall faiss-cpu, then "
-            "`pip install -e '.[gpu]'` (installs faiss-gpu-cu12)."
+        raise ImportError(
+            "index_on_gpu needs a CUDA build of FAISS and a visible GPU: install the [gpu] extra (faiss-gpu-cu12) "
+            "instead of [cpu] (`pip uninstall faiss-cpu` first), or set index_on_gpu to false."
         )
     return faiss.index_cpu_to_all_gpus(index)
 

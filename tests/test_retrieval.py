@@ -205,7 +205,7 @@ def test_prompt_name_is_passed_as_task_to_task_adapter_models():
 
 def test_use_gpu_without_gpu_faiss_names_the_extra(tmp_path):
     corpus = datasets.Dataset.from_dict({"text": ["doc 0"]})
-    with pytest.raises(RuntimeError, match=r"\[gpu\]"):
+    with pytest.raises(ImportError, match=r"\[gpu\]"):
         build_corpus_index(
             corpus, Vectors(unit_vectors(1, 4, 0)), index_path=tmp_path / "x.faiss", use_gpu=True
         )
