@@ -29,6 +29,7 @@ def pytest_collection_modifyitems(config, items):
 def docs_file(tmp_path_factory):
     """The crafted corpus as JSON lines, named after its content."""
     from builds import DOCS
+
     content = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in DOCS)
     digest = hashlib.sha1(content.encode()).hexdigest()[:12]
     path = tmp_path_factory.mktemp("data") / f"docs-{digest}.jsonl"
@@ -42,6 +43,7 @@ def demo_build(docs_file, tmp_path_factory):
     from builds import small_config
 
     from hf_entropylong.build import build
+
     output_dir = tmp_path_factory.mktemp("build") / "out"
     counts = build(small_config(docs_file, output_dir))
     return output_dir, counts
