@@ -185,3 +185,11 @@ def test_version_and_task_folder_from_any_directory(tmp_path, monkeypatch, capsy
     cli.main(["eval", "tasks-path"])
     tasks = Path(capsys.readouterr().out.strip())
     assert tasks.is_absolute() and (tasks / "entropylong_ruler_synthetic.yaml").is_file()
+
+
+def test_card_states_how_much_of_each_document_the_embedder_reads(tmp_path):
+    counts, files = make_counts(), {"default": "default/*.parquet"}
+    card = render_dataset_card(BuildConfig(**EMBEDDED, embedder_max_seq_length=128), counts, files, "")
+    assert "The embedder reads the first 128 tokens of each corpus document" in card
+    card = render_dataset_card(BuildConfig(**EMBEDDED), counts, files, "")
+    assert "tokens up to its own limit (`max_seq_length` of the model)" in card
