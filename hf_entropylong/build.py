@@ -18,6 +18,10 @@ in `<output_dir>/.cache/<stage>-<key>-<shard>.arrow`, where a stage's key is the
 its own output-relevant settings and the identities of its inputs (`input_identities`): a killed build restarted
 with the same config reuses every finished shard, and a changed setting reruns exactly the stages it reaches.
 Each root's row keeps a `status` saying where and why it stopped; the counts on the card are computed from them.
+
+Scale-out is the launcher's (`accelerate launch`, `torchrun`): rank r takes the root and corpus shards whose index
+is r modulo the number of ranks; what must happen once (training the index, packing, publishing) runs on the main
+process after a barrier. Caches are named by shard, never by rank, so any number of ranks resumes any build.
 """
 
 from __future__ import annotations
