@@ -40,17 +40,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(
-    "command",
-    [
-        [],
-        ["build"],
-        ["train", "cpt"],
-        ["train", "sft"],
-        ["eval", "ruler"],
-        ["eval", "niah"],
-        ["eval", "longbench-v2"],
-    ],
-    ids=lambda words: " ".join(words) or "top",
+    "command", [[], *(list(words) for words in cli.COMMANDS)], ids=lambda words: " ".join(words) or "top"
 )
 def test_every_help_works(command, capsys):
     with pytest.raises(SystemExit) as exit_info:

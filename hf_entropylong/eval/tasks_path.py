@@ -7,16 +7,17 @@ The folder ships inside the package, so this works from any directory once `hf_e
 
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
 
-TASKS_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+from .task_files import TASKS_DIR
 
 
 def main(argv: list[str] | None = None) -> None:
     """Print the absolute path of `lm_eval_tasks/`; takes no arguments."""
-    if argv:
-        raise ValueError(f"eval tasks-path takes no arguments, got {' '.join(argv)}.")
-    print(TASKS_DIR)
+    argparse.ArgumentParser(
+        prog="hf-entropylong eval tasks-path", description=__doc__.splitlines()[0]
+    ).parse_args(argv)
+    print(TASKS_DIR.resolve())
 
 
 if __name__ == "__main__":
