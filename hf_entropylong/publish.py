@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from .cards import dataset_license, render_dataset_card
 from .pack import packing_stats
-from .sources import SourceCounts
+from .sources import SourceCounts, content_hash
 from .stage import setting
 
 
@@ -149,7 +149,8 @@ class BuildCounts:
 
 
 MARKER = ".hf_entropylong.json"
-PUBLISHED = ("default", "dependencies", "README.md", "build_config.yaml", "stats.json")
+TABLES = ("default", "dependencies")  # the dataset's configs, one folder of parquet shards each
+PUBLISHED = (*TABLES, "README.md", "build_config.yaml", "stats.json")
 
 
 class OutputDirError(ValueError):
@@ -199,14 +200,6 @@ ROW_GROUP_BYTES = 100 * 2**20
 SHARD_BYTES = 500 * 10**6
 
 
-def _file_sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(2**22):
-            digest.update(chunk)
-    return digest.digest()
-
-
 def _write_parquet_shards(table: datasets.Dataset, folder: Path) -> str:
     """Write `table` into `folder` as parquet shards named by a hash of their content; return that tag.
 
@@ -224,7 +217,7 @@ def _write_parquet_shards(table: datasets.Dataset, folder: Path) -> str:
         path = folder / f"shard-{index:05d}.parquet.partial"
         shard = table.shard(num_shards, index, contiguous=True)
         shard.to_parquet(str(path), batch_size=rows_per_group, write_page_index=True)
-        digest.update(_file_sha256(path))
+        digest.update(content_hash(path).encode())
         unnamed.append(path)
     tag = digest.hexdigest()[:12]
     for index, path in enumerate(unnamed):
@@ -255,7 +248,7 @@ def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: 
     `build_config.yaml` holds the licence the card declares (see `cards.dataset_license`).
     """
     data_files = {}
-    for name, table in (("default", packed), ("dependencies", dependencies)):
+    for name, table in zip(TABLES, (packed, dependencies), strict=True):
         tag = _write_parquet_shards(table, folder / name)
         data_files[name] = f"{name}/train-{tag}-*.parquet"
     config = dataclasses.replace(config, dataset_license=dataset_license(config))
@@ -305,12 +298,12 @@ def push_folder(output_dir: Path, settings: OutputSettings) -> str:
     repo = api.create_repo(
         settings.hub_repo_id, repo_type="dataset", private=settings.hub_private, exist_ok=True
     )
-    shards = [f"{name}/*.parquet" for name in ("default", "dependencies")]
+    shards = [f"{name}/*.parquet" for name in TABLES]
     api.upload_folder(
         repo_id=settings.hub_repo_id,
         repo_type="dataset",
         folder_path=str(output_dir),
-        allow_patterns=[*shards, "README.md", "build_config.yaml", "stats.json"],
+        allow_patterns=[*shards, *(name for name in PUBLISHED if name not in TABLES)],
         delete_patterns=shards,
         commit_message="Publish an EntropyLong build (hf_entropylong)",
     )
