@@ -87,12 +87,18 @@ class SourceCounts:
     identity: str
 
 
-def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
-    """Raise `SourceError` naming the line of the first byte sequence that is not UTF-8."""
+def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> bool:
+    """Raise `SourceError` naming the line of the first byte sequence that is not UTF-8.
+
+    Returns:
+        Whether the file holds anything besides white space (read in the same pass).
+    """
     line = 1
     tail = b""
+    has_content = False
     with path.open("rb") as handle:
         while chunk := handle.read(chunk_bytes):
+            has_content = has_content or bool(chunk.strip())
             data = tail + chunk
             try:
                 data.decode("utf-8")
@@ -112,16 +118,13 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
         raise SourceError(
             f"{path}: ends inside a UTF-8 character (line {line}); the file is truncated or not UTF-8."
         )
+    return has_content
 
 
 def _check_text_file(path: Path) -> None:
     """A text data file must be UTF-8 and hold something besides white space."""
-    check_utf8(path)
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            if chunk.strip():
-                return
-    raise SourceError(f"{path}: the file is empty; give a file with at least one document.")
+    if not check_utf8(path):
+        raise SourceError(f"{path}: the file is empty; give a file with at least one document.")
 
 
 def _files(path: Path) -> list[Path]:
