@@ -188,8 +188,23 @@ class BuildInputs:
     def embed_batch_size(self) -> int:
         return self.config.embed_batch_size
 
+    def _embedding_settings(self) -> dict:
+        config = self.config
+        return {
+            "batch_size": config.embed_batch_size,
+            "prompt_name": config.document_prompt_name,
+            "shard_size": config.index_shard_size,
+        }
+
+    def embed_corpus(self, rank: int, world: int) -> None:
+        """Embed this rank's share of the corpus shards (those whose index is `rank` modulo `world`)."""
+        shards = range(rank, num_corpus_shards(self.corpus, self.config.index_shard_size), world)
+        embed_corpus_shards(
+            self.corpus, self.embedder, self.index_path, shards=list(shards), **self._embedding_settings()
+        )
+
     def build_index(self) -> None:
-        """Embed the corpus and write its index, unless the index file exists already."""
+        """Embed the corpus (what no rank embedded yet) and write its index, unless the index file exists."""
         if self.index_path.exists():
             return
         config = self.config
@@ -198,12 +213,10 @@ class BuildInputs:
             self.embedder,
             index_path=self.index_path,
             index_factory=config.index_factory,
-            batch_size=config.embed_batch_size,
-            prompt_name=config.document_prompt_name,
             use_gpu=config.index_on_gpu,
-            shard_size=config.index_shard_size,
             train_size=config.index_train_size,
             seed=config.seed,
+            **self._embedding_settings(),
         )
 
     @property
@@ -402,16 +415,7 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     rank, world = state.process_index, state.num_processes
     clock = time.perf_counter()
     if not inputs.index_path.exists():  # read by every rank before any of them can write it
-        num_corpus = num_corpus_shards(corpus, config.index_shard_size)
-        embed_corpus_shards(
-            corpus,
-            inputs.embedder,
-            inputs.index_path,
-            shards=list(range(rank, num_corpus, world)),
-            batch_size=config.embed_batch_size,
-            prompt_name=config.document_prompt_name,
-            shard_size=config.index_shard_size,
-        )
+        inputs.embed_corpus(rank, world)
         state.wait_for_everyone()
         if state.is_main_process:
             inputs.build_index()  # every embedding shard is cached now: trains and writes the index once
