@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..models import EMBEDDED_LM, context_window, default_device
+from ..models import context_window
 from .ruler_tasks import count_tokens
-from .runner import load_lm
+from .runner import EvalModelArguments, load_lm
 from .scoring import write_results
 
 TEMPLATE = (
@@ -59,11 +59,10 @@ _ANSWER = (re.compile(r"The correct answer is \(([A-D])\)"), re.compile(r"The co
 
 
 @dataclass
-class LongBenchV2Arguments:
+class LongBenchV2Arguments(EvalModelArguments):
     """Options of `hf-entropylong eval longbench-v2` (YAML via --config; flags override)."""
 
     data: str = field(default="", metadata={"help": "Local LongBench-v2 data.json (JSON list) or .jsonl."})
-    model: str = field(default=EMBEDDED_LM, metadata={"help": "Hub id, local path or embedded name."})
     max_input_tokens: int = field(
         default=120_000, metadata={"help": "Middle-truncation budget (the authors': 120000)."}
     )
@@ -72,26 +71,12 @@ class LongBenchV2Arguments:
     )
     chat_template: bool = field(default=True, metadata={"help": "One user turn through the chat template."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
-    dtype: str = field(
-        default_factory=lambda: "bfloat16" if default_device() == "cuda" else "float32",
-        metadata={
-            "help": "Model dtype; default bfloat16 on a GPU, float32 on the CPU (bfloat16 is 2x slower there)."
-        },
-    )
-    batch_size: int = field(default=1, metadata={"help": "Questions decoded together (left-padded)."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, flash_attention_2."})
-    model_max_length: int | None = field(
-        default=None, metadata={"help": "The model's window, when its config understates it."}
-    )
     output_dir: str = field(
         default="outputs/eval/longbench-v2", metadata={"help": "Where results are written."}
     )
 
     def __post_init__(self):
-        for name in ("max_input_tokens", "max_new_tokens", "limit", "batch_size", "model_max_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be positive, got {value}.")
+        self.check_positive("max_input_tokens", "max_new_tokens", "limit")
 
 
 def load_data(path: str | Path) -> list[dict]:

@@ -35,10 +35,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..models import EMBEDDED_CORPUS, EMBEDDED_LM, default_device
+from ..models import EMBEDDED_CORPUS
 from .haystack import load_hotpotqa, load_squad
 from .ruler_tasks import DEFAULT_LENGTHS, DEFAULT_SEED, QA_DATASETS, TASK_NAMES
-from .runner import check_window, load_lm, run_tasks
+from .runner import EvalModelArguments, check_window, load_lm, run_tasks
 from .scoring import markdown_table, plot_heatmap, summarize, table_scores, write_results
 from .task_files import HEATMAP, task_name
 
@@ -46,10 +46,9 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class RulerArguments:
+class RulerArguments(EvalModelArguments):
     """Options of `hf-entropylong eval ruler` and `eval niah` (YAML via --config; flags override)."""
 
-    model: str = field(default=EMBEDDED_LM, metadata={"help": "Hub id, local path or embedded name."})
     lengths: list[int] = field(
         default_factory=lambda: list(DEFAULT_LENGTHS), metadata={"help": "Context lengths in model tokens."}
     )
@@ -78,17 +77,6 @@ class RulerArguments:
         default=False,
         metadata={"help": "Render prompts through the tokenizer's chat template (counted in lengths)."},
     )
-    dtype: str = field(
-        default_factory=lambda: "bfloat16" if default_device() == "cuda" else "float32",
-        metadata={
-            "help": "Model dtype; default bfloat16 on a GPU, float32 on the CPU (bfloat16 is 2x slower there)."
-        },
-    )
-    batch_size: int = field(default=1, metadata={"help": "Generation batch size."})
-    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, flash_attention_2."})
-    model_max_length: int | None = field(
-        default=None, metadata={"help": "Window to check lengths against, when the config understates it."}
-    )
     max_gen_toks: int | None = field(
         default=None,
         metadata={
@@ -98,10 +86,7 @@ class RulerArguments:
     output_dir: str = field(default="outputs/eval/ruler", metadata={"help": "Where results are written."})
 
     def __post_init__(self):
-        for name in ("samples", "batch_size", "max_gen_toks", "model_max_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} must be positive, got {value}.")
+        self.check_positive("samples", "max_gen_toks")
         if not self.lengths or min(self.lengths) < 1:
             raise ValueError(f"--lengths must be one or more positive token counts, got {self.lengths}.")
         if self.depths is not None and (

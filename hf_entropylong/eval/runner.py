@@ -16,11 +16,37 @@ or silent truncation.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..models import context_window, default_device, load_causal_lm, load_tokenizer
+from ..models import EMBEDDED_LM, context_window, default_device, load_causal_lm, load_tokenizer
 from .ruler_tasks import DEFAULT_SEED
 from .task_files import TASKS_DIR
+
+
+@dataclass
+class EvalModelArguments:
+    """The evaluated model and how it runs: the options every eval command shares."""
+
+    model: str = field(default=EMBEDDED_LM, metadata={"help": "Hub id, local path or embedded name."})
+    dtype: str = field(
+        default_factory=lambda: "bfloat16" if default_device() == "cuda" else "float32",
+        metadata={
+            "help": "Model dtype; default bfloat16 on a GPU, float32 on the CPU (bfloat16 is 2x slower there)."
+        },
+    )
+    batch_size: int = field(default=1, metadata={"help": "Prompts decoded together (left-padded)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "e.g. sdpa, flash_attention_2."})
+    model_max_length: int | None = field(
+        default=None, metadata={"help": "The model's window, when its config understates it."}
+    )
+
+    def check_positive(self, *names: str) -> None:
+        """Raise a ValueError naming the first option among `names` (and the shared ones) set below 1."""
+        for name in ("batch_size", "model_max_length", *names):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be positive, got {value}.")
 
 
 def check_window(model: str, lengths: list[int], max_length: int | None = None) -> int:
