@@ -23,7 +23,9 @@ High-entropy positions are those with H_t > μ + α·σ, μ and σ taken over th
 
 The build's first stage (`ENTROPY_STAGE`, `score_roots`) scores every root whose encoding fits the sequence
 length, leaves special tokens and the first `min_left_context` text tokens out of the statistics, and gives
-each high-entropy position its query: the `window_words` words on each side of the token.
+each high-entropy position its query: the `window_words` words on each side of the token. It also records the
+root's entropy histogram (`entropy_histogram`: counts of the same finite entropies that give μ and σ, in the bins
+of `ENTROPY_HISTOGRAM_EDGES`), so the distribution of a build's entropies can be audited without rescoring.
 """
 
 from __future__ import annotations
@@ -42,6 +44,18 @@ from .retrieval import query_window
 from .stage import Stage, setting
 
 _CHECKED_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+ENTROPY_HISTOGRAM_EDGES = np.linspace(0.0, 12.0, 49)
+"""Bin edges (nats) of a root's `entropy_histogram`: 48 bins of 0.25 nats over [0, 12]. The last bin also counts
+the entropies above 12 (possible for vocabularies over e^12 ≈ 163K entries); entropies are never negative."""
+
+
+def entropy_histogram(entropy: np.ndarray) -> list[int]:
+    """Counts of the finite values of `entropy` in the bins of `ENTROPY_HISTOGRAM_EDGES` (the last one open above)."""
+    values = np.asarray(entropy, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    clipped = np.clip(values, ENTROPY_HISTOGRAM_EDGES[0], ENTROPY_HISTOGRAM_EDGES[-1])
+    return np.histogram(clipped, bins=ENTROPY_HISTOGRAM_EDGES)[0].astype(np.int32).tolist()
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -299,7 +313,14 @@ def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
         if any(fits)
         else []
     )
-    out = {"num_tokens": [], "entropy_mean": [], "entropy_std": [], "positions": [], "status": []}
+    out = {
+        "num_tokens": [],
+        "entropy_mean": [],
+        "entropy_std": [],
+        "entropy_histogram": [],
+        "positions": [],
+        "status": [],
+    }
     for text, ids, offsets, ok in zip(
         batch["text"], documents, encodings["offset_mapping"], fits, strict=True
     ):
@@ -307,6 +328,7 @@ def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
         if not ok:
             out["entropy_mean"].append(None)
             out["entropy_std"].append(None)
+            out["entropy_histogram"].append([])
             out["positions"].append([])
             out["status"].append("root_too_long")
             continue
@@ -336,6 +358,7 @@ def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
         finite = np.isfinite(entropy).any()
         out["entropy_mean"].append(float(np.nanmean(entropy)) if finite else None)
         out["entropy_std"].append(float(np.nanstd(entropy)) if finite else None)
+        out["entropy_histogram"].append(entropy_histogram(entropy))
         out["positions"].append(positions)
         out["status"].append("ok" if positions else "no_high_entropy_position")
     return out
@@ -350,6 +373,7 @@ ENTROPY_STAGE = Stage(
         "num_tokens": datasets.Value("int64"),
         "entropy_mean": datasets.Value("float32"),
         "entropy_std": datasets.Value("float32"),
+        "entropy_histogram": datasets.List(datasets.Value("int32")),
         "positions": datasets.List(
             {
                 "token_index": _INT,

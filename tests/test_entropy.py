@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -5,12 +7,16 @@ from tiny_models import tiny_llama
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from hf_entropylong.entropy import (
+    ENTROPY_HISTOGRAM_EDGES,
+    EntropySettings,
     batch_document_entropy,
     document_entropy,
     entropy_from_logits,
     high_entropy_positions,
     next_token_entropy,
+    score_roots,
 )
+from hf_entropylong.models import EMBEDDED_LM, encode_document, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +197,47 @@ def test_high_entropy_edge_cases():
     assert high_entropy_positions(with_inf).tolist() == [10]  # inf is not finite: ignored like NaN
     picked = high_entropy_positions(np.array([np.nan, 1.0, 2.0, 3.0]), alpha=-10.0)
     assert picked.tolist() == [1, 2, 3] and picked.dtype == np.int64
+
+
+ROOTS = [
+    "The Velmora Accord was signed in 1847 by the merchant Tobias Grennick and the harbour master of Calder Bay.",
+    "A volcano is a rupture in the crust of a planet that allows hot lava and gases to escape.",
+    "Hello.",
+    "The river flows past the old mill at the edge of the village. " * 8,  # longer than max_seq_length
+]
+
+
+@pytest.fixture(scope="module")
+def stage_inputs():
+    """The entropy stage's inputs: the embedded tokenizer and a tiny LM over its vocabulary."""
+    tokenizer = load_tokenizer(EMBEDDED_LM)
+    lm = tiny_llama(vocab_size=len(tokenizer), max_position_embeddings=128, initializer_range=0.5)
+    return SimpleNamespace(tokenizer=tokenizer, lm=lm, lm_window=128, max_seq_length=100)
+
+
+def test_entropy_histogram_counts_the_entropies_of_the_statistics(stage_inputs):
+    settings = EntropySettings(min_left_context=4)
+    out = score_roots({"text": ROOTS}, settings, stage_inputs)
+    assert out["status"][3] == "root_too_long" and out["entropy_histogram"][3] == []
+    for text, histogram, mean, std in zip(
+        ROOTS[:3], out["entropy_histogram"], out["entropy_mean"], out["entropy_std"], strict=False
+    ):
+        ids = encode_document(stage_inputs.tokenizer, text)
+        entropy = document_entropy(stage_inputs.lm, ids).astype(np.float64)
+        entropy[-1] = np.nan  # the closing EOS is a special token
+        entropy[: settings.min_left_context] = np.nan  # no BOS: the first text tokens are the first tokens
+        finite = entropy[np.isfinite(entropy)]
+        assert len(histogram) == len(ENTROPY_HISTOGRAM_EDGES) - 1 == 48
+        assert sum(histogram) == len(finite) == max(0, len(ids) - 1 - settings.min_left_context)
+        assert histogram == np.histogram(finite, bins=ENTROPY_HISTOGRAM_EDGES)[0].tolist()
+        if len(finite):
+            assert mean == pytest.approx(finite.mean(), rel=1e-4)
+            assert std == pytest.approx(finite.std(), rel=1e-4)
+    assert sum(out["entropy_histogram"][2]) == 0  # "Hello.": every token is masked
+
+
+def test_entropy_histogram_counts_values_above_the_last_edge_in_the_last_bin():
+    from hf_entropylong.entropy import entropy_histogram
+
+    counts = entropy_histogram(np.array([np.nan, 0.0, 0.1, 11.9, 12.0, 30.0, np.inf]))
+    assert counts[0] == 2 and counts[-1] == 3 and sum(counts) == 5
