@@ -1,0 +1,577 @@
+"""`hf-entropylong report`: a static page that shows one or more published builds side by side.
+
+    hf-entropylong report outputs/demo [outputs/noverify ...] [--report_dir DIR] [--viewer_roots 500]
+
+It reads only what a build publishes (`stats.json`, `build_config.yaml`, `dependencies/*.parquet`,
+`default/*.parquet`; see `publish.py`): no model, no network. Each build is labelled by its method and folder
+name. It writes `index.html` (inline CSS and JS, nothing fetched) and the plots it shows, `plots/*.png`, into
+`--report_dir`, by default `<first OUTPUT_DIR>/report/` (beside the data it describes; `push_folder` never uploads
+it). The page has:
+
+- the headline table: each build's counts from its `stats.json` (method, roots, positions, candidates, kept
+  dependencies, contexts, mean ΔI, units, sequences, tokens, padding, mean dependency distance, ...);
+- the distributions, builds overlaid in one PNG each (`plot_distributions`): per-token entropy (the sum of the
+  roots' `entropy_histogram`), ΔI of kept and rejected candidates (candidates without a ΔI, as baselines write
+  them, are counted apart), high-entropy positions per root, contexts per unit, unit length in tokens, and the
+  dependency distance (tokens between the end of a context and the position it serves, inside the unit);
+- the dependency viewer: per build, at most `--viewer_roots` roots (a uniform sample, seed 0, when there are
+  more; the page says how many of how many), paginated and filtered by status, kept or not, and text. Each
+  root's text shows its high-entropy positions highlighted (green when a candidate was kept there); clicking one
+  shows its entropy, query window and every candidate (corpus id, similarity, entropy with the context, ΔI,
+  kept). Texts over `MAX_TEXT_CHARS` are shown around their positions only. The URL hash
+  `#build=I&root=ID&position=TOKEN_INDEX` opens a position, and clicking one sets it.
+
+The report folder is written only when it is new, empty, or holds `.hf_entropylong_report.json` (the marker of a
+previous report, listing the files it wrote): a report never overwrites a file it did not write.
+
+At publish time `write_build_plots` draws the same plots of the one build into `<dataset>/plots/`, which the
+dataset card embeds with relative links.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html"
+REPORT_MARKER = ".hf_entropylong_report.json"
+PLOTS_DIR = "plots"
+DEFAULT_VIEWER_ROOTS = 500
+MAX_TEXT_CHARS = (
+    12_000  # longer root texts are embedded as their first HEAD_CHARS and the text around positions
+)
+HEAD_CHARS, SPAN_CHARS = 2_000, 300
+REQUIRED = (
+    "root_id",
+    "root_text",
+    "status",
+    "positions",
+    "candidates",
+    "verified_contexts",
+    "unit_context_ids",
+)
+OPTIONAL = ("num_tokens", "entropy_mean", "entropy_std", "entropy_histogram", "num_unit_tokens",
+            "unit_context_lengths", "dependency_distances")  # fmt: skip
+# (key, label) of the headline table; values come from stats.json (see `headline_rows`).
+HEADLINE = (
+    ("method", "method"),
+    ("roots", "roots"),
+    ("roots_ok", "roots with a unit (status ok)"),
+    ("high_entropy_positions", "high-entropy positions"),
+    ("candidates_tried", "candidates tried"),
+    ("verified_dependencies", "kept dependencies"),
+    ("verified_contexts", "kept contexts"),
+    ("mean_delta_i", "mean ΔI of kept"),
+    ("units", "units in sequences"),
+    ("units_left_over", "units left over"),
+    ("sequences", "sequences"),
+    ("tokens", "tokens"),
+    ("padding_tokens", "padding tokens"),
+    ("mean_dependency_distance", "mean dependency distance (tokens)"),
+)
+PLOT_TITLES = {
+    "entropy": "Per-token entropy",
+    "delta_i": "ΔI of kept and rejected candidates",
+    "positions_per_root": "High-entropy positions per root",
+    "contexts_per_unit": "Contexts per unit",
+    "unit_tokens": "Unit length (tokens)",
+    "dependency_distance": "Dependency distance (tokens)",
+}
+
+
+def _files(folder: Path, table: str) -> list[Path]:
+    return sorted((folder / table).glob("*.parquet"))
+
+
+def check_build(folder: Path) -> None:
+    """Raise a one-line error naming `folder` unless it holds a published build with the columns the report reads."""
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FileNotFoundError(
+            f"{folder} {what}: give the output_dir of a published `hf-entropylong build`."
+        )
+    missing = [name for name in ("stats.json", "build_config.yaml") if not (folder / name).is_file()]
+    missing += [f"{table}/*.parquet" for table in ("default", "dependencies") if not _files(folder, table)]
+    if missing:
+        raise ValueError(
+            f"{folder} is not a published hf_entropylong build (no {', '.join(missing)}): give the output_dir of a "
+            "finished `hf-entropylong build`."
+        )
+    names = pq.read_schema(_files(folder, "dependencies")[0]).names
+    lacking = [name for name in REQUIRED if name not in names]
+    if lacking:
+        raise ValueError(
+            f"{folder}: its dependencies table lacks the columns {', '.join(lacking)}; rebuild it with this "
+            f"version: hf-entropylong build --config {folder / 'build_config.yaml'}"
+        )
+
+
+def build_method(stats: Mapping, config: Mapping) -> str:
+    """The build's method (builds written before methods existed are `entropylong`)."""
+    return stats.get("method") or config.get("method") or "entropylong"
+
+
+def headline_rows(stats: Mapping, config: Mapping) -> list[tuple[str, str, str]]:
+    """(key, label, shown value) of the headline table, from a build's `stats.json` and `build_config.yaml`."""
+    values = dict(
+        stats, method=build_method(stats, config), roots_ok=stats.get("roots_by_status", {}).get("ok")
+    )
+    return [(key, label, format_value(values.get(key))) for key, label in HEADLINE]
+
+
+def format_value(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool) or isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+
+
+@dataclass
+class Distributions:
+    """The values each plot shows for one build; None where the build did not record them."""
+
+    entropy: np.ndarray | None  # counts per bin of `entropy_edges`
+    entropy_edges: np.ndarray | None
+    delta_kept: np.ndarray | None
+    delta_rejected: np.ndarray | None
+    candidates_without_delta: int
+    positions_per_root: np.ndarray | None
+    contexts_per_unit: np.ndarray | None
+    unit_tokens: np.ndarray | None
+    dependency_distance: np.ndarray | None
+
+
+def _entropy_edges(num_bins: int) -> np.ndarray:
+    try:
+        from .entropy import ENTROPY_HISTOGRAM_EDGES as edges
+    except ImportError:  # an entropy module without the histogram
+        edges = np.linspace(0.0, 12.0, 49)
+    return np.asarray(edges) if len(edges) == num_bins + 1 else np.arange(num_bins + 1, dtype=float)
+
+
+def _list_lengths(column: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+
+
+def _flat(column: pa.Array) -> np.ndarray:
+    return pc.list_flatten(column).to_numpy(zero_copy_only=False)
+
+
+def _joined(parts: list[np.ndarray] | None) -> np.ndarray | None:
+    return None if parts is None else (np.concatenate(parts) if parts else np.zeros(0))
+
+
+def read_distributions(folder: Path) -> Distributions:
+    """Scan a published build's tables in batches (whatever columns they have) for the plotted distributions."""
+    files = _files(folder, "dependencies")
+    names = set(pq.read_schema(files[0]).names) if files else set()
+    wanted = [n for n in ("status", "positions", "candidates", "unit_context_ids", *OPTIONAL) if n in names]
+    has = names.__contains__
+    delta_kept, delta_rejected, positions, contexts, unit_tokens, distances = (
+        ([] if has(column) else None)
+        for column in ("candidates", "candidates", "positions", "unit_context_ids", "num_unit_tokens",
+                       "dependency_distances")
+    )  # fmt: skip
+    entropy = None
+    without_delta = 0
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=2_000, columns=wanted):
+            column = batch.column
+            if has("positions"):
+                positions.append(_list_lengths(column("positions")))
+            if has("candidates"):
+                flat = pc.list_flatten(column("candidates"))
+                delta = pc.fill_null(flat.field("delta_i"), math.nan).to_numpy(zero_copy_only=False)
+                kept = pc.fill_null(flat.field("verified"), False).to_numpy(zero_copy_only=False)
+                without_delta += int(np.isnan(delta).sum())
+                delta_kept.append(delta[kept & ~np.isnan(delta)])
+                delta_rejected.append(delta[~kept & ~np.isnan(delta)])
+            if has("num_unit_tokens"):
+                in_unit = pc.fill_null(column("num_unit_tokens"), 0).to_numpy(zero_copy_only=False) > 0
+                unit_tokens.append(
+                    pc.fill_null(column("num_unit_tokens"), 0).to_numpy(zero_copy_only=False)[in_unit]
+                )
+            else:
+                in_unit = (column("status").to_numpy(zero_copy_only=False) == "ok") if has("status") else None
+            if has("unit_context_ids") and in_unit is not None:
+                contexts.append(_list_lengths(column("unit_context_ids"))[in_unit])
+            if has("dependency_distances"):
+                distances.append(_flat(column("dependency_distances")))
+            if has("entropy_histogram"):
+                histograms = column("entropy_histogram")
+                lengths = _list_lengths(histograms)
+                num_bins = int(lengths.max(initial=0))
+                if num_bins:  # roots that were not scored have an empty histogram
+                    rows = _flat(histograms.filter(pa.array(lengths == num_bins))).reshape(-1, num_bins)
+                    entropy = rows.sum(axis=0) if entropy is None else entropy + rows.sum(axis=0)
+    if unit_tokens is None:
+        unit_tokens = _packed_unit_tokens(folder)
+    return Distributions(
+        entropy=entropy,
+        entropy_edges=_entropy_edges(len(entropy)) if entropy is not None else None,
+        delta_kept=_joined(delta_kept),
+        delta_rejected=_joined(delta_rejected),
+        candidates_without_delta=without_delta,
+        positions_per_root=_joined(positions),
+        contexts_per_unit=_joined(contexts),
+        unit_tokens=_joined(unit_tokens),
+        dependency_distance=_joined(distances),
+    )
+
+
+def _packed_unit_tokens(folder: Path) -> list[np.ndarray] | None:
+    """Unit lengths read from the packed rows' spans (builds without `num_unit_tokens`): units in sequences only."""
+    files = _files(folder, "default")
+    if not files or "seq_lengths" not in pq.read_schema(files[0]).names:
+        return None
+    columns = [n for n in ("seq_lengths", "num_padding_tokens") if n in pq.read_schema(files[0]).names]
+    lengths = []
+    for path in files:
+        for row in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+            for spans, padding in zip(row.column("seq_lengths").to_pylist(),
+                                      row.column("num_padding_tokens").to_pylist() if len(columns) > 1
+                                      else [0] * row.num_rows, strict=True):  # fmt: skip
+                lengths.append(np.asarray(spans[:-1] if padding else spans))
+    return lengths
+
+
+def _histogram(ax, series, bins, share: bool, log_x: bool = False) -> list[str]:
+    """Step histograms of each (label, color, values) on `ax`; returns the labels of builds without values."""
+    missing = []
+    for label, color, values in series:
+        if values is None:
+            missing.append(label)
+            continue
+        weights = np.full(len(values), 1 / len(values)) if share and len(values) else None
+        ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, weights=weights, histtype="step", linewidth=1.8,
+                color=color, label=f"{label} (n={len(values):,})")  # fmt: skip
+    if log_x:
+        ax.set_xscale("symlog", linthresh=10)
+    return missing
+
+
+def _integer_bins(arrays) -> np.ndarray:
+    top = max((int(a.max()) for a in arrays if a is not None and len(a)), default=1)
+    return np.arange(-0.5, top + 1.5) if top <= 60 else np.linspace(0, top + 1, 50)
+
+
+def plot_distributions(
+    builds: Sequence[tuple[str, Distributions, float | None]], out_dir: Path
+) -> list[tuple[str, str]]:
+    """Draw each distribution with at least one build's values into `out_dir/<name>.png`, builds overlaid.
+
+    Args:
+        builds: (label, distributions, ε of the build or None) per build.
+        out_dir: the folder of the PNG files (created).
+
+    Returns:
+        (file name, title) of each plot written.
+    """
+    from matplotlib.figure import Figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colors = [f"C{i % 10}" for i in range(len(builds))]
+    share = len(builds) > 1
+    y_label = "share" if share else "count"
+    written = []
+
+    def figure(name, values, xlabel, draw):
+        if all(v is None or not len(v) for v in values):
+            return
+        fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        missing = draw(ax)
+        ax.set_title(PLOT_TITLES[name], fontsize=11)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(y_label)
+        ax.grid(alpha=0.3)
+        if missing:
+            ax.text(0.99, 0.97, "not recorded: " + ", ".join(missing), transform=ax.transAxes, ha="right",
+                    va="top", fontsize=7, color="0.4")  # fmt: skip
+        ax.legend(fontsize=7, loc="upper left" if name == "delta_i" else "best")
+        fig.savefig(out_dir / f"{name}.png")
+        written.append((f"{name}.png", PLOT_TITLES[name]))
+
+    def entropy(ax):
+        missing = []
+        for (label, d, _), color in zip(builds, colors, strict=True):
+            if d.entropy is None:
+                missing.append(label)
+                continue
+            total = d.entropy.sum()
+            heights = d.entropy / total if share and total else d.entropy
+            ax.stairs(
+                heights, d.entropy_edges, color=color, linewidth=1.8, label=f"{label} (n={int(total):,})"
+            )
+        return missing
+
+    def delta_i(ax):
+        bins = np.linspace(-1.0, 1.0, 41)
+        kept = [
+            (f"{label} kept", color, d.delta_kept)
+            for (label, d, _), color in zip(builds, colors, strict=True)
+        ]
+        missing = _histogram(ax, kept, bins, share)
+        for (label, d, _), color in zip(builds, colors, strict=True):
+            if d.delta_rejected is not None:
+                weights = np.full(len(d.delta_rejected), 1 / max(1, len(d.delta_rejected))) if share else None
+                ax.hist(np.clip(d.delta_rejected, -1, 1), bins=bins, weights=weights, histtype="step", linestyle="--",
+                        color=color, linewidth=1.2, label=f"{label} rejected (n={len(d.delta_rejected):,})")  # fmt: skip
+            if d.candidates_without_delta:
+                missing.append(f"{label}: {d.candidates_without_delta:,} candidates without ΔI")
+        for epsilon in sorted({e for _, _, e in builds if e is not None}):
+            ax.axvline(epsilon, color="0.3", linewidth=0.8, linestyle=":")
+            ax.text(epsilon, 0.5, f" ε={epsilon:g}", transform=ax.get_xaxis_transform(), fontsize=7)
+        return missing
+
+    def simple(field, bins=None, log_x=False):
+        def draw(ax):
+            series = [
+                (label, color, getattr(d, field)) for (label, d, _), color in zip(builds, colors, strict=True)
+            ]
+            edges = bins if bins is not None else _integer_bins([v for _, _, v in series])
+            return _histogram(ax, series, edges, share, log_x)
+
+        return draw
+
+    def values(field):
+        return [getattr(d, field) for _, d, _ in builds]
+
+    figure("entropy", [d.entropy for _, d, _ in builds], "entropy (nats)", entropy)
+    figure("delta_i", values("delta_kept") + values("delta_rejected"), "ΔI (clipped to [-1, 1])", delta_i)
+    figure("positions_per_root", values("positions_per_root"), "positions", simple("positions_per_root"))
+    figure("contexts_per_unit", values("contexts_per_unit"), "contexts", simple("contexts_per_unit"))
+    top = max((int(v.max()) for v in values("unit_tokens") if v is not None and len(v)), default=1)
+    figure("unit_tokens", values("unit_tokens"), "tokens", simple("unit_tokens", np.linspace(0, top, 41)))
+    top = max((int(v.max()) for v in values("dependency_distance") if v is not None and len(v)), default=1)
+    distance_bins = np.unique(np.concatenate([[0], np.geomspace(1, top + 1, 40).round()]))
+    figure("dependency_distance", values("dependency_distance"), "tokens (log scale above 10)",
+           simple("dependency_distance", distance_bins, log_x=True))  # fmt: skip
+    return written
+
+
+def _read_yaml(path: Path) -> dict:
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+
+
+def write_build_plots(folder: Path) -> list[tuple[str, str]]:
+    """Draw the plots of the build published in `folder` into `folder/plots/` (always created); return their
+    (path relative to `folder`, title), for the dataset card. Plots need only the columns they show."""
+    stats = json.loads((folder / "stats.json").read_text()) if (folder / "stats.json").is_file() else {}
+    config = _read_yaml(folder / "build_config.yaml")
+    build = (build_method(stats, config), read_distributions(folder), config.get("epsilon"))
+    return [(f"{PLOTS_DIR}/{name}", title) for name, title in plot_distributions([build], folder / PLOTS_DIR)]
+
+
+def _round(value, digits: int = 4):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(value, digits)
+
+
+def text_pieces(text: str, positions: Sequence[Mapping]) -> list[list]:
+    """`text` as [char_start, piece] pieces: whole when short, else its head and the text around each position."""
+    if len(text) <= MAX_TEXT_CHARS:
+        return [[0, text]]
+    spans = sorted([(0, HEAD_CHARS)] + [(max(0, p["char_start"] - SPAN_CHARS), p["char_end"] + SPAN_CHARS)
+                                        for p in positions])  # fmt: skip
+    merged = [list(spans[0])]
+    for start, end in spans[1:]:
+        if start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [[start, text[start:end]] for start, end in merged]
+
+
+def viewer_root(row: Mapping) -> dict:
+    """One root as the viewer's JavaScript reads it (short keys; NaN as null)."""
+    positions = row["positions"] or []
+    return {
+        "id": row["root_id"],
+        "status": row["status"],
+        "tokens": row.get("num_tokens"),
+        "mean": _round(row.get("entropy_mean")),
+        "std": _round(row.get("entropy_std")),
+        "chars": len(row["root_text"]),
+        "text": text_pieces(row["root_text"], positions),
+        "positions": [
+            {
+                "t": p["token_index"],
+                "s": p["char_start"],
+                "e": p["char_end"],
+                "tok": p["token"],
+                "h": _round(p["entropy"]),
+                "q": p["query"],
+            }
+            for p in positions
+        ],  # fmt: skip
+        "candidates": [
+            {
+                "t": c["token_index"],
+                "id": c["corpus_id"],
+                "sim": _round(c["similarity"]),
+                "h": _round(c.get("entropy_with_context")),
+                "di": _round(c["delta_i"]),
+                "kept": bool(c["verified"]),
+            }
+            for c in row["candidates"] or []
+        ],  # fmt: skip
+        "contexts": [
+            {"id": c["corpus_id"], "di": _round(c["delta_i"]), "t": c["token_indices"]}
+            for c in row["verified_contexts"] or []
+        ],  # fmt: skip
+        "unit": row["unit_context_ids"] or [],
+        "unit_lengths": row.get("unit_context_lengths"),
+        "unit_tokens": row.get("num_unit_tokens"),
+        "distances": row.get("dependency_distances"),
+    }
+
+
+def sample_indices(total: int, limit: int, seed: int = 0) -> np.ndarray:
+    """The rows the viewer embeds: all when `total <= limit`, else a uniform sample (seeded), in table order."""
+    if total <= limit:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
+
+
+def viewer_roots(folder: Path, limit: int) -> tuple[int, list[dict]]:
+    """The number of roots and the sampled roots of `folder`, read row group by row group (only those needed)."""
+    files = _files(folder, "dependencies")
+    names = pq.read_schema(files[0]).names
+    columns = [name for name in (*REQUIRED, *OPTIONAL) if name in names and name != "entropy_histogram"]
+    total = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    wanted, offset, roots = sample_indices(total, limit), 0, []
+    for path in files:
+        parquet = pq.ParquetFile(path)
+        for group in range(parquet.num_row_groups):
+            size = parquet.metadata.row_group(group).num_rows
+            chosen = wanted[(wanted >= offset) & (wanted < offset + size)] - offset
+            if len(chosen):
+                rows = parquet.read_row_group(group, columns=columns).take(pa.array(chosen)).to_pylist()
+                roots += [viewer_root(row) for row in rows]
+            offset += size
+    return total, roots
+
+
+def _labels(folders: Sequence[Path], methods: Sequence[str]) -> list[str]:
+    labels = [f"{method} · {folder.name}" for folder, method in zip(folders, methods, strict=True)]
+    return [
+        f"{label} ({folder.parent.name})" if labels.count(label) > 1 else label
+        for label, folder in zip(labels, folders, strict=True)
+    ]
+
+
+def claim_report_dir(report_dir: Path) -> list[str]:
+    """Refuse a report folder that holds files this command did not write; return the files it wrote before."""
+    marker = report_dir / REPORT_MARKER
+    if marker.is_file():
+        return json.loads(marker.read_text()).get("written", [])
+    if report_dir.exists() and (not report_dir.is_dir() or any(report_dir.iterdir())):
+        raise FileExistsError(
+            f"report_dir {report_dir} exists and holds no report of hf-entropylong: choose a new or empty folder "
+            "with --report_dir."
+        )
+    report_dir.mkdir(parents=True, exist_ok=True)
+    return []
+
+
+def write_report(
+    folders: Sequence[Path], report_dir: Path, viewer_roots_per_build: int = DEFAULT_VIEWER_ROOTS
+) -> Path:
+    """Write the report of the builds in `folders` into `report_dir`; return the path of its `index.html`."""
+    import jinja2
+
+    folders = [Path(folder) for folder in folders]
+    for folder in folders:
+        check_build(folder)
+    if viewer_roots_per_build < 0:
+        raise ValueError(f"--viewer_roots must be >= 0, got {viewer_roots_per_build}.")
+    previous = claim_report_dir(report_dir)
+    stats = [json.loads((folder / "stats.json").read_text()) for folder in folders]
+    configs = [_read_yaml(folder / "build_config.yaml") for folder in folders]
+    methods = [build_method(s, c) for s, c in zip(stats, configs, strict=True)]
+    labels = _labels(folders, methods)
+    distributions = [read_distributions(folder) for folder in folders]
+    plots = plot_distributions(
+        [(label, d, c.get("epsilon")) for label, d, c in zip(labels, distributions, configs, strict=True)],
+        report_dir / PLOTS_DIR,
+    )
+    builds = []
+    for index, (folder, label, s, c) in enumerate(zip(folders, labels, stats, configs, strict=True)):
+        total, roots = viewer_roots(folder, viewer_roots_per_build)
+        data = {
+            "label": label,
+            "total": total,
+            "statuses": list(s.get("roots_by_status", {})),
+            "roots": roots,
+        }
+        builds.append({
+            "index": index, "label": label, "folder": str(folder.resolve()), "config": c,
+            "headline": headline_rows(s, c), "total": total, "shown": len(roots),
+            "statuses": ", ".join(f"{name} {n:,}" for name, n in s.get("roots_by_status", {}).items()) or "—",
+            "data_json": json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c"),
+        })  # fmt: skip
+    template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
+        TEMPLATE.read_text(encoding="utf-8")
+    )
+    html = template.render(
+        builds=builds, headline=HEADLINE, plots=[(f"{PLOTS_DIR}/{name}", title) for name, title in plots],
+        missing_plots=[title for name, title in PLOT_TITLES.items() if f"{name}.png" not in dict(plots)],
+        max_text_chars=MAX_TEXT_CHARS, settings=SETTINGS_SHOWN,
+    )  # fmt: skip
+    index = report_dir / "index.html"
+    index.write_text(html, encoding="utf-8")
+    written = ["index.html", *(f"{PLOTS_DIR}/{name}" for name, _ in plots)]
+    for stale in set(previous) - set(written):  # plots of an earlier report that this one does not draw
+        (report_dir / stale).unlink(missing_ok=True)
+    (report_dir / REPORT_MARKER).write_text(
+        json.dumps({"written_by": "hf_entropylong", "written": written}) + "\n"
+    )
+    return index
+
+
+SETTINGS_SHOWN = ("lm", "embedder", "alpha", "top_k", "epsilon", "order", "max_seq_length", "num_roots")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(
+        prog="hf-entropylong report",
+        description="Write a static HTML report (headline counts, distributions, dependency viewer) of one or "
+        "more published builds, side by side.",
+    )
+    parser.add_argument("output_dirs", nargs="+", metavar="OUTPUT_DIR", help="Folders of published builds.")
+    parser.add_argument(
+        "--report_dir",
+        default=None,
+        help="Where index.html and plots/ go (default: <first OUTPUT_DIR>/report).",
+    )
+    parser.add_argument(
+        "--viewer_roots",
+        type=int,
+        default=DEFAULT_VIEWER_ROOTS,
+        help=f"Roots per build embedded in the viewer, sampled when there are more (default {DEFAULT_VIEWER_ROOTS}).",
+    )
+    args = parser.parse_args(argv)
+    folders = [Path(folder) for folder in args.output_dirs]
+    report_dir = Path(args.report_dir) if args.report_dir else folders[0] / "report"
+    index = write_report(folders, report_dir, args.viewer_roots)
+    print(f"Report written to {index}")
+    return index
+
+
+if __name__ == "__main__":
+    from hf_entropylong import cli
+
+    cli.run(main)
