@@ -1,7 +1,8 @@
 """Per-token entropy of a causal LM, and the high-entropy positions of a document.
 
 H_t = −Σ_v p(v | x_<t) log p(v | x_<t) over the full vocabulary: the entropy of the prediction of token t,
-read from the logits at t − 1 (so H_0 is undefined and set to NaN).
+read from the logits at t − 1 (so H_0 is undefined and set to NaN). The same log-softmax also gives
+log p(x_t | x_<t), the log-probability of the token that actually comes (`*_scores` functions return both).
 
 Memory: the transformer body runs once and returns the last hidden states `[batch, seq, d]` (final norm
 included); the LM head, the model's own logit post-processing and the fp32 log-softmax then run over
@@ -23,7 +24,9 @@ High-entropy positions are those with H_t > μ + α·σ, μ and σ taken over th
 
 The build's first stage (`ENTROPY_STAGE`, `score_roots`) scores every root whose encoding fits the sequence
 length, leaves special tokens and the first `min_left_context` text tokens out of the statistics, and gives
-each high-entropy position its query: the `window_words` words on each side of the token. It also records the
+each high-entropy position its query (the `window_words` words on each side of the token) and the log-probability
+the model gives its actual token (`target_logprob`, read by verification's `entropy_and_target` criterion). It also
+records the
 root's entropy histogram (`entropy_histogram`: counts of the same finite entropies that give μ and σ, in the bins
 of `ENTROPY_HISTOGRAM_EDGES`), so the distribution of a build's entropies can be audited without rescoring.
 """
@@ -33,7 +36,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import datasets
 import numpy as np
@@ -69,6 +72,23 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     return -(log_probs.exp() * log_probs).sum(-1)
+
+
+def entropy_and_logprob_from_logits(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy (nats) of the softmax over the last dimension and the log-probability of `targets`, in fp32.
+
+    Args:
+        logits: `[..., vocab]` in any floating dtype.
+        targets: `[...]` token ids.
+
+    Returns:
+        `([...], [...])` float32: the entropy and `log_softmax(logits)[target]`.
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return entropy, log_probs.gather(-1, targets[..., None].to(log_probs.device)).squeeze(-1)
 
 
 def _body(model):
@@ -137,11 +157,52 @@ def head_entropy(model, hidden: torch.Tensor, chunk_size: int = 1024) -> torch.T
     return out.reshape(hidden.shape[:-1])
 
 
+def head_scores(
+    model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`head_entropy`, and the log-probability of `targets` `[...]` under the same predictions (same chunks).
+
+    Returns:
+        `([...], [...])` float32 on the device of `hidden`: the entropy and log p(target) from each hidden state.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if targets.shape != hidden.shape[:-1]:
+        raise ValueError(
+            f"targets {tuple(targets.shape)} do not match hidden states {tuple(hidden.shape[:-1])}"
+        )
+    flat, flat_targets = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1).to(hidden.device)
+    entropy = torch.empty(flat.shape[0], dtype=torch.float32, device=hidden.device)
+    logprob = torch.empty_like(entropy)
+    for start in range(0, flat.shape[0], chunk_size):
+        chunk = slice(start, start + chunk_size)
+        entropy[chunk], logprob[chunk] = entropy_and_logprob_from_logits(
+            lm_logits(model, flat[chunk]), flat_targets[chunk]
+        )
+    return entropy.reshape(hidden.shape[:-1]), logprob.reshape(hidden.shape[:-1])
+
+
+class TokenScores(NamedTuple):
+    """Per-position scores of a document: `entropy[t]` = H of p(· | x_<t), `logprob[t]` = log p(x_t | x_<t)."""
+
+    entropy: np.ndarray | torch.Tensor
+    logprob: np.ndarray | torch.Tensor
+
+
 @torch.inference_mode()
 def next_token_entropy(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, chunk_size: int = 1024
 ) -> torch.Tensor:
-    """Entropy of p(x_t | x_<t) at every position of a batch.
+    """Entropy of p(x_t | x_<t) at every position of a batch: `next_token_scores(...).entropy`, `[batch, seq]`
+    float32 on the CPU, NaN at position 0 and at padded positions."""
+    return next_token_scores(model, input_ids, attention_mask, chunk_size).entropy
+
+
+@torch.inference_mode()
+def next_token_scores(
+    model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, chunk_size: int = 1024
+) -> TokenScores:
+    """Entropy of p(x_t | x_<t) and log p(x_t | x_<t) at every position of a batch, from one forward.
 
     Args:
         model: a transformers causal LM.
@@ -150,8 +211,8 @@ def next_token_entropy(
         chunk_size: positions per LM-head chunk (across the batch).
 
     Returns:
-        `[batch, seq]` float32 on the CPU: `out[:, t]` is the entropy of the prediction of token t; position 0
-        and padded positions are NaN.
+        `TokenScores` of `[batch, seq]` float32 CPU tensors: at `[:, t]`, the entropy of the prediction of token t
+        and the log-probability it gives token t; NaN at position 0 and at padded positions.
     """
     if attention_mask is not None:
         mask = attention_mask.cpu().bool()
@@ -161,12 +222,16 @@ def next_token_entropy(
             )
         if (mask[:, 1:] & ~mask[:, :-1]).any():
             raise ValueError("attention_mask must describe right padding (no real token after a padded one)")
-    hidden = hidden_states(model, input_ids.to(model.device))
-    out = torch.full(input_ids.shape, float("nan"), dtype=torch.float32)
-    out[:, 1:] = head_entropy(model, hidden[:, :-1], chunk_size).cpu()
+    input_ids = input_ids.to(model.device)
+    hidden = hidden_states(model, input_ids)
+    entropy = torch.full(input_ids.shape, float("nan"), dtype=torch.float32)
+    logprob = entropy.clone()
+    # The hidden state at t − 1 predicts token t.
+    scored = head_scores(model, hidden[:, :-1], input_ids[:, 1:], chunk_size)
+    entropy[:, 1:], logprob[:, 1:] = (values.cpu() for values in scored)
     if attention_mask is not None:
-        out[~mask] = float("nan")
-    return out
+        entropy[~mask] = logprob[~mask] = float("nan")
+    return TokenScores(entropy, logprob)
 
 
 def _window_starts(length: int, window: int) -> list[int]:
@@ -181,7 +246,14 @@ def _window_starts(length: int, window: int) -> list[int]:
 def document_entropy(
     model, token_ids: Sequence[int], max_length: int | None = None, chunk_size: int = 1024
 ) -> np.ndarray:
-    """Entropy at every position of one document.
+    """Entropy at every position of one document: `document_scores(...).entropy`, float32, NaN at position 0."""
+    return document_scores(model, token_ids, max_length, chunk_size).entropy
+
+
+def document_scores(
+    model, token_ids: Sequence[int], max_length: int | None = None, chunk_size: int = 1024
+) -> TokenScores:
+    """Entropy and log p(x_t | x_<t) at every position of one document.
 
     Args:
         model: a transformers causal LM.
@@ -191,16 +263,18 @@ def document_entropy(
         chunk_size: positions per LM-head chunk.
 
     Returns:
-        float32 `[len(token_ids)]`, NaN at position 0.
+        `TokenScores` of float32 `[len(token_ids)]` arrays, NaN at position 0.
     """
     window = context_window(model, max_length)
     ids = torch.tensor([list(token_ids)], dtype=torch.long)
-    out = np.full(ids.shape[1], np.nan, dtype=np.float32)
+    out = TokenScores(*(np.full(ids.shape[1], np.nan, dtype=np.float32) for _ in TokenScores._fields))
     scored_until = 0
     for start in _window_starts(ids.shape[1], window):
-        scored = next_token_entropy(model, ids[:, start : start + window], chunk_size=chunk_size)[0].numpy()
-        out[scored_until : start + len(scored)] = scored[scored_until - start :]
-        scored_until = start + len(scored)
+        scored = next_token_scores(model, ids[:, start : start + window], chunk_size=chunk_size)
+        length = scored.entropy.shape[1]
+        for values, window_values in zip(out, scored, strict=True):
+            values[scored_until : start + length] = window_values[0].numpy()[scored_until - start :]
+        scored_until = start + length
     return out
 
 
@@ -211,22 +285,37 @@ def batch_document_entropy(
     max_length: int | None = None,
     chunk_size: int = 1024,
 ) -> list[np.ndarray]:
-    """`document_entropy` for many documents, in their input order.
+    """`document_entropy` for many documents, in their input order (see `batch_document_scores`)."""
+    return [
+        scores.entropy
+        for scores in batch_document_scores(model, documents, batch_size, max_length, chunk_size)
+    ]
+
+
+def batch_document_scores(
+    model,
+    documents: Sequence[Sequence[int]],
+    batch_size: int = 8,
+    max_length: int | None = None,
+    chunk_size: int = 1024,
+) -> list[TokenScores]:
+    """`document_scores` for many documents, in their input order.
 
     Documents that fit the window are sorted by length and batched `batch_size` at a time with right padding
-    (so little is padded); longer ones are scored alone in windows by `document_entropy`. An empty document
-    gives an empty array.
+    (so little is padded); longer ones are scored alone in windows by `document_scores`. An empty document
+    gives empty arrays.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     window = context_window(model, max_length)
-    results: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(documents)
+    empty = np.zeros(0, dtype=np.float32)
+    results: list[TokenScores] = [TokenScores(empty, empty)] * len(documents)
     fitting = sorted(
         (i for i, d in enumerate(documents) if 0 < len(d) <= window), key=lambda i: len(documents[i])
     )
     for i, document in enumerate(documents):
         if len(document) > window:
-            results[i] = document_entropy(model, document, window, chunk_size)
+            results[i] = document_scores(model, document, window, chunk_size)
     for start in range(0, len(fitting), batch_size):
         group = fitting[start : start + batch_size]
         ids = torch.zeros(len(group), len(documents[group[-1]]), dtype=torch.long)
@@ -234,9 +323,9 @@ def batch_document_entropy(
         for row, i in enumerate(group):
             ids[row, : len(documents[i])] = torch.tensor(list(documents[i]))
             mask[row, : len(documents[i])] = 1
-        scored = next_token_entropy(model, ids, mask, chunk_size).numpy()
+        scored = TokenScores(*(values.numpy() for values in next_token_scores(model, ids, mask, chunk_size)))
         for row, i in enumerate(group):
-            results[i] = scored[row, : len(documents[i])].copy()
+            results[i] = TokenScores(*(values[row, : len(documents[i])].copy() for values in scored))
     return results
 
 
@@ -303,7 +392,7 @@ def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
     documents = [ids + [tokenizer.eos_token_id] for ids in encodings["input_ids"]]
     fits = [len(ids) <= inputs.max_seq_length for ids in documents]
     scored = iter(
-        batch_document_entropy(
+        batch_document_scores(
             inputs.lm,
             [ids for ids, ok in zip(documents, fits, strict=True) if ok],
             batch_size=settings.entropy_batch_size,
@@ -332,7 +421,8 @@ def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
             out["positions"].append([])
             out["status"].append("root_too_long")
             continue
-        entropy = next(scored).astype(np.float64)
+        entropy, logprob = next(scored)
+        entropy = entropy.astype(np.float64)
         # Only text tokens count: special tokens (BOS, the closing EOS) have empty character spans. The first
         # `min_left_context` text tokens are left out too: any context "explains" a document's opening.
         spans = list(offsets) + [(0, 0)]
@@ -352,6 +442,7 @@ def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
                     "char_end": int(end),
                     "token": text[start:end],
                     "entropy": float(entropy[t]),
+                    "target_logprob": float(logprob[t]),
                     "query": query_window(text, start, end, settings.window_words),
                 }
             )
@@ -381,6 +472,7 @@ ENTROPY_STAGE = Stage(
                 "char_end": _INT,
                 "token": _STR,
                 "entropy": datasets.Value("float32"),
+                "target_logprob": datasets.Value("float32"),
                 "query": _STR,
             }
         ),

@@ -3,6 +3,14 @@
 For a candidate C retrieved for positions P of root D, the model reads `C + D[:p]` and we take the entropy of
 its prediction of D[p] for every p in P, then ΔI = (H_p(D) − H_p([C; D])) / H_p(D); C is kept when ΔI ≥ ε.
 
+Criterion (`verify_criterion`). `entropy`, the paper's rule: a (position, candidate) pair is kept when ΔI ≥ ε.
+`entropy_and_target`, an ablation beyond the paper: kept when ΔI ≥ ε and the context also raises the probability
+of the token that actually comes, log p(D[p] | C + D[:p]) > log p(D[p] | D[:p]). Entropy falls whenever the model
+becomes sure, right or wrong: a context full of look-alike names can make it confident of the wrong one, and the
+stricter rule rejects such pairs. Both log-probabilities come from the forwards that give the entropies (the
+entropy stage's `target_logprob`, and the same gathered rows here), so the rule costs no extra LM pass; every
+candidate records `target_logprob_with_context` whichever rule decides (`is_kept`).
+
 Only what is needed is computed. Each distinct candidate runs once per root: one sequence C + D[:max P] serves
 every position it was retrieved for, so a root's verification costs Σ over its distinct candidates of
 |C| + max P tokens, the exact minimum. The LM head runs only on the hidden states that predict the verified
@@ -38,19 +46,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Literal, NamedTuple
 
 import datasets
 import numpy as np
 import torch
 
-from .entropy import head_entropy, hidden_states
+from .entropy import TokenScores, head_scores, hidden_states
 from .models import context_window, encode_document
 from .retrieval import RETRIEVED
 from .stage import Stage, setting
 
 MAX_PADDING = 0.1
 """A forward is closed before its padding exceeds this share of its real tokens."""
+
+VERIFY_CRITERIA = ("entropy", "entropy_and_target")
 
 
 @dataclass
@@ -60,6 +70,12 @@ class VerifySettings:
     output_neutral: ClassVar[tuple[str, ...]] = ("verify_batch_size",)
 
     epsilon: float = setting(0.4, help="Keep a candidate when ΔI >= epsilon (the paper: 0.4).")
+    verify_criterion: Literal["entropy", "entropy_and_target"] = setting(
+        "entropy",
+        help="Which (position, candidate) pairs are kept: entropy (the paper: ΔI >= epsilon) or entropy_and_target "
+        "(also the probability of the root's actual token there must rise with the candidate: rejects contexts "
+        "that make the model confident of a wrong token; an ablation beyond the paper).",
+    )
     verify_root_window: int | None = setting(
         None,
         help="Verify each position from the candidate and only this many root tokens before it (cheaper on long "
@@ -72,6 +88,10 @@ class VerifySettings:
     def __post_init__(self):
         if not 0 < self.epsilon <= 1:
             raise ValueError(f"epsilon must be in (0, 1], got {self.epsilon}.")
+        if self.verify_criterion not in VERIFY_CRITERIA:
+            raise ValueError(
+                f"verify_criterion must be one of {', '.join(VERIFY_CRITERIA)}, got {self.verify_criterion!r}."
+            )
         if self.verify_root_window is not None and self.verify_root_window < 1:
             raise ValueError(f"verify_root_window must be positive, got {self.verify_root_window}.")
         if self.verify_batch_size < 1:
@@ -87,10 +107,12 @@ class RootCandidates(NamedTuple):
 
 
 class VerifySequence(NamedTuple):
-    """One LM input: its ids and, for each verified root position, the row whose hidden state predicts it."""
+    """One LM input: its ids and, for each verified root position, the row whose hidden state predicts it and the
+    root's token there (the target of that prediction)."""
 
     input_ids: list[int]
     rows: dict[int, int]
+    targets: dict[int, int]
 
 
 def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: int) -> VerifySequence:
@@ -98,7 +120,9 @@ def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: 
     kept = min(len(context), max(window - p, window // 2))
     root_start = max(0, p - (window - kept))
     return VerifySequence(
-        list(context[len(context) - kept :]) + list(root_ids[root_start:p]), {p: kept + (p - root_start) - 1}
+        list(context[len(context) - kept :]) + list(root_ids[root_start:p]),
+        {p: kept + (p - root_start) - 1},
+        {p: root_ids[p]},
     )
 
 
@@ -132,9 +156,10 @@ def plan_sequences(
             open_sequence.input_ids.extend(root_ids[last:p])
         else:
             start = needed_start
-            open_sequence = VerifySequence(list(context) + list(root_ids[start:p]), {})
+            open_sequence = VerifySequence(list(context) + list(root_ids[start:p]), {}, {})
             sequences.append(open_sequence)
         open_sequence.rows[p] = len(context) + p - start - 1
+        open_sequence.targets[p] = root_ids[p]
         last = p
     return sequences
 
@@ -159,11 +184,11 @@ def padded_batches(
     return batches
 
 
-def _sequence_entropies(
+def _sequence_scores(
     model, sequences: Sequence[VerifySequence], batch_size: int
-) -> list[dict[int, float]]:
-    """For each sequence, the entropy of the prediction at each of its verified positions."""
-    found: list[dict[int, float]] = [{} for _ in sequences]
+) -> list[dict[int, tuple[float, float]]]:
+    """For each sequence, at each of its verified positions: the entropy of the prediction and log p(target)."""
+    found: list[dict[int, tuple[float, float]]] = [{} for _ in sequences]
     for batch in padded_batches([len(s.input_ids) for s in sequences], batch_size):
         ids = torch.zeros(len(batch), max(len(sequences[i].input_ids) for i in batch), dtype=torch.long)
         for row, i in enumerate(batch):
@@ -171,14 +196,14 @@ def _sequence_entropies(
         hidden = hidden_states(model, ids.to(model.device))  # right padding: no mask needed
         batch_rows = torch.tensor([row for row, i in enumerate(batch) for _ in sequences[i].rows])
         seq_rows = torch.tensor([r for i in batch for r in sequences[i].rows.values()])
-        entropies = head_entropy(
-            model, hidden[batch_rows.to(hidden.device), seq_rows.to(hidden.device)]
-        ).tolist()
-        k = 0
+        targets = torch.tensor([sequences[i].targets[p] for i in batch for p in sequences[i].rows])
+        entropies, logprobs = head_scores(
+            model, hidden[batch_rows.to(hidden.device), seq_rows.to(hidden.device)], targets
+        )
+        scores = iter(zip(entropies.tolist(), logprobs.tolist(), strict=True))
         for i in batch:
             for p in sequences[i].rows:
-                found[i][p] = entropies[k]
-                k += 1
+                found[i][p] = next(scores)
     return found
 
 
@@ -218,7 +243,6 @@ def verification_plan(
     return sequences, owners
 
 
-@torch.inference_mode()
 def roots_context_entropy(
     model,
     requests: Sequence[RootCandidates],
@@ -231,16 +255,35 @@ def roots_context_entropy(
     Returns:
         For each request, for each of its candidates, float32 entropies aligned with its positions.
     """
+    scores = roots_context_scores(model, requests, batch_size, max_length, root_window)
+    return [[candidate.entropy for candidate in per_root] for per_root in scores]
+
+
+@torch.inference_mode()
+def roots_context_scores(
+    model,
+    requests: Sequence[RootCandidates],
+    batch_size: int = 8,
+    max_length: int | None = None,
+    root_window: int | None = None,
+) -> list[list[TokenScores]]:
+    """`roots_context_entropy`, and the log-probability of the root's token at each position, from the same forwards.
+
+    Returns:
+        For each request, for each of its candidates, `TokenScores` of float32 arrays aligned with its positions:
+        the entropy of the prediction of `root_ids[p]` with the candidate prepended, and log p(`root_ids[p]`).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     sequences, owners = verification_plan(requests, context_window(model, max_length), root_window)
-    found = _sequence_entropies(model, sequences, batch_size)
+    found = _sequence_scores(model, sequences, batch_size)
     results = []
     for request, candidate_owners in zip(requests, owners, strict=True):
         results.append([])
         for wanted, owner in zip(request.positions, candidate_owners, strict=True):
             merged = {p: value for i in owner for p, value in found[i].items()}
-            results[-1].append(np.array([merged[p] for p in wanted], dtype=np.float32))
+            values = np.array([merged[p] for p in wanted], dtype=np.float32).reshape(len(wanted), 2)
+            results[-1].append(TokenScores(values[:, 0].copy(), values[:, 1].copy()))
     return results
 
 
@@ -286,6 +329,34 @@ def delta_i(baseline: np.ndarray | float, with_context: np.ndarray | float) -> n
     return np.where(baseline > 0, (baseline - with_context) / safe, 0.0)
 
 
+def is_kept(
+    delta: np.ndarray | float, target_gain: np.ndarray | float, settings: VerifySettings
+) -> np.ndarray:
+    """Whether (position, candidate) pairs pass verification under `settings.verify_criterion`, elementwise.
+
+    Args:
+        delta: ΔI of each pair.
+        target_gain: log p(actual token | candidate + root prefix) − log p(actual token | root prefix); read only by
+            the `entropy_and_target` criterion, which keeps a pair when it is positive.
+        settings: `epsilon` and `verify_criterion`.
+    """
+    kept = np.asarray(delta, dtype=np.float64) >= settings.epsilon
+    if settings.verify_criterion == "entropy_and_target":
+        kept &= np.asarray(target_gain, dtype=np.float64) > 0
+    return kept
+
+
+def _target_logprob(position: dict, settings: VerifySettings) -> float:
+    """The entropy stage's log p(actual token | root prefix) at a position (NaN in a table that predates it)."""
+    value = position.get("target_logprob")
+    if value is None and settings.verify_criterion == "entropy_and_target":
+        raise ValueError(
+            "verify_criterion entropy_and_target needs the positions' target_logprob, which these entropy-stage "
+            "rows lack (cached by an older version): delete the entropy-* files of the build's .cache and rebuild."
+        )
+    return float("nan") if value is None else value
+
+
 def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
     """The verification stage: ΔI of every (position, candidate) pair of each root, and its verified contexts."""
     tokenizer = inputs.tokenizer
@@ -307,8 +378,8 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
                     [[hit["token_index"] for hit in hits] for hits in by_candidate.values()],
                 )
             )
-    entropies = iter(
-        roots_context_entropy(
+    scores = iter(
+        roots_context_scores(
             inputs.lm,
             requests,
             batch_size=settings.verify_batch_size,
@@ -318,30 +389,32 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
     )
     for row, (positions, by_candidate) in enumerate(zip(batch["positions"], grouped, strict=True)):
         candidates, verified = [], []
-        baseline = {position["token_index"]: position["entropy"] for position in positions}
-        for (corpus_index, hits), with_context in zip(
-            by_candidate.items(), next(entropies) if by_candidate else [], strict=True
+        baseline = {p["token_index"]: (p["entropy"], _target_logprob(p, settings)) for p in positions}
+        for (corpus_index, hits), (entropies, logprobs) in zip(
+            by_candidate.items(), next(scores) if by_candidate else [], strict=True
         ):
-            gains = delta_i(np.array([baseline[hit["token_index"]] for hit in hits]), with_context)
-            for hit, entropy, gain in zip(hits, with_context, gains, strict=True):
+            alone = np.array([baseline[hit["token_index"]] for hit in hits], dtype=np.float64).reshape(-1, 2)
+            gains = delta_i(alone[:, 0], entropies)
+            kept = is_kept(gains, logprobs - alone[:, 1], settings)
+            for hit, entropy, logprob, gain, keep in zip(hits, entropies, logprobs, gains, kept, strict=True):
                 candidates.append(
                     {
                         **hit,
                         "entropy_with_context": float(entropy),
+                        "target_logprob_with_context": float(logprob),
                         "delta_i": float(gain),
-                        "verified": bool(gain >= settings.epsilon),
+                        "verified": bool(keep),
                     }
                 )
-            passed = [
-                hit["token_index"] for hit, gain in zip(hits, gains, strict=True) if gain >= settings.epsilon
-            ]
-            if passed:
+            if kept.any():
                 verified.append(
                     {
                         "corpus_index": corpus_index,
                         "corpus_id": hits[0]["corpus_id"],
-                        "delta_i": float(max(gains)),
-                        "token_indices": passed,
+                        "delta_i": float(gains[kept].max()),
+                        "token_indices": [
+                            hit["token_index"] for hit, keep in zip(hits, kept, strict=True) if keep
+                        ],
                     }
                 )
         verified.sort(key=lambda context: min(context["token_indices"]))
@@ -361,6 +434,7 @@ VERIFY_STAGE = Stage(
             {
                 **RETRIEVED,
                 "entropy_with_context": datasets.Value("float32"),
+                "target_logprob_with_context": datasets.Value("float32"),
                 "delta_i": datasets.Value("float32"),
                 "verified": datasets.Value("bool"),
             }

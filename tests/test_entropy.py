@@ -10,10 +10,13 @@ from hf_entropylong.entropy import (
     ENTROPY_HISTOGRAM_EDGES,
     EntropySettings,
     batch_document_entropy,
+    batch_document_scores,
     document_entropy,
+    document_scores,
     entropy_from_logits,
     high_entropy_positions,
     next_token_entropy,
+    next_token_scores,
     score_roots,
 )
 from hf_entropylong.models import EMBEDDED_LM, encode_document, load_tokenizer
@@ -31,6 +34,15 @@ def reference_entropy(model, ids: list[int]) -> np.ndarray:
     log_probs = torch.log_softmax(logits, -1)
     out = np.full(len(ids), np.nan)
     out[1:] = (-(log_probs.exp() * log_probs).sum(-1))[:-1].numpy()
+    return out
+
+
+def reference_logprob(model, ids: list[int]) -> np.ndarray:
+    """Full logits, log-softmax in float64: log p(ids[t] | ids[:t]) at index t."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    out = np.full(len(ids), np.nan)
+    out[1:] = torch.log_softmax(logits, -1)[torch.arange(len(ids) - 1), ids[1:]].numpy()
     return out
 
 
@@ -241,3 +253,42 @@ def test_entropy_histogram_counts_values_above_the_last_edge_in_the_last_bin():
 
     counts = entropy_histogram(np.array([np.nan, 0.0, 0.1, 11.9, 12.0, 30.0, np.inf]))
     assert counts[0] == 2 and counts[-1] == 3 and sum(counts) == 5
+
+
+def test_target_logprob_is_the_log_softmax_of_the_actual_next_token():
+    tiny_lm = tiny_llama(initializer_range=0.5)  # peaked predictions: log-probabilities far apart
+    ids = torch.randint(0, 97, (2, 30))
+    mask = torch.ones_like(ids)
+    mask[1, 21:] = 0
+    scores = next_token_scores(tiny_lm, ids, mask, chunk_size=7)
+    torch.testing.assert_close(scores.entropy, next_token_entropy(tiny_lm, ids, mask), equal_nan=True)
+    np.testing.assert_allclose(
+        scores.logprob[0].numpy(), reference_logprob(tiny_lm, ids[0].tolist()), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        scores.logprob[1, :21].numpy(), reference_logprob(tiny_lm, ids[1, :21].tolist()), rtol=1e-5, atol=1e-6
+    )
+    assert torch.isnan(scores.logprob[1, 21:]).all() and torch.isnan(scores.logprob[:, 0]).all()
+    # Batched with padding, and in windows for a document longer than the window.
+    documents = [torch.randint(0, 97, (n,)).tolist() for n in (5, 31, 17, 150)]
+    for document, got in zip(documents, batch_document_scores(tiny_lm, documents, batch_size=2), strict=True):
+        expected = reference_logprob(tiny_lm, document[:64])  # the first window is exact
+        np.testing.assert_allclose(got.logprob[:64], expected, rtol=1e-4, atol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(
+            got.entropy, document_entropy(tiny_lm, document), rtol=1e-5, equal_nan=True
+        )
+    windowed = document_scores(tiny_lm, documents[3], max_length=64).logprob
+    np.testing.assert_allclose(
+        windowed[64:96], reference_logprob(tiny_lm, documents[3][32:96])[32:], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_positions_record_the_target_logprob_of_their_token(stage_inputs):
+    out = score_roots({"text": ROOTS[:2]}, EntropySettings(alpha=0.5), stage_inputs)
+    assert all(out["positions"])
+    for text, positions in zip(ROOTS, out["positions"], strict=False):
+        ids = encode_document(stage_inputs.tokenizer, text)
+        expected = reference_logprob(stage_inputs.lm, ids)
+        for position in positions:
+            assert position["target_logprob"] == pytest.approx(expected[position["token_index"]], abs=1e-4)
+            assert position["target_logprob"] <= 0

@@ -1,19 +1,26 @@
+from types import SimpleNamespace
+
+import datasets
 import numpy as np
 import pytest
 import torch
 from tiny_models import tiny_llama
 from transformers import LlamaForCausalLM
 
-from hf_entropylong.entropy import document_entropy
+from hf_entropylong.entropy import document_entropy, document_scores
 from hf_entropylong.models import EMBEDDED_LM, encode_document, load_causal_lm, load_tokenizer
 from hf_entropylong.verify import (
     RootCandidates,
     VerifySettings,
     context_entropy,
     delta_i,
+    is_kept,
     padded_batches,
     plan_sequences,
     roots_context_entropy,
+    roots_context_scores,
+    verification_plan,
+    verify_candidates,
 )
 
 
@@ -235,3 +242,150 @@ def test_a_local_root_window_predicts_from_the_window_alone():
 def test_verify_root_window_must_be_positive():
     with pytest.raises(ValueError, match="verify_root_window"):
         VerifySettings(verify_root_window=0)
+
+
+def test_verify_criterion_is_checked():
+    with pytest.raises(ValueError, match="verify_criterion"):
+        VerifySettings(verify_criterion="target")
+
+
+def test_target_logprob_with_context_equals_a_plain_forward():
+    """At every gathered row, in shared sequences, truncated windows and local root windows alike."""
+    model = small_llama(window=32)
+    generator = torch.Generator().manual_seed(3)
+    root = torch.randint(0, 50, (45,), generator=generator).tolist()
+    contexts = [torch.randint(0, 50, (n,), generator=generator).tolist() for n in (3, 12, 40)]
+    positions = [[1, 9, 30, 44], [5, 20], [2, 40]]
+    for root_window in (None, 6):
+        requests = [
+            RootCandidates(root, contexts, positions),
+            RootCandidates(root[:20], contexts[:1], [[19, 4]]),
+        ]
+        got = roots_context_scores(model, requests, batch_size=3, max_length=32, root_window=root_window)
+        entropies = roots_context_entropy(
+            model, requests, batch_size=3, max_length=32, root_window=root_window
+        )
+        sequences, owners = verification_plan(requests, 32, root_window)
+        for request, per_candidate, per_candidate_entropy, candidate_owners in zip(
+            requests, got, entropies, owners, strict=True
+        ):
+            for wanted, scores, entropy, owner in zip(
+                request.positions, per_candidate, per_candidate_entropy, candidate_owners, strict=True
+            ):
+                np.testing.assert_array_equal(scores.entropy, entropy)
+                for p, logprob in zip(wanted, scores.logprob, strict=True):
+                    sequence = next(sequences[i] for i in owner if p in sequences[i].rows)
+                    assert sequence.targets[p] == request.root_ids[p]
+                    with torch.inference_mode():
+                        logits = model(torch.tensor([sequence.input_ids[: sequence.rows[p] + 1]])).logits[
+                            0, -1
+                        ]
+                    expected = float(logits.double().log_softmax(-1)[request.root_ids[p]])
+                    assert logprob == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # Where the candidate and the root prefix fit the window: the prediction of root[p] after context + root[:p].
+    with torch.inference_mode():
+        logits = model(torch.tensor([contexts[0] + root[:9]])).logits[0, -1]
+    expected = float(logits.double().log_softmax(-1)[root[9]])
+    got = roots_context_scores(model, [RootCandidates(root, contexts[:1], [[9]])], max_length=32)[0][0]
+    assert got.logprob[0] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_entropy_and_target_rejects_a_confidently_wrong_context():
+    """Entropy falls by 70% but the actual token gets less likely: only the paper's rule keeps the pair."""
+    default, strict = VerifySettings(), VerifySettings(verify_criterion="entropy_and_target")
+    delta, gain = 0.7, np.log(0.003) - np.log(0.02)
+    assert is_kept(delta, gain, default) and not is_kept(delta, gain, strict)
+    assert is_kept(delta, 1.2, strict) and not is_kept(0.3, 1.2, strict)  # both conditions are needed
+    assert not is_kept(delta, 0.0, strict)  # an unchanged probability does not rise
+    generator = np.random.default_rng(0)
+    deltas, gains = generator.uniform(-1, 1, 1000), generator.normal(0, 1, 1000)
+    loose, stricter = is_kept(deltas, gains, default), is_kept(deltas, gains, strict)
+    assert (
+        (loose == (deltas >= 0.4)).all()
+        and not (stricter & ~loose).any()
+        and 0 < stricter.sum() < loose.sum()
+    )
+
+
+VAULT = "The secret code for the vault is 7391, and the guard who keeps it is called Marwick Feldane."
+VAULT_CONTEXTS = [
+    "Vault records: the secret code for the vault is 4826.",  # a wrong code: the model becomes sure of a 4
+    "Vault records: code 7391. The vault guard is Marwick Feldane.",
+    "Violins have four strings tuned in perfect fifths.",
+]
+
+
+def vault_batch(tokenizer, model, positions: list[str], contexts: list[int]) -> dict:
+    """One verification-stage row: the vault root, its positions at the first token of each of `positions`
+    (scored as the entropy stage does), every context of `contexts` retrieved for every position."""
+    root_ids = encode_document(tokenizer, VAULT)
+    scores = document_scores(model, root_ids)
+    indices = [first_token_of(tokenizer, root_ids, word) for word in positions]
+    return {
+        "text": [VAULT],
+        "status": ["ok"],
+        "positions": [
+            [
+                {
+                    "token_index": t,
+                    "entropy": float(scores.entropy[t]),
+                    "target_logprob": float(scores.logprob[t]),
+                }
+                for t in indices
+            ]
+        ],
+        "retrieved": [
+            [
+                {"token_index": t, "corpus_index": c, "corpus_id": f"doc{c}", "similarity": 0.5}
+                for c in contexts
+                for t in indices
+            ]
+        ],
+    }
+
+
+def vault_inputs(model, tokenizer) -> SimpleNamespace:
+    """The verification stage's inputs, with `VAULT_CONTEXTS` as the corpus."""
+    corpus = datasets.Dataset.from_dict({"text": VAULT_CONTEXTS})
+    return SimpleNamespace(tokenizer=tokenizer, lm=model, lm_window=None, corpus=corpus)
+
+
+def test_the_stricter_criterion_keeps_a_subset_of_the_pairs(smollm):
+    model, tokenizer = smollm
+    inputs = vault_inputs(model, tokenizer)
+    batch = vault_batch(tokenizer, model, ["7391", "391", "Marwick", "keeps"], [0, 1, 2])
+    default = verify_candidates(batch, VerifySettings(), inputs)
+    strict = verify_candidates(batch, VerifySettings(verify_criterion="entropy_and_target"), inputs)
+    baseline = {p["token_index"]: p["target_logprob"] for p in batch["positions"][0]}
+    for loose, tight in zip(default["candidates"][0], strict["candidates"][0], strict=True):
+        for name in ("entropy_with_context", "target_logprob_with_context", "delta_i"):
+            assert loose[name] == pytest.approx(tight[name], rel=1e-6)
+        assert loose["verified"] == (loose["delta_i"] >= 0.4)
+        rises = loose["target_logprob_with_context"] > baseline[loose["token_index"]]
+        assert tight["verified"] == (loose["verified"] and rises)
+    kept = {(c["token_index"], c["corpus_index"]) for c in default["candidates"][0] if c["verified"]}
+    strictly_kept = {(c["token_index"], c["corpus_index"]) for c in strict["candidates"][0] if c["verified"]}
+    assert strictly_kept < kept
+    # The wrong code lowers the entropy of the code's first digit but makes the true digit less likely.
+    digit = batch["positions"][0][0]["token_index"]
+    assert (digit, 0) in kept and (digit, 0) not in strictly_kept
+    # Verified contexts hold the pairs each rule kept.
+    for out, pairs in ((default, kept), (strict, strictly_kept)):
+        assert {
+            (t, c["corpus_index"]) for c in out["verified_contexts"][0] for t in c["token_indices"]
+        } == pairs
+
+
+def test_a_root_whose_only_pairs_the_stricter_criterion_rejects_has_no_verified_context(smollm):
+    model, tokenizer = smollm
+    inputs = vault_inputs(model, tokenizer)
+    batch = vault_batch(tokenizer, model, ["7391"], [0])
+    default = verify_candidates(batch, VerifySettings(), inputs)
+    strict = verify_candidates(batch, VerifySettings(verify_criterion="entropy_and_target"), inputs)
+    (candidate,) = default["candidates"][0]
+    assert (
+        candidate["delta_i"] >= 0.4
+        and candidate["target_logprob_with_context"] < batch["positions"][0][0]["target_logprob"]
+    )
+    assert default["status"] == ["ok"] and len(default["verified_contexts"][0]) == 1
+    assert strict["status"] == ["no_verified_context"] and strict["verified_contexts"] == [[]]
