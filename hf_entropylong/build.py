@@ -37,7 +37,8 @@ import datasets
 import torch
 from datasets.fingerprint import Hasher
 
-from . import models
+from . import __version__, models
+from .baselines import ConcatSettings, MethodSettings, NExtLongSettings, QuestSettings, method_stages
 from .entropy import ENTROPY_STAGE, EntropySettings
 from .models import EmbedderSettings, LMSettings, context_window, model_identity
 from .pack import UNIT_STAGE, PackSettings, UnitSettings, pack_sequences
@@ -64,20 +65,36 @@ from .stage import InputView, Stage, output_settings, setting, settings_of
 from .verify import VERIFY_STAGE, VerifySettings
 
 STAGES: tuple[Stage, ...] = (ENTROPY_STAGE, RETRIEVAL_STAGE, VERIFY_STAGE, UNIT_STAGE)
-STATUSES: tuple[str, ...] = ("ok", *(reason for stage in STAGES for reason in stage.drop_reasons))
+"""EntropyLong's stages; `stages_of` gives those of the build's `method` (`baselines.py`)."""
+COLUMNS = {name: feature for stage in STAGES for name, feature in stage.columns.items()}
+"""The per-root columns of every method's table (what a method does not compute is left empty)."""
+
+
+def stages_of(config) -> tuple[Stage, ...]:
+    return method_stages(config.method, STAGES)
+
+
+def statuses_of(stages: tuple[Stage, ...]) -> tuple[str, ...]:
+    """Every status a root can end with in a build running `stages`, in stage order."""
+    return tuple(dict.fromkeys(("ok", *(reason for stage in stages for reason in stage.drop_reasons))))
 
 
 @dataclass
 class RunSettings:
     """How the build runs."""
 
-    output_neutral: ClassVar[tuple[str, ...]] = ("shard_size", "trust_remote_code")
+    output_neutral: ClassVar[tuple[str, ...]] = ("shard_size", "cache_dir", "trust_remote_code")
 
     seed: int = setting(
         42,
         help="Seed of the root sample, the index training sample, each unit's shuffle and the row shuffle.",
     )
     shard_size: int = setting(256, help="Roots per resumable, cached shard (the unit of work of a rank).")
+    cache_dir: str | None = setting(
+        None,
+        help="Folder of the stage caches and the index (default: <output_dir>/.cache). Builds that share it reuse "
+        "each other's index and common stages (e.g. one build per method on the same inputs).",
+    )
     trust_remote_code: bool = setting(
         False, help="Run model code from the model's repository (jina-embeddings-v3 needs it)."
     )
@@ -88,6 +105,7 @@ class RunSettings:
 
 
 SETTINGS_GROUPS: tuple[type, ...] = (
+    MethodSettings,
     RootSettings,
     CorpusSettings,
     LMSettings,
@@ -98,6 +116,9 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     VerifySettings,
     UnitSettings,
     PackSettings,
+    ConcatSettings,
+    QuestSettings,
+    NExtLongSettings,
     RunSettings,
     OutputSettings,
 )
@@ -273,7 +294,7 @@ def stage_keys(config: BuildConfig, roots_identity: str, corpus_identity: str) -
     key = _fingerprint(
         "roots", roots_identity, output_settings(settings_of(config, RootSettings)), config.seed
     )
-    for stage in STAGES:
+    for stage in stages_of(config):
         undeclared = set(stage.inputs) - set(identities)
         if undeclared:
             raise KeyError(f"stage {stage.name!r} reads inputs with no identity: {sorted(undeclared)}")
@@ -282,6 +303,8 @@ def stage_keys(config: BuildConfig, roots_identity: str, corpus_identity: str) -
             key,
             output_settings(settings_of(config, stage.settings)),
             {name: identities[name] for name in stage.inputs},
+            __version__,
+            stage.columns,  # a cache written with another schema is never read back
         )
         keys[stage.name] = key
     return keys
@@ -318,10 +341,10 @@ def run_shard(
 
     A cached result is read back, not recomputed; `timings[stage]` accumulates the seconds each stage took.
     """
-    cache = Path(config.output_dir).resolve() / ".cache"
+    cache = cache_dir(config)
     num_shards = math.ceil(len(roots) / config.shard_size)
     rows = roots.select(range(shard * config.shard_size, min(len(roots), (shard + 1) * config.shard_size)))
-    for stage in STAGES:
+    for stage in stages_of(config):
         clock = time.perf_counter()
         key = keys[stage.name]
         rows = rows.map(
@@ -336,6 +359,27 @@ def run_shard(
         )
         timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - clock
     return rows
+
+
+def cache_dir(config: BuildConfig) -> Path:
+    """Where the stage caches and the index live (`cache_dir`, default `<output_dir>/.cache`)."""
+    return Path(config.cache_dir or Path(config.output_dir) / ".cache").resolve()
+
+
+def conform(rows: datasets.Dataset) -> datasets.Dataset:
+    """`rows` with every column of `COLUMNS` (a method's missing ones empty: [] or null), in a fixed order."""
+    missing = {name: feature for name, feature in COLUMNS.items() if name not in rows.column_names}
+    if missing:
+        rows = rows.map(
+            lambda batch: {
+                name: [[] if isinstance(feature, datasets.List) else None] * len(batch["id"])
+                for name, feature in missing.items()
+            },
+            batched=True,
+            features=datasets.Features({**rows.features, **missing}),
+            desc="Columns",
+        )
+    return rows.select_columns([*(c for c in rows.column_names if c not in COLUMNS), *COLUMNS])
 
 
 def _check_ranks_agree(config: BuildConfig, state) -> None:
@@ -411,7 +455,7 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
 
     keys = stage_keys(config, root_counts.identity, "+".join(c.identity for _, c in corpus_parts))
     device = str(state.device) if state.device.type == "cuda" else None
-    inputs = BuildInputs(config, corpus, output_dir / ".cache" / f"index-{keys['index']}.faiss", device)
+    inputs = BuildInputs(config, corpus, cache_dir(config) / f"index-{keys['index']}.faiss", device)
     rank, world = state.process_index, state.num_processes
     clock = time.perf_counter()
     if not inputs.index_path.exists():  # read by every rank before any of them can write it
@@ -428,8 +472,12 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    rows = datasets.concatenate_datasets(
-        [run_shard(roots, shard, keys, config, inputs, {}) for shard in range(num_shards)]  # all cached now
+    rows = conform(
+        datasets.concatenate_datasets(
+            [
+                run_shard(roots, shard, keys, config, inputs, {}) for shard in range(num_shards)
+            ]  # all cached now
+        )
     )
 
     clock = time.perf_counter()
@@ -441,7 +489,13 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
         {"id": "root_id", "text": "root_text"}
     )
     counts = BuildCounts.from_tables(
-        STATUSES, root_counts, [c for _, c in corpus_parts], dependencies, packed, units_left_over
+        config.method,
+        statuses_of(stages_of(config)),
+        root_counts,
+        [c for _, c in corpus_parts],
+        dependencies,
+        packed,
+        units_left_over,
     )
     counts.seconds = {stage: round(seconds, 1) for stage, seconds in timings.items()}
     if packed is None:

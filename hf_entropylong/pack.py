@@ -224,31 +224,67 @@ def pack_units(
     return packed.shuffle(seed=seed).flatten_indices()
 
 
+def dependency_distances(context_lengths: list[int], context_positions: list[list[int]]) -> list[int]:
+    """Tokens between each placed context and each root position it serves, inside the unit [contexts; root].
+
+    Args:
+        context_lengths: tokens of each context, in unit order.
+        context_positions: for each context, the root token indices it serves.
+    """
+    after = np.cumsum([0, *context_lengths[::-1]])[::-1][1:]  # tokens of the contexts placed after each one
+    return [
+        int(tokens) + p for tokens, positions in zip(after, context_positions, strict=True) for p in positions
+    ]
+
+
+UNIT_COLUMNS = {
+    "unit_input_ids": datasets.List(datasets.Value("int64")),
+    "unit_context_ids": datasets.List(datasets.Value("string")),
+    "unit_context_lengths": datasets.List(datasets.Value("int32")),
+    "num_unit_tokens": datasets.Value("int32"),
+    "num_contexts_trimmed": datasets.Value("int32"),
+    "dependency_distances": datasets.List(datasets.Value("int32")),
+}
+"""The columns every method's unit stage writes (see `make_units`)."""
+
+
 def make_units(batch: dict, settings: UnitSettings, inputs) -> dict:
-    """The units stage: each root with verified contexts becomes [contexts; root], within `max_seq_length`."""
+    """The units stage: each root with verified contexts becomes [contexts; root], within `max_seq_length`.
+
+    Besides the unit, it records the length of each context placed, in order, and the dependency distance of every
+    (context, position) pair it serves (`dependency_distances`). A context without ΔI (the baselines') counts as
+    ΔI 0 when contexts must be dropped for length.
+    """
     tokenizer = inputs.tokenizer
-    out = {"unit_input_ids": [], "unit_context_ids": [], "num_contexts_trimmed": []}
+    out = {name: [] for name in UNIT_COLUMNS}
     for root_id, text, verified in zip(batch["id"], batch["text"], batch["verified_contexts"], strict=True):
-        unit, kept = [], []
+        unit, kept, contexts = [], [], []
         if verified:
             contexts = [
                 encode_document(tokenizer, passage)
                 for passage in inputs.corpus[[c["corpus_index"] for c in verified]]["text"]
             ]
+            scores = [c["delta_i"] if np.isfinite(c["delta_i"]) else 0.0 for c in verified]
             try:
                 unit, kept = make_unit(
                     encode_document(tokenizer, text),
                     contexts,
-                    [c["delta_i"] for c in verified],
+                    scores,
                     order=settings.order,
                     rng=random.Random(f"{inputs.seed}/{root_id}"),
                     max_length=inputs.max_seq_length,
                 )
             except UnitTooLongError:
                 pass
+        lengths = [len(contexts[i]) for i in kept]
         out["unit_input_ids"].append(unit)
         out["unit_context_ids"].append([verified[i]["corpus_id"] for i in kept])
+        out["unit_context_lengths"].append(lengths)
+        out["num_unit_tokens"].append(len(unit))
         out["num_contexts_trimmed"].append(len(verified) - len(kept))
+        out["dependency_distances"].append(
+            dependency_distances(lengths, [verified[i]["token_indices"] for i in kept])
+        )
     return out
 
 
@@ -256,11 +292,7 @@ UNIT_STAGE = Stage(
     name="units",
     settings=UnitSettings,
     inputs=("tokenizer", "corpus", "max_seq_length", "seed"),
-    columns={
-        "unit_input_ids": datasets.List(datasets.Value("int64")),
-        "unit_context_ids": datasets.List(datasets.Value("string")),
-        "num_contexts_trimmed": datasets.Value("int32"),
-    },
+    columns=UNIT_COLUMNS,
     drop_reasons=(),
     function=make_units,
     rows_per_call=64,

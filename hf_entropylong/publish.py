@@ -72,8 +72,13 @@ class OutputSettings:
 
 @dataclass
 class BuildCounts:
-    """What every stage kept and dropped, and why: read by the summary, the dataset card and the tests."""
+    """What every stage kept and dropped, and why: read by the summary, the dataset card and the tests.
 
+    For a baseline (`method`), positions count only those with an entropy (its keywords and meta-chunks are not
+    high-entropy positions), "verified" means placed, and ΔI is averaged where it was computed.
+    """
+
+    method: str
     roots_read: int
     roots_empty: int
     roots: int
@@ -94,11 +99,13 @@ class BuildCounts:
     sequences: int
     tokens: int
     padding_tokens: int
+    mean_dependency_distance: float | None
     seconds: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_tables(
         cls,
+        method: str,
         statuses: tuple[str, ...],
         root_counts: SourceCounts,
         corpus_counts: list[SourceCounts],
@@ -108,23 +115,29 @@ class BuildCounts:
     ) -> BuildCounts:
         """Counts from the per-root rows (`dependencies`) and the packed rows; `statuses` lists every status."""
         by_status = dict.fromkeys(statuses, 0)
-        positions = excluded_self = excluded_copy = tried = distinct = contexts = trimmed = 0
-        deltas = []
+        positions = excluded_self = excluded_copy = tried = distinct = contexts = trimmed = kept = 0
+        deltas, distances = [], []
         columns = ["status", "positions", "candidates", "verified_contexts", "num_excluded_self",
-                   "num_excluded_near_duplicate", "num_contexts_trimmed"]  # fmt: skip
+                   "num_excluded_near_duplicate", "num_contexts_trimmed", "dependency_distances",
+                   "num_unit_tokens"]  # fmt: skip
         for batch in dependencies.select_columns(columns).iter(batch_size=1_000):
             for status in batch["status"]:
                 by_status[status] += 1
-            positions += sum(map(len, batch["positions"]))
+            positions += sum(math.isfinite(p["entropy"]) for row in batch["positions"] for p in row)
             excluded_self += sum(batch["num_excluded_self"])
             excluded_copy += sum(batch["num_excluded_near_duplicate"])
             tried += sum(map(len, batch["candidates"]))
             distinct += sum(len({c["corpus_index"] for c in row}) for row in batch["candidates"])
             contexts += sum(map(len, batch["verified_contexts"]))
             trimmed += sum(batch["num_contexts_trimmed"])
-            deltas += [c["delta_i"] for row in batch["candidates"] for c in row if c["verified"]]
+            kept += sum(c["verified"] for row in batch["candidates"] for c in row)
+            deltas += [c["delta_i"] for row in batch["candidates"] for c in row
+                       if c["verified"] and math.isfinite(c["delta_i"])]  # fmt: skip
+            distances += [d for row, unit in zip(batch["dependency_distances"], batch["num_unit_tokens"],
+                          strict=True) if unit for d in row]  # fmt: skip
         packing = packing_stats(packed) if packed is not None else None
         return cls(
+            method=method,
             roots_read=root_counts.rows,
             roots_empty=root_counts.empty,
             roots=len(dependencies),
@@ -136,7 +149,7 @@ class BuildCounts:
             candidates_excluded_near_duplicate=excluded_copy,
             candidates_tried=tried,
             distinct_candidates_tried=distinct,
-            verified_dependencies=len(deltas),
+            verified_dependencies=kept,
             verified_contexts=contexts,
             mean_delta_i=round(float(np.mean(deltas)), 4) if deltas else None,
             contexts_trimmed_for_length=trimmed,
@@ -145,6 +158,7 @@ class BuildCounts:
             sequences=packing.rows if packing else 0,
             tokens=packing.tokens if packing else 0,
             padding_tokens=packing.padding_tokens if packing else 0,
+            mean_dependency_distance=round(float(np.mean(distances)), 1) if distances else None,
         )
 
 

@@ -432,6 +432,54 @@ def is_near_duplicate(
     return shared >= threshold * min(len(root_shingles), len(candidate_shingles))
 
 
+def search_corpus(inputs, queries: list[str], k: int, settings: RetrievalSettings):
+    """Embed `queries`, search the corpus index for 2k + 2 neighbours each (the extra hits absorb exclusions).
+
+    Returns:
+        (scores, ids) as `search` gives them, and `{corpus row: (id, text)}` for every row hit.
+    """
+    if not queries:
+        return np.empty((0, 0)), np.empty((0, 0), np.int64), {}
+    vectors = embed_texts(
+        inputs.embedder, queries, batch_size=inputs.embed_batch_size, prompt_name=settings.query_prompt_name
+    )
+    scores, hits = search(inputs.index, vectors, 2 * k + 2, settings.nprobe)
+    unique = sorted({int(i) for i in hits.ravel() if i >= 0})
+    rows = inputs.corpus[unique] if unique else {"id": [], "text": []}
+    return scores, hits, {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}
+
+
+def exclusion(
+    root_id: str, root_text: str, corpus_id: str, corpus_text: str, same_source: bool, threshold: float
+) -> str | None:
+    """Why a corpus document may not serve a root: "self" (its own row), "near_duplicate", or None (it may)."""
+    if same_source and corpus_id == root_id:
+        return "self"
+    if is_near_duplicate(root_text, corpus_text, threshold=threshold):
+        return "near_duplicate"
+    return None
+
+
+class Neighbours:
+    """The first k eligible hits of a query (best first) and how many were excluded on the way, by reason.
+
+    Rows in `taken` (already used for the same root) are passed over without counting.
+    """
+
+    def __init__(self, root_id, root_text, scores, hits, corpus_rows, k, same_source, threshold, taken=()):
+        self.kept: list[tuple[int, str, float]] = []  # (corpus row, corpus id, similarity)
+        self.excluded = {"self": 0, "near_duplicate": 0}
+        for score, hit in zip(scores, hits, strict=True):
+            if hit < 0 or len(self.kept) == k or hit in taken:
+                continue
+            corpus_id, corpus_text = corpus_rows[int(hit)]
+            reason = exclusion(root_id, root_text, corpus_id, corpus_text, same_source, threshold)
+            if reason:
+                self.excluded[reason] += 1
+            else:
+                self.kept.append((int(hit), corpus_id, float(score)))
+
+
 def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dict:
     """The retrieval stage: the top-k corpus documents of every position, the root and its near-copies excluded."""
     queries = [position["query"] for positions in batch["positions"] for position in positions]
@@ -441,45 +489,24 @@ def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dic
         "num_excluded_near_duplicate": [],
         "status": list(batch["status"]),
     }
-    scores_per_query = hits_per_query = np.empty((0, 0))
-    if queries:
-        vectors = embed_texts(
-            inputs.embedder,
-            queries,
-            batch_size=inputs.embed_batch_size,
-            prompt_name=settings.query_prompt_name,
-        )
-        scores_per_query, hits_per_query = search(
-            inputs.index, vectors, 2 * settings.top_k + 2, settings.nprobe
-        )
-        unique = sorted({int(i) for i in hits_per_query.ravel() if i >= 0})
-        rows = inputs.corpus[unique] if unique else {"id": [], "text": []}
-        corpus_rows = {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}
+    scores, hits, corpus_rows = search_corpus(inputs, queries, settings.top_k, settings)
     query_index = 0
     for row, (root_id, text, positions) in enumerate(
         zip(batch["id"], batch["text"], batch["positions"], strict=True)
     ):
         retrieved, excluded_self, excluded_copy = [], 0, 0
         for position in positions:
-            kept = 0
-            for score, hit in zip(scores_per_query[query_index], hits_per_query[query_index], strict=True):
-                if hit < 0 or kept == settings.top_k:
-                    continue
-                corpus_id, corpus_text = corpus_rows[int(hit)]
-                if inputs.same_source and corpus_id == root_id:
-                    excluded_self += 1
-                elif is_near_duplicate(text, corpus_text, threshold=settings.near_duplicate_threshold):
-                    excluded_copy += 1
-                else:
-                    kept += 1
-                    retrieved.append(
-                        {
-                            "token_index": position["token_index"],
-                            "corpus_index": int(hit),
-                            "corpus_id": corpus_id,
-                            "similarity": float(score),
-                        }
-                    )
+            neighbours = Neighbours(
+                root_id, text, scores[query_index], hits[query_index], corpus_rows, settings.top_k,
+                inputs.same_source, settings.near_duplicate_threshold,
+            )  # fmt: skip
+            excluded_self += neighbours.excluded["self"]
+            excluded_copy += neighbours.excluded["near_duplicate"]
+            retrieved += [
+                {"token_index": position["token_index"], "corpus_index": hit, "corpus_id": corpus_id,
+                 "similarity": score}
+                for hit, corpus_id, score in neighbours.kept
+            ]  # fmt: skip
             query_index += 1
         out["retrieved"].append(retrieved)
         out["num_excluded_self"].append(excluded_self)

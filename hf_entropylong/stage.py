@@ -29,8 +29,8 @@ def setting(default: Any = MISSING, *, help: str, default_factory: Any = MISSING
 
 
 def is_output_neutral(settings_type: type, name: str) -> bool:
-    """Whether field `name` of `settings_type` is declared unable to change what a stage writes."""
-    return name in getattr(settings_type, "output_neutral", ())
+    """Whether field `name` of `settings_type` (or of a settings class it combines) is declared output-neutral."""
+    return any(name in vars(group).get("output_neutral", ()) for group in settings_type.__mro__)
 
 
 def settings_of(config, settings_type: type):

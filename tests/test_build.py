@@ -15,7 +15,7 @@ from datasets import load_dataset
 
 from hf_entropylong import build as build_module
 from hf_entropylong import cli
-from hf_entropylong.build import STATUSES, build, main
+from hf_entropylong.build import STAGES, build, main, statuses_of
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def test_dependencies_config_is_consistent(demo_build):
     roots = load_dataset(str(output_dir), "dependencies", split="train")
     assert len(roots) == counts.roots == len(DOCS)
     by_id = {row["root_id"]: row for row in roots}
-    assert set(row["status"] for row in roots) <= set(STATUSES)
+    assert set(row["status"] for row in roots) <= set(statuses_of(STAGES))
     for row in roots:
         for position in row["positions"]:
             assert (

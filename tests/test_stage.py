@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hf_entropylong import build as build_module
+from hf_entropylong.baselines import METHOD_NAMES
 from hf_entropylong.build import (
     SETTINGS_GROUPS,
     STAGES,
@@ -15,11 +16,11 @@ from hf_entropylong.build import (
     BuildInputs,
     input_identities,
     stage_keys,
+    stages_of,
 )
 from hf_entropylong.stage import InputView, is_output_neutral
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"
-STAGE_NAMES = [stage.name for stage in STAGES]
 INDEX_FIELDS = {"corpus", "corpus_split", "corpus_text_column", "corpus_id_column", "embedder",
                 "embedder_max_seq_length", "index_factory", "document_prompt_name", "index_train_size", "seed"}  # fmt: skip
 # Output-relevant fields that no stage owns: the first stage each must rerun (None: only the uncached packing).
@@ -75,33 +76,60 @@ def test_every_field_has_help_and_one_settings_group():
     assert seen == {field.name for field in dataclasses.fields(BuildConfig)}
 
 
-@pytest.mark.parametrize("name", [field.name for field in dataclasses.fields(BuildConfig)])
-def test_a_changed_field_reruns_exactly_the_stages_it_reaches(name):
-    changed_config = dataclasses.replace(BASE, **{name: _other_value(name)})
-    before, after = _keys(BASE), _keys(changed_config)
+FIELDS = [field.name for field in dataclasses.fields(BuildConfig) if field.name != "method"]
+
+
+def _owner(name: str, stages) -> str | None:
+    return next(
+        (stage.name for stage in stages if name in {f.name for f in dataclasses.fields(stage.settings)}), None
+    )
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("name", FIELDS)
+def test_a_changed_field_reruns_exactly_the_stages_it_reaches(name, method):
+    base = dataclasses.replace(BASE, method=method)
+    stages = stages_of(base)
+    names = [stage.name for stage in stages]
+    before, after = _keys(base), _keys(dataclasses.replace(base, **{name: _other_value(name)}))
     changed = {key for key in before if before[key] != after[key]}
     if is_output_neutral(OWNERS[name], name):
         assert not changed, f"output-neutral {name} changes the keys of {changed}"
         return
-    owner = next(
-        (stage.name for stage in STAGES if name in {f.name for f in dataclasses.fields(stage.settings)}), None
-    )
-    assert owner is not None or name in SHARED_FIELDS, (
-        f"{name} belongs to no stage and is not declared neutral"
-    )
-    first = owner or SHARED_FIELDS[name]
-    expected = set(STAGE_NAMES[STAGE_NAMES.index(first) :]) if first else set()
+    assert any(_owner(name, stages_of(dataclasses.replace(BASE, method=m))) for m in METHOD_NAMES) or (
+        name in SHARED_FIELDS
+    ), f"{name} belongs to no stage and is not declared neutral"
+    owner = _owner(name, stages)
+    if owner:
+        first = owner
+    elif name in SHARED_FIELDS and method == "entropylong":
+        first = SHARED_FIELDS[name]
+    elif name in SHARED_FIELDS:  # a baseline reruns from the first of its stages that reads the field's input
+        first = next((stage for stage in names if stage in changed), None)
+    else:
+        first = None  # a setting of another method's stage
+    expected = set(names[names.index(first) :]) if first else set()
     if name in INDEX_FIELDS:
         expected.add("index")
     assert changed == expected
+
+
+def test_noverify_reuses_the_entropy_and_retrieval_of_entropylong():
+    entropylong, noverify = _keys(BASE), _keys(dataclasses.replace(BASE, method="noverify"))
+    assert [stage.name for stage in stages_of(dataclasses.replace(BASE, method="noverify"))] == [
+        "entropy", "retrieval", "top1", "units"
+    ]  # fmt: skip
+    assert (noverify["entropy"], noverify["retrieval"]) == (entropylong["entropy"], entropylong["retrieval"])
+    assert noverify["units"] != entropylong["units"]
 
 
 def test_every_declared_input_has_an_identity_and_an_attribute():
     identities = input_identities(BASE, "corpus")
     properties = {name for name, value in vars(BuildInputs).items() if isinstance(value, property)}
     assert set(identities) == properties | {"corpus"}  # the corpus is a plain attribute
-    for stage in STAGES:
-        assert set(stage.inputs) <= set(identities), stage.name
+    for method in METHOD_NAMES:
+        for stage in stages_of(dataclasses.replace(BASE, method=method)):
+            assert set(stage.inputs) <= set(identities), stage.name
 
 
 def test_a_stage_sees_only_its_declared_inputs_and_sets_only_its_statuses():
