@@ -5,16 +5,21 @@ parquet files, so `load_dataset(folder)` and `load_dataset("org/name")` read the
 build knows: the licence is the embedded corpus's (CC BY-SA 4.0) when every source is embedded, else the one the
 user declared with `dataset_license` (the build cannot read a local file's licence, and the card says so);
 `source_datasets` lists the Hub datasets the text comes from; the build time is that of the build that computed
-the data, not of a rerun that found it cached.
+the data, not of a rerun that found it cached. The card opens with the build's headline counts (the table of
+`hf-entropylong report`, `report.headline_rows`) and embeds the plots written beside it (`plots/*.png`, see
+`report.write_build_plots`) with relative links, which the Hub renders.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .models import is_embedded
+from .report import headline_rows
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"
 EMBEDDED_LICENSE = "cc-by-sa-4.0"
@@ -63,6 +68,7 @@ def render_dataset_card(
     config_yaml: str,
     data_seconds: dict[str, float] | None = None,
     template_path: Path = TEMPLATE,
+    plots: Sequence[tuple[str, str]] = (),
 ) -> str:
     """Render the card for a build with `config` (a `BuildConfig`) and its `publish.BuildCounts`.
 
@@ -74,6 +80,7 @@ def render_dataset_card(
         data_seconds (`dict[str, float]`, *optional*): seconds per stage of the build that computed this data, when
             this run reused it from the cache; defaults to `counts.seconds`.
         template_path (`Path`): the card template.
+        plots (`Sequence[tuple[str, str]]`, *optional*): (path relative to the card, title) of each plot to embed.
     """
     license_id = dataset_license(config)
     source_datasets = [f"extended|{repo_id}" for repo_id in hub_source_datasets(config)]
@@ -105,5 +112,7 @@ def render_dataset_card(
         data_seconds=data_seconds,
         rerun_seconds=None if data_seconds == counts.seconds else round(sum(counts.seconds.values()), 1),
         config_yaml=config_yaml,
+        headline=headline_rows(asdict(counts), asdict(config)),
+        plots=list(plots),
     )
     return str(card)

@@ -1,6 +1,7 @@
 """The `hf-entropylong` command: one sub-command per entry point, each a module with `main(argv)`.
 
 hf-entropylong build --config recipes/build/demo.yaml
+hf-entropylong report outputs/demo [OUTPUT_DIR ...]   # a static HTML page of builds, side by side
 hf-entropylong train {cpt,sft} --config recipes/tiny/cpt.yaml
 hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
 hf-entropylong eval tasks-path          # the installed lm-eval task folder
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 COMMANDS = {
     ("build",): "hf_entropylong.build",
+    ("report",): "hf_entropylong.report",
     ("train", "cpt"): "hf_entropylong.train.cpt",
     ("train", "sft"): "hf_entropylong.train.sft",
     ("eval", "ruler"): "hf_entropylong.eval.ruler",

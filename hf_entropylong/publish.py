@@ -31,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from .cards import dataset_license, render_dataset_card
 from .pack import packing_stats
+from .report import write_build_plots
 from .sources import SourceCounts, content_hash
 from .stage import setting
 
@@ -164,7 +165,8 @@ class BuildCounts:
 
 MARKER = ".hf_entropylong.json"
 TABLES = ("default", "dependencies")  # the dataset's configs, one folder of parquet shards each
-PUBLISHED = (*TABLES, "README.md", "build_config.yaml", "stats.json")
+PLOTS = "plots"  # the build's distributions as PNG files, embedded in the card (`report.write_build_plots`)
+PUBLISHED = (*TABLES, PLOTS, "README.md", "build_config.yaml", "stats.json")
 
 
 class OutputDirError(ValueError):
@@ -259,7 +261,8 @@ def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: 
     Shard names carry a hash of the table's content (see `_write_parquet_shards`). `datasets` caches a local
     folder's configs under a key made of the card's path patterns alone, so a rebuild with other content changes
     the patterns, and a rebuild with the same content keeps its file names (nothing new to upload to the Hub).
-    `build_config.yaml` holds the licence the card declares (see `cards.dataset_license`).
+    `build_config.yaml` holds the licence the card declares (see `cards.dataset_license`). The plots of the
+    build's distributions go to `plots/` (`report.write_build_plots`), and the card embeds them.
     """
     data_files = {}
     for name, table in zip(TABLES, (packed, dependencies), strict=True):
@@ -271,7 +274,8 @@ def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: 
     (folder / "stats.json").write_text(json.dumps(asdict(counts), indent=2) + "\n")
     data_tag = "-".join(pattern.split("-")[1] for pattern in data_files.values())
     seconds = _data_seconds(Path(config.output_dir).resolve() / ".cache", data_tag, counts.seconds)
-    card = render_dataset_card(config, counts, data_files, settings, data_seconds=seconds)
+    plots = write_build_plots(folder)
+    card = render_dataset_card(config, counts, data_files, settings, data_seconds=seconds, plots=plots)
     (folder / "README.md").write_text(card, encoding="utf-8")
 
 
@@ -300,9 +304,10 @@ def publish(output_dir: Path, packed, dependencies: datasets.Dataset, counts: Bu
 def push_folder(output_dir: Path, settings: OutputSettings) -> str:
     """Upload the dataset published in `output_dir` to the Hub dataset repo `settings.hub_repo_id`; return its URL.
 
-    Only the published entries are sent (the card, `build_config.yaml`, `stats.json`, the parquet shards): never
-    `.cache/`, the folder's marker or files of the user's beside them. Shards of an earlier build that this one
-    does not have are deleted from the repo, so its card never points at stale data. `HfApi.upload_folder`
+    Only the published entries are sent (the card, `build_config.yaml`, `stats.json`, the parquet shards, the
+    plots): never `.cache/`, the folder's marker, a report or files of the user's beside them. Shards and plots
+    of an earlier build that this one does not have are deleted from the repo, so its card never points at
+    stale data. `HfApi.upload_folder`
     (huggingface_hub 2.4 with hf_xet) uploads in several commits and resumes: run the same push again after an
     interruption and only what is missing is sent.
     """
@@ -312,13 +317,13 @@ def push_folder(output_dir: Path, settings: OutputSettings) -> str:
     repo = api.create_repo(
         settings.hub_repo_id, repo_type="dataset", private=settings.hub_private, exist_ok=True
     )
-    shards = [f"{name}/*.parquet" for name in TABLES]
+    folders = [*(f"{name}/*.parquet" for name in TABLES), f"{PLOTS}/*.png"]
     api.upload_folder(
         repo_id=settings.hub_repo_id,
         repo_type="dataset",
         folder_path=str(output_dir),
-        allow_patterns=[*shards, *(name for name in PUBLISHED if name not in TABLES)],
-        delete_patterns=shards,
+        allow_patterns=[*folders, *(name for name in PUBLISHED if name not in (*TABLES, PLOTS))],
+        delete_patterns=folders,
         commit_message="Publish an EntropyLong build (hf_entropylong)",
     )
     return str(repo)

@@ -177,8 +177,21 @@ def _joined(parts: list[np.ndarray] | None) -> np.ndarray | None:
 def read_distributions(folder: Path) -> Distributions:
     """Scan a published build's tables in batches (whatever columns they have) for the plotted distributions."""
     files = _files(folder, "dependencies")
-    names = set(pq.read_schema(files[0]).names) if files else set()
-    wanted = [n for n in ("status", "positions", "candidates", "unit_context_ids", *OPTIONAL) if n in names]
+    schema = pq.ParquetFile(files[0]).schema if files else None
+    paths = [schema.column(i).path for i in range(len(schema))] if schema else []
+    names = {path.split(".")[0] for path in paths}
+
+    def leaves(column: str, *fields: str) -> list[str]:  # nested fields read alone (not the query strings)
+        found = [p for p in paths if p.split(".")[0] == column and p.rsplit(".", 1)[-1] in fields]
+        return found if len(found) == len(fields) else []
+
+    position_leaves = leaves("positions", "entropy")
+    candidate_leaves = leaves("candidates", "delta_i", "verified")
+    simple = ["status", "unit_context_ids", "num_unit_tokens", "dependency_distances", "entropy_histogram"]
+    wanted = position_leaves + candidate_leaves + [name for name in simple if name in names]
+    names = {name for name in names if name not in ("positions", "candidates")}
+    names |= {"positions"} if position_leaves else set()
+    names |= {"candidates"} if candidate_leaves else set()
     has = names.__contains__
     delta_kept, delta_rejected, positions, contexts, unit_tokens, distances = (
         ([] if has(column) else None)
@@ -187,11 +200,15 @@ def read_distributions(folder: Path) -> Distributions:
     )  # fmt: skip
     entropy = None
     without_delta = 0
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=2_000, columns=wanted):
+    for path in files if wanted else []:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000, columns=wanted):
             column = batch.column
             if has("positions"):
-                positions.append(_list_lengths(column("positions")))
+                # positions with an entropy: a baseline's keywords and meta-chunks have none (NaN)
+                entropy_values = pc.list_flatten(column("positions")).field("entropy")
+                finite = np.isfinite(pc.fill_null(entropy_values, math.nan).to_numpy(zero_copy_only=False))
+                parents = pc.list_parent_indices(column("positions")).to_numpy(zero_copy_only=False)
+                positions.append(np.bincount(parents[finite], minlength=batch.num_rows))
             if has("candidates"):
                 flat = pc.list_flatten(column("candidates"))
                 delta = pc.fill_null(flat.field("delta_i"), math.nan).to_numpy(zero_copy_only=False)
@@ -200,16 +217,16 @@ def read_distributions(folder: Path) -> Distributions:
                 delta_kept.append(delta[kept & ~np.isnan(delta)])
                 delta_rejected.append(delta[~kept & ~np.isnan(delta)])
             if has("num_unit_tokens"):
-                in_unit = pc.fill_null(column("num_unit_tokens"), 0).to_numpy(zero_copy_only=False) > 0
-                unit_tokens.append(
-                    pc.fill_null(column("num_unit_tokens"), 0).to_numpy(zero_copy_only=False)[in_unit]
-                )
+                unit_length = pc.fill_null(column("num_unit_tokens"), 0).to_numpy(zero_copy_only=False)
+                in_unit = unit_length > 0
+                unit_tokens.append(unit_length[in_unit])
             else:
                 in_unit = (column("status").to_numpy(zero_copy_only=False) == "ok") if has("status") else None
             if has("unit_context_ids") and in_unit is not None:
                 contexts.append(_list_lengths(column("unit_context_ids"))[in_unit])
-            if has("dependency_distances"):
-                distances.append(_flat(column("dependency_distances")))
+            if has("dependency_distances"):  # of the roots that have a unit, as stats.json's mean
+                pairs = column("dependency_distances")
+                distances.append(_flat(pairs.filter(pa.array(in_unit)) if in_unit is not None else pairs))
             if has("entropy_histogram"):
                 histograms = column("entropy_histogram")
                 lengths = _list_lengths(histograms)
@@ -249,15 +266,18 @@ def _packed_unit_tokens(folder: Path) -> list[np.ndarray] | None:
 
 
 def _histogram(ax, series, bins, share: bool, log_x: bool = False) -> list[str]:
-    """Step histograms of each (label, color, values) on `ax`; returns the labels of builds without values."""
+    """Step histograms of each (label, color, values) on `ax`; returns a note for each build without values."""
     missing = []
     for label, color, values in series:
         if values is None:
-            missing.append(label)
+            missing.append(f"{label}: not recorded")
             continue
         weights = np.full(len(values), 1 / len(values)) if share and len(values) else None
-        ax.hist(np.clip(values, bins[0], bins[-1]), bins=bins, weights=weights, histtype="step", linewidth=1.8,
-                color=color, label=f"{label} (n={len(values):,})")  # fmt: skip
+        clipped = np.clip(values, bins[0], bins[-1])
+        if not share:  # one build: filled
+            ax.hist(clipped, bins=bins, histtype="stepfilled", color=color, alpha=0.25)
+        ax.hist(clipped, bins=bins, weights=weights, histtype="step", linewidth=1.8, color=color,
+                label=f"{label} (n={len(values):,})")  # fmt: skip
     if log_x:
         ax.set_xscale("symlog", linthresh=10)
     return missing
@@ -293,13 +313,13 @@ def plot_distributions(
             return
         fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
         ax = fig.add_subplot()
+        ax.set_ylabel(y_label)
         missing = draw(ax)
         ax.set_title(PLOT_TITLES[name], fontsize=11)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(y_label)
         ax.grid(alpha=0.3)
         if missing:
-            ax.text(0.99, 0.97, "not recorded: " + ", ".join(missing), transform=ax.transAxes, ha="right",
+            ax.text(0.99, 0.97, "; ".join(missing), transform=ax.transAxes, ha="right",
                     va="top", fontsize=7, color="0.4")  # fmt: skip
         ax.legend(fontsize=7, loc="upper left" if name == "delta_i" else "best")
         fig.savefig(out_dir / f"{name}.png")
@@ -309,7 +329,7 @@ def plot_distributions(
         missing = []
         for (label, d, _), color in zip(builds, colors, strict=True):
             if d.entropy is None:
-                missing.append(label)
+                missing.append(f"{label}: not recorded")
                 continue
             total = d.entropy.sum()
             heights = d.entropy / total if share and total else d.entropy
@@ -318,23 +338,27 @@ def plot_distributions(
             )
         return missing
 
-    def delta_i(ax):
-        bins = np.linspace(-1.0, 1.0, 41)
-        kept = [
-            (f"{label} kept", color, d.delta_kept)
-            for (label, d, _), color in zip(builds, colors, strict=True)
-        ]
-        missing = _histogram(ax, kept, bins, share)
+    def delta_i(ax):  # kept and rejected each as shares of their own group: their shapes compare at any count
+        bins, missing = np.linspace(-1.0, 1.0, 41), []
         for (label, d, _), color in zip(builds, colors, strict=True):
-            if d.delta_rejected is not None:
-                weights = np.full(len(d.delta_rejected), 1 / max(1, len(d.delta_rejected))) if share else None
-                ax.hist(np.clip(d.delta_rejected, -1, 1), bins=bins, weights=weights, histtype="step", linestyle="--",
-                        color=color, linewidth=1.2, label=f"{label} rejected (n={len(d.delta_rejected):,})")  # fmt: skip
+            for name, values, style in (("kept", d.delta_kept, "-"), ("rejected", d.delta_rejected, "--")):
+                if values is not None and len(values):
+                    ax.hist(np.clip(values, -1, 1), bins=bins, weights=np.full(len(values), 1 / len(values)),
+                            histtype="step", linestyle=style, linewidth=1.8 if name == "kept" else 1.2, color=color,
+                            label=f"{label} {name} (n={len(values):,})")  # fmt: skip
             if d.candidates_without_delta:
                 missing.append(f"{label}: {d.candidates_without_delta:,} candidates without ΔI")
         for epsilon in sorted({e for _, _, e in builds if e is not None}):
             ax.axvline(epsilon, color="0.3", linewidth=0.8, linestyle=":")
-            ax.text(epsilon, 0.5, f" ε={epsilon:g}", transform=ax.get_xaxis_transform(), fontsize=7)
+            ax.text(
+                epsilon,
+                0.62,
+                f" ε = {epsilon:g}",
+                transform=ax.get_xaxis_transform(),
+                fontsize=8,
+                color="0.3",
+            )
+        ax.set_ylabel("share of kept / of rejected")
         return missing
 
     def simple(field, bins=None, log_x=False):

@@ -21,11 +21,13 @@ EMBEDDED = dict(roots="embedded:wiki-summaries", corpus=["embedded:wiki-summarie
 
 def make_counts(**seconds) -> BuildCounts:
     return BuildCounts(
-        roots_read=10, roots_empty=0, roots=4, roots_by_status={"ok": 3, "no_verified_context": 1},
+        method="entropylong", roots_read=10, roots_empty=0, roots=4,
+        roots_by_status={"ok": 3, "no_verified_context": 1},
         corpus_documents=10, corpus_empty=0, high_entropy_positions=9, candidates_excluded_self=2,
         candidates_excluded_near_duplicate=1, candidates_tried=12, distinct_candidates_tried=8,
         verified_dependencies=5, verified_contexts=4, mean_delta_i=0.61, contexts_trimmed_for_length=0,
-        units=3, units_left_over=0, sequences=2, tokens=64, padding_tokens=3, seconds=seconds,
+        units=3, units_left_over=0, sequences=2, tokens=64, padding_tokens=3, mean_dependency_distance=41.5,
+        seconds=seconds,
     )  # fmt: skip
 
 
@@ -150,7 +152,7 @@ def test_push_sends_only_the_published_dataset(tmp_path, monkeypatch):
     (output_dir / ".cache/entropy-0-00000-of-00001.arrow").write_text("cache")
     (output_dir / "notes.txt").write_text("the user's")
     stale = "default/train-0123456789ab-00000-of-00001.parquet"
-    hub = HubStandIn(remote_files=[stale, "README.md", ".gitattributes"])
+    hub = HubStandIn(remote_files=[stale, "plots/old.png", "README.md", ".gitattributes"])
     hub.install(monkeypatch)
 
     settings = OutputSettings(push_to_hub=True, hub_repo_id="org/entropylong", hub_private=True)
@@ -161,8 +163,10 @@ def test_push_sends_only_the_published_dataset(tmp_path, monkeypatch):
     added = {op.path_in_repo for op in operations if isinstance(op, CommitOperationAdd)}
     deleted = {op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)}
     published = {p.relative_to(output_dir).as_posix() for p in output_dir.glob("*/*.parquet")}
-    assert added == {"README.md", "build_config.yaml", "stats.json", *published}
-    assert deleted == {stale}  # the previous build's shard; the card is replaced, .gitattributes kept
+    plots = {p.relative_to(output_dir).as_posix() for p in output_dir.glob("plots/*.png")}
+    assert plots and added == {"README.md", "build_config.yaml", "stats.json", *published, *plots}
+    # the previous build's shard and plot go; the card is replaced, .gitattributes kept
+    assert deleted == {stale, "plots/old.png"}
     ((repo_type, card_data),) = hub.validated
     assert repo_type == "dataset" and card_data.license == "cc-by-sa-4.0"
 
