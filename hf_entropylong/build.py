@@ -11,11 +11,15 @@
 Then, once: the units are packed best-fit-decreasing into rows of exactly `max_seq_length` tokens, counted, and
 published with the dataset card (`publish.py`).
 
+Those are EntropyLong's stages; `method` swaps in the paper's NoVerify ablation or a baseline (concat, quest,
+nextlong: `baselines.py`), whose stages write the same columns, so every method publishes one schema (`conform`).
+
 Each stage is a `Stage` record (`stage.py`) that owns its settings dataclass, the inputs it reads, the columns it
 adds and the statuses it may set; this module only runs the records. `BuildConfig` is the flat union of every
 settings dataclass, so a recipe is one flat YAML. Every stage runs over shards of `shard_size` roots, each cached
-in `<output_dir>/.cache/<stage>-<key>-<shard>.arrow`, where a stage's key is the hash of the previous stage's key,
-its own output-relevant settings and the identities of its inputs (`input_identities`): a killed build restarted
+in `<cache_dir>/<stage>-<key>-<shard>.arrow` (default `<output_dir>/.cache/`), where a stage's key is the hash of
+the previous stage's key, its own output-relevant settings, the identities of its inputs (`input_identities`) and
+its columns: builds sharing a `cache_dir` share the stages they have in common, and a killed build restarted
 with the same config reuses every finished shard, and a changed setting reruns exactly the stages it reaches.
 Each root's row keeps a `status` saying where and why it stopped; the counts on the card are computed from them.
 
