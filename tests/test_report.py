@@ -61,8 +61,12 @@ def synthetic_root(rng: random.Random, index: int, method: str, num_words: int) 
                                                      "delta_i": c["delta_i"], "token_indices": []})  # fmt: skip
         entry["token_indices"].append(c["token_index"])
         entry["delta_i"] = max(entry["delta_i"], c["delta_i"]) if not baseline else NAN
-    dropped = "no_candidate" if baseline else "no_high_entropy_position" if not positions else "no_verified_context"
-    status = "ok" if kept and num_words < 1000 else dropped
+    if kept and num_words < 1000:
+        status = "ok"
+    elif baseline:
+        status = "no_candidate"
+    else:
+        status = "no_verified_context" if positions else "no_high_entropy_position"
     lengths = [rng.randrange(10, 150) for _ in contexts] if status == "ok" else []
     histogram = np.bincount(np.asarray([rng.randrange(48) for _ in range(num_words)]), minlength=48).tolist()
     return {
@@ -80,7 +84,8 @@ def synthetic_root(rng: random.Random, index: int, method: str, num_words: int) 
 def publish_synthetic(folder: Path, method: str, num_roots: int, seed: int) -> Path:
     """A published build folder (parquet, stats.json, build_config.yaml, card, plots) of synthetic roots."""
     rng = random.Random(seed)
-    rows = [synthetic_root(rng, i, method, 3000 if i == 1 else rng.randrange(20, 60)) for i in range(num_roots)]
+    lengths = [3000 if i == 1 else rng.randrange(20, 60) for i in range(num_roots)]  # root 1: a long text
+    rows = [synthetic_root(rng, i, method, num_words) for i, num_words in enumerate(lengths)]
     dependencies = datasets.Dataset.from_list(rows, features=DEPENDENCY_FEATURES)
     units = datasets.Dataset.from_dict({
         "input_ids": [[7] * r["num_unit_tokens"] for r in rows if r["num_unit_tokens"]],
@@ -103,7 +108,8 @@ def publish_synthetic(folder: Path, method: str, num_roots: int, seed: int) -> P
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory):
     base = tmp_path_factory.mktemp("builds")
-    return publish_synthetic(base / "main", "entropylong", 30, seed=0), publish_synthetic(base / "kw", "quest", 12, 1)
+    main = publish_synthetic(base / "main", "entropylong", num_roots=30, seed=0)
+    return main, publish_synthetic(base / "kw", "quest", num_roots=12, seed=1)
 
 
 class Page(HTMLParser):
@@ -161,7 +167,8 @@ def shown(text: str) -> float | str | None:
 
 
 def read_rows(folder: Path, table: str) -> list[dict]:
-    return [row for path in sorted((folder / table).glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+    paths = sorted((folder / table).glob("*.parquet"))
+    return [row for path in paths for row in pq.read_table(path).to_pylist()]
 
 
 def counts_from_files(folder: Path) -> dict:
@@ -253,7 +260,8 @@ def test_plots_are_pngs_of_the_distributions_and_the_page_shows_them(builds, pag
         width, height = png_size(path)
         assert width >= 400 and height >= 200
     assert sorted(parsed.images) == sorted(f"plots/{name}" for name in names)
-    quest = report.read_distributions(builds[1])  # no entropy recorded, no ΔI computed, keywords are no positions
+    # quest records no entropy and computes no ΔI, and its keywords are not high-entropy positions
+    quest = report.read_distributions(builds[1])
     assert quest.entropy is None and len(quest.delta_kept) == 0 and quest.candidates_without_delta > 0
     assert quest.positions_per_root.sum() == 0
     main = report.read_distributions(builds[0])
@@ -263,8 +271,10 @@ def test_plots_are_pngs_of_the_distributions_and_the_page_shows_them(builds, pag
 
 
 def test_viewer_samples_at_most_viewer_roots_deterministically(builds, tmp_path):
-    first = Page(report.main([str(builds[0]), "--report_dir", str(tmp_path / "a"), "--viewer_roots", "10"]).read_text())
-    again = Page(report.main([str(builds[0]), "--report_dir", str(tmp_path / "b"), "--viewer_roots", "10"]).read_text())
+    first, again = (
+        Page(report.main([str(builds[0]), "--report_dir", str(d), "--viewer_roots", "10"]).read_text())
+        for d in (tmp_path / "a", tmp_path / "b")
+    )
     ids = [r["id"] for r in json.loads(first.scripts["build-data-0"])["roots"]]
     all_ids = [r["root_id"] for r in read_rows(builds[0], "dependencies")]
     assert len(ids) == 10 and ids == [i for i in all_ids if i in ids]  # a subset, in table order
@@ -276,12 +286,13 @@ def test_published_folder_has_the_plots_and_the_card_shows_them_with_the_headlin
     folder = builds[0]
     card = (folder / "README.md").read_text()
     linked = re.findall(r"!\[[^\]]+\]\((plots/[^)]+\.png)\)", card)
-    assert linked and sorted(linked) == sorted(p.relative_to(folder).as_posix() for p in folder.glob("plots/*.png"))
+    written = sorted(p.relative_to(folder).as_posix() for p in folder.glob("plots/*.png"))
+    assert linked and sorted(linked) == written
     for path in linked:
         png_size(folder / path)
     stats = json.loads((folder / "stats.json").read_text())
     glance = card.split("## At a glance")[1].split("##")[0].strip().splitlines()
-    header, values = [c.strip() for c in glance[0].split("|")[1:-1]], [c.strip() for c in glance[2].split("|")[1:-1]]
+    header, _, values = ([cell.strip() for cell in line.split("|")[1:-1]] for line in glance)
     row = dict(zip(header, values, strict=True))
     assert shown(row["kept dependencies"]) == stats["verified_dependencies"]
     assert shown(row["tokens"]) == stats["tokens"] and row["method"] == "entropylong"
@@ -297,7 +308,8 @@ def run_cli(argv, capsys) -> tuple[int, str]:
 def test_cli_errors_name_the_folder_in_one_line(builds, tmp_path, capsys):
     missing = tmp_path / "no-such-build"
     code, err = run_cli(["report", str(missing)], capsys)
-    assert code == 2 and str(missing) in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and str(missing) in err and "does not exist" in err
+    assert len(err.strip().splitlines()) == 1
     (tmp_path / "empty").mkdir()
     code, err = run_cli(["report", str(tmp_path / "empty")], capsys)
     assert code == 2 and "is not a published hf_entropylong build" in err and "stats.json" in err
@@ -310,7 +322,8 @@ def test_cli_errors_name_the_folder_in_one_line(builds, tmp_path, capsys):
         (lacking / table).mkdir()
         (path,) = (builds[0] / table).glob("*.parquet")
         data = pq.read_table(path)
-        pq.write_table(data.drop(["candidates"]) if table == "dependencies" else data, lacking / table / path.name)
+        data = data.drop(["candidates"]) if table == "dependencies" else data
+        pq.write_table(data, lacking / table / path.name)
     code, err = run_cli(["report", str(lacking)], capsys)
     assert code == 2 and str(lacking) in err and "candidates" in err and "rebuild" in err
 
@@ -325,7 +338,8 @@ def test_report_never_overwrites_a_file_it_did_not_write(builds, tmp_path, capsy
     ours = tmp_path / "ours"
     report.main([str(builds[0]), str(builds[1]), "--report_dir", str(ours)])
     (ours / "plots" / "stale.png").write_bytes(b"")  # not ours: kept
-    report.main([str(builds[1]), "--report_dir", str(ours)])  # rewrites its own files, drops its own stale ones
+    # a second report rewrites its own files, and drops those of the first that it does not write
+    report.main([str(builds[1]), "--report_dir", str(ours)])
     assert (ours / "plots" / "stale.png").exists() and not (ours / "plots" / "entropy.png").exists()
     assert json.loads(parsed_script(ours))["label"] == "quest · kw"
 
@@ -336,4 +350,5 @@ def parsed_script(report_dir: Path) -> str:
 
 def test_default_report_dir_is_inside_the_first_build(builds):
     index = report.main([str(builds[1])])
-    assert index == builds[1] / "report" / "index.html" and (builds[1] / "report" / report.REPORT_MARKER).is_file()
+    assert index == builds[1] / "report" / "index.html"
+    assert (builds[1] / "report" / report.REPORT_MARKER).is_file()
