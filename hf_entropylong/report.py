@@ -265,33 +265,20 @@ def _packed_unit_tokens(folder: Path) -> list[np.ndarray] | None:
     return lengths
 
 
-def _histogram(ax, series, bins, share: bool, log_x: bool = False) -> list[str]:
-    """Step histograms of each (label, color, values) on `ax`; returns a note for each build without values."""
-    missing = []
-    for label, color, values in series:
-        if values is None:
-            missing.append(f"{label}: not recorded")
-            continue
-        weights = np.full(len(values), 1 / len(values)) if share and len(values) else None
-        clipped = np.clip(values, bins[0], bins[-1])
-        if not share:  # one build: filled
-            ax.hist(clipped, bins=bins, histtype="stepfilled", color=color, alpha=0.25)
-        ax.hist(clipped, bins=bins, weights=weights, histtype="step", linewidth=1.8, color=color,
-                label=f"{label} (n={len(values):,})")  # fmt: skip
-    if log_x:
-        ax.set_xscale("symlog", linthresh=10)
-    return missing
-
-
-def _integer_bins(arrays) -> np.ndarray:
-    top = max((int(a.max()) for a in arrays if a is not None and len(a)), default=1)
-    return np.arange(-0.5, top + 1.5) if top <= 60 else np.linspace(0, top + 1, 50)
+def _step(ax, values, bins, color, label, share: bool, **style) -> None:
+    """A step histogram of `values` (clipped into `bins`): shares when `share`, else counts over a filled area."""
+    clipped = np.clip(values, bins[0], bins[-1])
+    if not share:
+        ax.hist(clipped, bins=bins, histtype="stepfilled", color=color, alpha=0.2)
+    weights = np.full(len(values), 1 / len(values)) if share else None
+    ax.hist(clipped, bins=bins, weights=weights, histtype="step", color=color, label=label, **style)
 
 
 def plot_distributions(
     builds: Sequence[tuple[str, Distributions, float | None]], out_dir: Path
 ) -> list[tuple[str, str]]:
-    """Draw each distribution with at least one build's values into `out_dir/<name>.png`, builds overlaid.
+    """Draw each distribution that at least one build recorded into `out_dir/<name>.png`, builds overlaid (as
+    shares of each build's total when there are several, else as counts).
 
     Args:
         builds: (label, distributions, ε of the build or None) per build.
@@ -303,87 +290,73 @@ def plot_distributions(
     from matplotlib.figure import Figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    share, written = len(builds) > 1, []
     colors = [f"C{i % 10}" for i in range(len(builds))]
-    share = len(builds) > 1
-    y_label = "share" if share else "count"
-    written = []
 
-    def figure(name, values, xlabel, draw):
-        if all(v is None or not len(v) for v in values):
+    def recorded(field: str) -> list[np.ndarray]:
+        return [v for _, d, _ in builds if (v := getattr(d, field)) is not None and len(v)]
+
+    def top(field: str) -> int:
+        return max((int(v.max()) for v in recorded(field)), default=1)
+
+    def draw(name: str, xlabel: str, fields: tuple[str, ...], bins=None, log_x: bool = False) -> None:
+        if not any(recorded(field) for field in fields):
             return
         fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
-        ax = fig.add_subplot()
-        ax.set_ylabel(y_label)
-        missing = draw(ax)
+        ax = fig.add_subplot(xlabel=xlabel, ylabel="share" if share else "count")
+        notes = []
+        for (label, d, _), color in zip(builds, colors, strict=True):
+            if name == "entropy" and d.entropy is not None:
+                total = d.entropy.sum()
+                heights = d.entropy / total if share and total else d.entropy
+                ax.stairs(
+                    heights, d.entropy_edges, color=color, linewidth=1.8, label=f"{label} (n={total:,})"
+                )
+            elif (
+                name == "delta_i"
+            ):  # kept and rejected each as shares of their group: shapes compare at any count
+                for group, values, style in (
+                    ("kept", d.delta_kept, "-"),
+                    ("rejected", d.delta_rejected, "--"),
+                ):
+                    if values is not None and len(values):
+                        _step(ax, values, bins, color, f"{label} {group} (n={len(values):,})", True,
+                              linestyle=style, linewidth=1.8 if group == "kept" else 1.2)  # fmt: skip
+                if d.candidates_without_delta:
+                    notes.append(f"{label}: {d.candidates_without_delta:,} candidates without ΔI")
+            elif name not in ("entropy", "delta_i") and getattr(d, fields[0]) is not None:
+                values = getattr(d, fields[0])
+                _step(ax, values, bins, color, f"{label} (n={len(values):,})", share, linewidth=1.8)
+            else:
+                notes.append(f"{label}: not recorded")
+        if name == "delta_i":
+            ax.set_ylabel("share of kept / of rejected")
+            for epsilon in sorted({e for _, _, e in builds if e is not None}):
+                ax.axvline(epsilon, color="0.3", linewidth=0.8, linestyle=":")
+                ax.text(epsilon, 0.62, f" ε = {epsilon:g}", transform=ax.get_xaxis_transform(), fontsize=8)
+        if log_x:
+            ax.set_xscale("symlog", linthresh=10)
+        if notes:
+            ax.text(0.99, 0.97, "; ".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7,
+                    color="0.4")  # fmt: skip
         ax.set_title(PLOT_TITLES[name], fontsize=11)
-        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-        if missing:
-            ax.text(0.99, 0.97, "; ".join(missing), transform=ax.transAxes, ha="right",
-                    va="top", fontsize=7, color="0.4")  # fmt: skip
         ax.legend(fontsize=7, loc="upper left" if name == "delta_i" else "best")
         fig.savefig(out_dir / f"{name}.png")
         written.append((f"{name}.png", PLOT_TITLES[name]))
 
-    def entropy(ax):
-        missing = []
-        for (label, d, _), color in zip(builds, colors, strict=True):
-            if d.entropy is None:
-                missing.append(f"{label}: not recorded")
-                continue
-            total = d.entropy.sum()
-            heights = d.entropy / total if share and total else d.entropy
-            ax.stairs(
-                heights, d.entropy_edges, color=color, linewidth=1.8, label=f"{label} (n={int(total):,})"
-            )
-        return missing
+    def integer_bins(field: str) -> np.ndarray:
+        return np.arange(-0.5, top(field) + 1.5) if top(field) <= 60 else np.linspace(0, top(field) + 1, 50)
 
-    def delta_i(ax):  # kept and rejected each as shares of their own group: their shapes compare at any count
-        bins, missing = np.linspace(-1.0, 1.0, 41), []
-        for (label, d, _), color in zip(builds, colors, strict=True):
-            for name, values, style in (("kept", d.delta_kept, "-"), ("rejected", d.delta_rejected, "--")):
-                if values is not None and len(values):
-                    ax.hist(np.clip(values, -1, 1), bins=bins, weights=np.full(len(values), 1 / len(values)),
-                            histtype="step", linestyle=style, linewidth=1.8 if name == "kept" else 1.2, color=color,
-                            label=f"{label} {name} (n={len(values):,})")  # fmt: skip
-            if d.candidates_without_delta:
-                missing.append(f"{label}: {d.candidates_without_delta:,} candidates without ΔI")
-        for epsilon in sorted({e for _, _, e in builds if e is not None}):
-            ax.axvline(epsilon, color="0.3", linewidth=0.8, linestyle=":")
-            ax.text(
-                epsilon,
-                0.62,
-                f" ε = {epsilon:g}",
-                transform=ax.get_xaxis_transform(),
-                fontsize=8,
-                color="0.3",
-            )
-        ax.set_ylabel("share of kept / of rejected")
-        return missing
-
-    def simple(field, bins=None, log_x=False):
-        def draw(ax):
-            series = [
-                (label, color, getattr(d, field)) for (label, d, _), color in zip(builds, colors, strict=True)
-            ]
-            edges = bins if bins is not None else _integer_bins([v for _, _, v in series])
-            return _histogram(ax, series, edges, share, log_x)
-
-        return draw
-
-    def values(field):
-        return [getattr(d, field) for _, d, _ in builds]
-
-    figure("entropy", [d.entropy for _, d, _ in builds], "entropy (nats)", entropy)
-    figure("delta_i", values("delta_kept") + values("delta_rejected"), "ΔI (clipped to [-1, 1])", delta_i)
-    figure("positions_per_root", values("positions_per_root"), "positions", simple("positions_per_root"))
-    figure("contexts_per_unit", values("contexts_per_unit"), "contexts", simple("contexts_per_unit"))
-    top = max((int(v.max()) for v in values("unit_tokens") if v is not None and len(v)), default=1)
-    figure("unit_tokens", values("unit_tokens"), "tokens", simple("unit_tokens", np.linspace(0, top, 41)))
-    top = max((int(v.max()) for v in values("dependency_distance") if v is not None and len(v)), default=1)
-    distance_bins = np.unique(np.concatenate([[0], np.geomspace(1, top + 1, 40).round()]))
-    figure("dependency_distance", values("dependency_distance"), "tokens (log scale above 10)",
-           simple("dependency_distance", distance_bins, log_x=True))  # fmt: skip
+    distance_bins = np.unique(
+        np.concatenate([[0], np.geomspace(1, top("dependency_distance") + 1, 40).round()])
+    )
+    draw("entropy", "entropy (nats)", ("entropy",))
+    draw("delta_i", "ΔI (clipped to [-1, 1])", ("delta_kept", "delta_rejected"), np.linspace(-1.0, 1.0, 41))
+    draw("positions_per_root", "positions", ("positions_per_root",), integer_bins("positions_per_root"))
+    draw("contexts_per_unit", "contexts", ("contexts_per_unit",), integer_bins("contexts_per_unit"))
+    draw("unit_tokens", "tokens", ("unit_tokens",), np.linspace(0, top("unit_tokens"), 41))
+    draw("dependency_distance", "tokens (log scale above 10)", ("dependency_distance",), distance_bins, True)
     return written
 
 
