@@ -47,10 +47,11 @@ TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html"
 REPORT_MARKER = ".hf_entropylong_report.json"
 PLOTS_DIR = "plots"
 DEFAULT_VIEWER_ROOTS = 500
-MAX_TEXT_CHARS = (
-    12_000  # longer root texts are embedded as their first HEAD_CHARS and the text around positions
-)
-HEAD_CHARS, SPAN_CHARS = 2_000, 300
+# Longer root texts are embedded as their first HEAD_CHARS and SPAN_CHARS around each position.
+MAX_TEXT_CHARS, HEAD_CHARS, SPAN_CHARS = 12_000, 2_000, 300
+# Per root: a 128K-token root can have thousands of positions (those with a kept candidate come first).
+MAX_VIEWER_POSITIONS = 100
+MAX_VIEWER_BYTES = 20 * 2**20  # per build: the page embeds fewer roots rather than grow past this
 REQUIRED = (
     "root_id",
     "root_text",
@@ -392,48 +393,44 @@ def text_pieces(text: str, positions: Sequence[Mapping]) -> list[list]:
     return [[start, text[start:end]] for start, end in merged]
 
 
-def viewer_root(row: Mapping) -> dict:
-    """One root as the viewer's JavaScript reads it (short keys; NaN as null)."""
-    positions = row["positions"] or []
+def _shown_positions(
+    positions: list[dict], candidates: list[dict], limit: int
+) -> tuple[list[dict], list[dict]]:
+    """At most `limit` positions (those where a candidate was kept, then the highest entropies; in text order) and
+    their candidates, plus the candidates tied to no position (a baseline's)."""
+    if len(positions) <= limit:
+        return positions, candidates
+    kept_at = {c["token_index"] for c in candidates if c["verified"]}
+
+    def rank(p: dict) -> tuple[bool, float]:
+        return p["token_index"] not in kept_at, -p["entropy"] if math.isfinite(p["entropy"]) else math.inf
+
+    shown = {p["token_index"] for p in sorted(positions, key=rank)[:limit]}
+    every = {p["token_index"] for p in positions}
+    return (
+        [p for p in positions if p["token_index"] in shown],
+        [c for c in candidates if c["token_index"] in shown or c["token_index"] not in every],
+    )
+
+
+def viewer_root(row: Mapping, max_positions: int = MAX_VIEWER_POSITIONS) -> dict:
+    """One root as the viewer's JavaScript reads it (short keys; NaN as null; at most `max_positions` positions)."""
+    positions, candidates = _shown_positions(row["positions"] or [], row["candidates"] or [], max_positions)
     return {
-        "id": row["root_id"],
-        "status": row["status"],
-        "tokens": row.get("num_tokens"),
-        "mean": _round(row.get("entropy_mean")),
-        "std": _round(row.get("entropy_std")),
-        "chars": len(row["root_text"]),
-        "text": text_pieces(row["root_text"], positions),
-        "positions": [
-            {
-                "t": p["token_index"],
-                "s": p["char_start"],
-                "e": p["char_end"],
-                "tok": p["token"],
-                "h": _round(p["entropy"]),
-                "q": p["query"],
-            }
-            for p in positions
-        ],  # fmt: skip
-        "candidates": [
-            {
-                "t": c["token_index"],
-                "id": c["corpus_id"],
-                "sim": _round(c["similarity"]),
-                "h": _round(c.get("entropy_with_context")),
-                "di": _round(c["delta_i"]),
-                "kept": bool(c["verified"]),
-            }
-            for c in row["candidates"] or []
-        ],  # fmt: skip
-        "contexts": [
-            {"id": c["corpus_id"], "di": _round(c["delta_i"]), "t": c["token_indices"]}
-            for c in row["verified_contexts"] or []
-        ],  # fmt: skip
-        "unit": row["unit_context_ids"] or [],
-        "unit_lengths": row.get("unit_context_lengths"),
-        "unit_tokens": row.get("num_unit_tokens"),
-        "distances": row.get("dependency_distances"),
-    }
+        "id": row["root_id"], "status": row["status"], "tokens": row.get("num_tokens"),
+        "mean": _round(row.get("entropy_mean")), "std": _round(row.get("entropy_std")),
+        "chars": len(row["root_text"]), "text": text_pieces(row["root_text"], positions),
+        "positions_total": len(row["positions"] or []), "candidates_total": len(row["candidates"] or []),
+        "positions": [{"t": p["token_index"], "s": p["char_start"], "e": p["char_end"], "tok": p["token"],
+                       "h": _round(p["entropy"]), "q": p["query"]} for p in positions],
+        "candidates": [{"t": c["token_index"], "id": c["corpus_id"], "sim": _round(c["similarity"]),
+                        "h": _round(c.get("entropy_with_context")), "di": _round(c["delta_i"]),
+                        "kept": bool(c["verified"])} for c in candidates],
+        "contexts": [{"id": c["corpus_id"], "di": _round(c["delta_i"]), "t": c["token_indices"]}
+                     for c in row["verified_contexts"] or []],
+        "unit": row["unit_context_ids"] or [], "unit_lengths": row.get("unit_context_lengths"),
+        "unit_tokens": row.get("num_unit_tokens"), "distances": row.get("dependency_distances"),
+    }  # fmt: skip
 
 
 def sample_indices(total: int, limit: int, seed: int = 0) -> np.ndarray:
@@ -443,13 +440,16 @@ def sample_indices(total: int, limit: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(total, size=limit, replace=False))
 
 
-def viewer_roots(folder: Path, limit: int) -> tuple[int, list[dict]]:
-    """The number of roots and the sampled roots of `folder`, read row group by row group (only those needed)."""
+def viewer_roots(folder: Path, limit: int, seed: int = 0) -> tuple[int, list[dict]]:
+    """The number of roots and the sampled roots of `folder`, read row group by row group (only those needed).
+
+    At most `limit` roots (`sample_indices`), and fewer when their data would exceed `MAX_VIEWER_BYTES`.
+    """
     files = _files(folder, "dependencies")
     names = pq.read_schema(files[0]).names
     columns = [name for name in (*REQUIRED, *OPTIONAL) if name in names and name != "entropy_histogram"]
     total = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
-    wanted, offset, roots = sample_indices(total, limit), 0, []
+    wanted, offset, roots = sample_indices(total, limit, seed), 0, []
     for path in files:
         parquet = pq.ParquetFile(path)
         for group in range(parquet.num_row_groups):
@@ -459,6 +459,14 @@ def viewer_roots(folder: Path, limit: int) -> tuple[int, list[dict]]:
                 rows = parquet.read_row_group(group, columns=columns).take(pa.array(chosen)).to_pylist()
                 roots += [viewer_root(row) for row in rows]
             offset += size
+    sizes = [len(json.dumps(root, ensure_ascii=False)) for root in roots]
+    if sum(sizes) > MAX_VIEWER_BYTES:  # fewer roots (a seeded sample of the sample): the page stays light
+        keep, used = set(), 0
+        for index in np.random.default_rng(seed + 1).permutation(len(roots)):
+            if used + sizes[index] <= MAX_VIEWER_BYTES:
+                keep.add(index)
+                used += sizes[index]
+        roots = [root for index, root in enumerate(roots) if index in keep]
     return total, roots
 
 
@@ -484,17 +492,21 @@ def claim_report_dir(report_dir: Path) -> list[str]:
     return []
 
 
-def write_report(
-    folders: Sequence[Path], report_dir: Path, viewer_roots_per_build: int = DEFAULT_VIEWER_ROOTS
-) -> Path:
-    """Write the report of the builds in `folders` into `report_dir`; return the path of its `index.html`."""
+def write_report(folders: Sequence[Path], report_dir: Path, limit: int = DEFAULT_VIEWER_ROOTS) -> Path:
+    """Write the report of the builds in `folders` into `report_dir`; return the path of its `index.html`.
+
+    Args:
+        folders: published build folders, in the order of the page's columns.
+        report_dir: the report's folder: new, empty, or one a report was written into before.
+        limit: the most roots per build the viewer embeds (`viewer_roots`).
+    """
     import jinja2
 
     folders = [Path(folder) for folder in folders]
     for folder in folders:
         check_build(folder)
-    if viewer_roots_per_build < 0:
-        raise ValueError(f"--viewer_roots must be >= 0, got {viewer_roots_per_build}.")
+    if limit < 0:
+        raise ValueError(f"--viewer_roots must be >= 0, got {limit}.")
     previous = claim_report_dir(report_dir)
     stats = [json.loads((folder / "stats.json").read_text()) for folder in folders]
     configs = [_read_yaml(folder / "build_config.yaml") for folder in folders]
@@ -507,7 +519,7 @@ def write_report(
     )
     builds = []
     for index, (folder, label, s, c) in enumerate(zip(folders, labels, stats, configs, strict=True)):
-        total, roots = viewer_roots(folder, viewer_roots_per_build)
+        total, roots = viewer_roots(folder, limit)
         data = {
             "label": label,
             "total": total,
@@ -516,7 +528,7 @@ def write_report(
         }
         builds.append({
             "index": index, "label": label, "folder": str(folder.resolve()), "config": c,
-            "headline": headline_rows(s, c), "total": total, "shown": len(roots),
+            "headline": headline_rows(s, c), "total": total, "shown": len(roots), "limit": limit,
             "statuses": ", ".join(f"{name} {n:,}" for name, n in s.get("roots_by_status", {}).items()) or "—",
             "data_json": json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c"),
         })  # fmt: skip
@@ -526,7 +538,8 @@ def write_report(
     html = template.render(
         builds=builds, headline=HEADLINE, plots=[(f"{PLOTS_DIR}/{name}", title) for name, title in plots],
         missing_plots=[title for name, title in PLOT_TITLES.items() if f"{name}.png" not in dict(plots)],
-        max_text_chars=MAX_TEXT_CHARS, settings=SETTINGS_SHOWN,
+        max_text_chars=MAX_TEXT_CHARS, max_positions=MAX_VIEWER_POSITIONS, max_viewer_mb=MAX_VIEWER_BYTES >> 20,
+        settings=SETTINGS_SHOWN,
     )  # fmt: skip
     index = report_dir / "index.html"
     index.write_text(html, encoding="utf-8")

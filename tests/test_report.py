@@ -282,6 +282,26 @@ def test_viewer_samples_at_most_viewer_roots_deterministically(builds, tmp_path)
     assert "10 of 30 roots embedded" in first.notes[0]
 
 
+def test_viewer_caps_positions_per_root_and_data_per_build(builds, tmp_path, monkeypatch):
+    positions = [{"token_index": t, "char_start": t, "char_end": t + 1, "token": "x", "entropy": float(t % 50),
+                  "target_logprob": NAN, "query": "q"} for t in range(300)]  # fmt: skip
+    candidates = [{"token_index": t, "corpus_id": f"d{t}", "similarity": 0.5, "entropy_with_context": 1.0,
+                   "delta_i": 0.5 if t == 7 else 0.1, "verified": t == 7} for t in (*range(300), -1)]  # fmt: skip
+    row = {"root_id": "r", "status": "ok", "root_text": "x" * 400, "positions": positions,
+           "candidates": candidates, "verified_contexts": [], "unit_context_ids": []}  # fmt: skip
+    root = report.viewer_root(row, max_positions=10)
+    shown = [p["t"] for p in root["positions"]]  # the kept one, then the highest entropies (49, 48), in order
+    assert shown == sorted([7, 49, 99, 149, 199, 249, 299, 48, 98, 148])
+    assert [c["t"] for c in root["candidates"]] == [*shown, -1]  # and the candidate tied to no position
+    assert (root["positions_total"], root["candidates_total"]) == (300, 301)
+
+    monkeypatch.setattr(report, "MAX_VIEWER_BYTES", 6_000)
+    page = Page(report.main([str(builds[0]), "--report_dir", str(tmp_path / "light")]).read_text())
+    roots = json.loads(page.scripts["build-data-0"])["roots"]
+    assert 0 < len(roots) < 30 and sum(len(json.dumps(r, ensure_ascii=False)) for r in roots) <= 6_000
+    assert f"{len(roots)} of 30 roots embedded" in page.notes[0] and "fewer than that" in page.notes[0]
+
+
 def test_published_folder_has_the_plots_and_the_card_shows_them_with_the_headline(builds):
     folder = builds[0]
     card = (folder / "README.md").read_text()
