@@ -18,7 +18,9 @@ it). The page has:
   more; the page says how many of how many), paginated and filtered by status, kept or not, and text. Each
   root's text shows its high-entropy positions highlighted (green when a candidate was kept there); clicking one
   shows its entropy, query window and every candidate (corpus id, similarity, entropy with the context, ΔI,
-  kept). Texts over `MAX_TEXT_CHARS` are shown around their positions only. The URL hash
+  kept). To keep the page light with long roots, texts over `MAX_TEXT_CHARS` are shown around their positions
+  only, a root shows at most `MAX_VIEWER_POSITIONS` positions (those where a candidate was kept first, then the
+  highest entropies), and a build embeds fewer roots rather than more than `MAX_VIEWER_BYTES`. The URL hash
   `#build=I&root=ID&position=TOKEN_INDEX` opens a position, and clicking one sets it.
 
 The report folder is written only when it is new, empty, or holds `.hf_entropylong_report.json` (the marker of a
