@@ -346,17 +346,6 @@ def is_kept(
     return kept
 
 
-def _target_logprob(position: dict, settings: VerifySettings) -> float:
-    """The entropy stage's log p(actual token | root prefix) at a position (NaN in a table that predates it)."""
-    value = position.get("target_logprob")
-    if value is None and settings.verify_criterion == "entropy_and_target":
-        raise ValueError(
-            "verify_criterion entropy_and_target needs the positions' target_logprob, which these entropy-stage "
-            "rows lack (cached by an older version): delete the entropy-* files of the build's .cache and rebuild."
-        )
-    return float("nan") if value is None else value
-
-
 def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
     """The verification stage: ΔI of every (position, candidate) pair of each root, and its verified contexts."""
     tokenizer = inputs.tokenizer
@@ -389,7 +378,7 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
     )
     for row, (positions, by_candidate) in enumerate(zip(batch["positions"], grouped, strict=True)):
         candidates, verified = [], []
-        baseline = {p["token_index"]: (p["entropy"], _target_logprob(p, settings)) for p in positions}
+        baseline = {p["token_index"]: (p["entropy"], p["target_logprob"]) for p in positions}
         for (corpus_index, hits), (entropies, logprobs) in zip(
             by_candidate.items(), next(scores) if by_candidate else [], strict=True
         ):

@@ -389,16 +389,3 @@ def test_a_root_whose_only_pairs_the_stricter_criterion_rejects_has_no_verified_
     )
     assert default["status"] == ["ok"] and len(default["verified_contexts"][0]) == 1
     assert strict["status"] == ["no_verified_context"] and strict["verified_contexts"] == [[]]
-
-
-def test_positions_without_target_logprob_are_refused_only_by_the_stricter_criterion(smollm):
-    """Entropy-stage rows cached before positions recorded `target_logprob`."""
-    model, tokenizer = smollm
-    batch = vault_batch(tokenizer, model, ["7391"], [0])
-    del batch["positions"][0][0]["target_logprob"]
-    out = verify_candidates(batch, VerifySettings(), vault_inputs(model, tokenizer))
-    assert out["status"] == ["ok"]
-    with pytest.raises(ValueError, match="target_logprob"):
-        verify_candidates(
-            batch, VerifySettings(verify_criterion="entropy_and_target"), vault_inputs(model, tokenizer)
-        )
