@@ -305,33 +305,40 @@ def plot_distributions(
     def draw(name: str, xlabel: str, fields: tuple[str, ...], bins=None, log_x: bool = False) -> None:
         if not any(recorded(field) for field in fields):
             return
-        fig = Figure(figsize=(6.4, 3.4), dpi=100, layout="constrained")
+        entries = len(builds) * (2 if name == "delta_i" else 1)  # the legend goes below the plot when long
+        height = 3.4 if len(builds) <= 2 else 3.4 + 0.17 * math.ceil(entries / 2)
+        fig = Figure(figsize=(6.4, height), dpi=110, layout="constrained")
         ax = fig.add_subplot(xlabel=xlabel, ylabel="share" if share else "count")
-        notes = []
-        for (label, d, _), color in zip(builds, colors, strict=True):
-            if name == "entropy" and d.entropy is not None:
-                total = d.entropy.sum()
-                heights = d.entropy / total if share and total else d.entropy
-                ax.stairs(
-                    heights, d.entropy_edges, color=color, linewidth=1.8, label=f"{label} (n={total:,})"
-                )
-            elif (
+        notes = []  # builds that have nothing to draw here, said in the legend
+        for index, ((label, d, _), color) in enumerate(zip(builds, colors, strict=True)):
+            width = max(0.8, 2.4 - 0.4 * index)  # later builds thinner, over earlier ones: equal curves show
+            if (
                 name == "delta_i"
-            ):  # kept and rejected each as shares of their group: shapes compare at any count
-                for group, values, style in (
-                    ("kept", d.delta_kept, "-"),
-                    ("rejected", d.delta_rejected, "--"),
-                ):
+            ):  # kept and rejected as shares of their own group: shapes compare at any count
+                groups = (
+                    ("kept", d.delta_kept, "-", width),
+                    ("rejected", d.delta_rejected, "--", width * 0.7),
+                )
+                for group, values, style, line in groups:
                     if values is not None and len(values):
-                        _step(ax, values, bins, color, f"{label} {group} (n={len(values):,})", True,
-                              linestyle=style, linewidth=1.8 if group == "kept" else 1.2)  # fmt: skip
+                        label_n = f"{label} {group} (n={len(values):,})"
+                        _step(ax, values, bins, color, label_n, True, linestyle=style, linewidth=line)
                 if d.candidates_without_delta:
                     notes.append(f"{label}: {d.candidates_without_delta:,} candidates without ΔI")
-            elif name not in ("entropy", "delta_i") and getattr(d, fields[0]) is not None:
-                values = getattr(d, fields[0])
-                _step(ax, values, bins, color, f"{label} (n={len(values):,})", share, linewidth=1.8)
+                continue
+            values = getattr(d, fields[0])
+            if values is None or not len(values):
+                notes.append(f"{label}: {'none' if values is not None else 'not recorded'}")
+            elif name == "entropy":
+                total = int(values.sum())
+                heights = values / total if share and total else values
+                ax.stairs(
+                    heights, d.entropy_edges, color=color, linewidth=width, label=f"{label} (n={total:,})"
+                )
             else:
-                notes.append(f"{label}: not recorded")
+                _step(ax, values, bins, color, f"{label} (n={len(values):,})", share, linewidth=width)
+        for note in notes:
+            ax.plot([], [], linestyle="none", label=note)
         if name == "delta_i":
             ax.set_ylabel("share of kept / of rejected")
             for epsilon in sorted({e for _, _, e in builds if e is not None}):
@@ -339,12 +346,12 @@ def plot_distributions(
                 ax.text(epsilon, 0.62, f" ε = {epsilon:g}", transform=ax.get_xaxis_transform(), fontsize=8)
         if log_x:
             ax.set_xscale("symlog", linthresh=10)
-        if notes:
-            ax.text(0.99, 0.97, "; ".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=7,
-                    color="0.4")  # fmt: skip
         ax.set_title(PLOT_TITLES[name], fontsize=11)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left" if name == "delta_i" else "best")
+        if len(builds) > 2:
+            fig.legend(fontsize=7, loc="outside lower center", ncols=2, frameon=False)
+        else:
+            ax.legend(fontsize=7, loc="upper left" if name == "delta_i" else "best")
         fig.savefig(out_dir / f"{name}.png")
         written.append((f"{name}.png", PLOT_TITLES[name]))
 
