@@ -536,7 +536,7 @@ def write_report(folders: Sequence[Path], report_dir: Path, limit: int = DEFAULT
             "roots": roots,
         }
         builds.append({
-            "index": index, "label": label, "folder": str(folder.resolve()), "config": c,
+            "index": index, "label": label, "folder": str(folder), "config": c,
             "headline": headline_rows(s, c), "total": total, "shown": len(roots), "limit": limit,
             "statuses": ", ".join(f"{name} {n:,}" for name, n in s.get("roots_by_status", {}).items()) or "—",
             "data_json": json.dumps(data, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c"),
