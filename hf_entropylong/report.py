@@ -280,8 +280,9 @@ def _step(ax, values, bins, color, label, share: bool, **style) -> None:
 def plot_distributions(
     builds: Sequence[tuple[str, Distributions, float | None]], out_dir: Path
 ) -> list[tuple[str, str]]:
-    """Draw each distribution that at least one build recorded into `out_dir/<name>.png`, builds overlaid (as
-    shares of each build's total when there are several, else as counts).
+    """Draw each distribution that at least one build recorded (other than all zeros, as the positions of the
+    baselines that have none) into `out_dir/<name>.png`, builds overlaid (as shares of each build's total when
+    there are several, else as counts).
 
     Args:
         builds: (label, distributions, ε of the build or None) per build.
@@ -303,7 +304,7 @@ def plot_distributions(
         return max((int(v.max()) for v in recorded(field)), default=1)
 
     def draw(name: str, xlabel: str, fields: tuple[str, ...], bins=None, log_x: bool = False) -> None:
-        if not any(recorded(field) for field in fields):
+        if not any(v.any() for field in fields for v in recorded(field)):  # nothing, or only zeros
             return
         entries = len(builds) * (2 if name == "delta_i" else 1)  # the legend goes below the plot when long
         height = 3.4 if len(builds) <= 2 else 3.4 + 0.17 * math.ceil(entries / 2)
