@@ -1,20 +1,19 @@
 """Long-context training data with model-verified long-range dependencies (EntropyLong).
 
 Stages, one module each: `entropy` (where the model lacks information), `retrieval` (what might supply
-it), `verify` (what really does), `pack` (units into exact-length sequences); `build` chains them.
+it), `verify` (what really does), `pack` (units into exact-length sequences); `builder` chains them (`baselines` swaps in the ablation and baselines).
 `train` and `eval` hold the training and evaluation entry points.
 
 In Python (a notebook, a script): `demo_config` gives the embedded default, offline on a CPU, the same settings as
-`recipes/build/demo.yaml`, as a `BuildConfig`:
+`recipes/build/demo.yaml`, as a `BuildConfig`; `build` runs one:
 
-    from hf_entropylong import BuildConfig, demo_config
-    from hf_entropylong.build import build
+    from hf_entropylong import BuildConfig, build, demo_config
 
     counts = build(demo_config(output_dir="outputs/demo", num_roots=20))   # returns publish.BuildCounts
     counts = build(BuildConfig(roots="my_roots.jsonl", corpus=["my_corpus.jsonl"], output_dir="outputs/mine"))
 
-`BuildConfig` is imported on first use, so `import hf_entropylong` (and `hf-entropylong --version`) loads no model
-library. (`hf_entropylong.build` is the build module, whose `build` function runs a build.)
+`BuildConfig` and `build` (from `builder.py`) are imported on first use, so `import hf_entropylong` (and
+`hf-entropylong --version`) loads no model library.
 """
 
 from __future__ import annotations
@@ -22,10 +21,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["BuildConfig", "__version__", "demo_config"]
+__all__ = ["BuildConfig", "__version__", "build", "demo_config"]
 
 if TYPE_CHECKING:
-    from .build import BuildConfig
+    from .builder import BuildConfig, build
 
 # The embedded default: models and data shipped in PyPI packages, 80 roots, 8,192-token rows.
 DEMO_SETTINGS: dict[str, Any] = {
@@ -64,14 +63,14 @@ def demo_config(**overrides: Any) -> BuildConfig:
     Args:
         **overrides: any `BuildConfig` field, e.g. `output_dir="outputs/demo"`, `num_roots=20`.
     """
-    from .build import BuildConfig
+    from .builder import BuildConfig
 
     return BuildConfig(**{**DEMO_SETTINGS, **overrides})
 
 
 def __getattr__(name: str) -> Any:
-    if name == "BuildConfig":
-        from .build import BuildConfig
+    if name in ("BuildConfig", "build"):
+        from . import builder
 
-        return BuildConfig
+        return getattr(builder, name)
     raise AttributeError(f"module 'hf_entropylong' has no attribute {name!r}")

@@ -4,7 +4,7 @@
 each method's per-root table has the columns of EntropyLong's (what a method does not compute is empty or NaN),
 so one report reads them all.
 
-- **entropylong** — entropy → retrieval → verify → units (`build.py`).
+- **entropylong** — entropy → retrieval → verify → units (`builder.py`).
 - **noverify** — entropy → retrieval → top1 → units. The paper's main ablation: every high-entropy position keeps
   its top-retrieved document, with no ΔI test. The entropy and retrieval stages are EntropyLong's own (same cache).
 - **concat** — random → units. The standard baseline: each root is preceded by `concat_documents` corpus

@@ -7,10 +7,13 @@ hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
 hf-entropylong eval tasks-path          # the installed lm-eval task folder
 hf-entropylong --version
 
+`python -m hf_entropylong COMMAND ...` is the same command, for launchers that start modules:
+`accelerate launch -m hf_entropylong build ...`, `torchrun ... -m hf_entropylong build ...`.
+
 Errors a user can fix (a bad config or value, a missing source, model or file, a folder in the way) end the
 command with one line on stderr that names the problem, and exit code 2; `--debug` (or
-`HF_ENTROPYLONG_DEBUG=1`) shows the traceback instead. `python -m hf_entropylong.build` and `accelerate launch -m
-...` get the same through `run`.
+`HF_ENTROPYLONG_DEBUG=1`) shows the traceback instead. Modules run on their own (`python -m
+hf_entropylong.train.cpt`) get the same through `run`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 from collections.abc import Callable
 
 COMMANDS = {
-    ("build",): "hf_entropylong.build",
+    ("build",): "hf_entropylong.builder",
     ("report",): "hf_entropylong.report",
     ("train", "cpt"): "hf_entropylong.train.cpt",
     ("train", "sft"): "hf_entropylong.train.sft",
@@ -55,7 +58,7 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None, prog
     argv = [arg for arg in argv if arg != "--debug"]
     spec = getattr(
         sys.modules["__main__"], "__spec__", None
-    )  # `python -m hf_entropylong.build` names its module
+    )  # `python -m hf_entropylong.train.cpt` names its module
     prog = prog or (f"python -m {spec.name}" if spec else os.path.basename(sys.argv[0]))
     try:
         main(argv)

@@ -3,7 +3,7 @@ their tables are compared."""
 
 import pytest
 
-from hf_entropylong.build import BuildConfig
+from hf_entropylong.builder import BuildConfig
 
 DOCS = [
     (

@@ -42,7 +42,7 @@ def demo_build(docs_file, tmp_path_factory):
     """One reference build of the crafted corpus (one process): its folder and counts."""
     from builds import small_config
 
-    from hf_entropylong.build import build
+    from hf_entropylong.builder import build
 
     output_dir = tmp_path_factory.mktemp("build") / "out"
     counts = build(small_config(docs_file, output_dir))

@@ -18,7 +18,7 @@ from hf_entropylong.baselines import (
     rake_keywords,
     top_one,
 )
-from hf_entropylong.build import BuildConfig, build, stages_of, statuses_of
+from hf_entropylong.builder import BuildConfig, build, stages_of, statuses_of
 from hf_entropylong.pack import dependency_distances
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"

@@ -13,9 +13,9 @@ import yaml
 from builds import DOCS, assert_close, small_config
 from datasets import load_dataset
 
-from hf_entropylong import build as build_module
+from hf_entropylong import builder as build_module
 from hf_entropylong import cli
-from hf_entropylong.build import STAGES, build, main, statuses_of
+from hf_entropylong.builder import STAGES, build, main, statuses_of
 
 pytestmark = pytest.mark.slow
 

@@ -125,3 +125,21 @@ def test_the_console_script_exits_2_with_one_line(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("hf-entropylong build: error: alpha must be >= 0")
+
+
+def test_the_package_runs_as_a_module_and_exports_build(tmp_path):
+    """`python -m hf_entropylong COMMAND` is the console script (what `accelerate launch -m` starts), and
+    `from hf_entropylong import build` is the function, not a module."""
+    import hf_entropylong
+    from hf_entropylong import BuildConfig, build, builder
+
+    assert build is builder.build and BuildConfig is builder.BuildConfig and callable(hf_entropylong.build)
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_entropylong", "build", "--num_roots", "0"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "hf-entropylong build: error: num_roots must be positive (or unset for all), got 0. (--debug shows the traceback)"
+    ]

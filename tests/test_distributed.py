@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 # Rank 1 misbehaves, the rest of the build runs as launched: `python this.py {die-in-verify|other-top-k} ARGS`.
 MISBEHAVING_RANK = """
 import dataclasses, os, sys
-from hf_entropylong import build, cli
+from hf_entropylong import builder as build, cli
 
 mode, argv = sys.argv[1], sys.argv[2:]
 if os.environ["RANK"] == "1" and mode == "die-in-verify":
@@ -55,7 +55,7 @@ def test_two_processes_build_the_one_process_dataset(docs_file, demo_build, tmp_
     # What `accelerate launch --num_processes 2` runs on GPUs (its CPU multi-process path needs MPI).
     torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
     recipe = str(recipe_for(docs_file, tmp_path, output_dir))
-    done = launch(*torchrun, "-m", "hf_entropylong.build", "--config", recipe, cwd=tmp_path)
+    done = launch(*torchrun, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_dataset(output_dir, reference_dir)
     # Rank 1 took shard 1 of 3 in every stage, rank 0 shards 0 and 2; the corpus index was written once.
@@ -75,7 +75,7 @@ def test_a_killed_rank_resumes_on_any_number_of_ranks(docs_file, demo_build, tmp
     assert (
         len(list((output_dir / ".cache").glob("entropy-*.arrow"))) >= 1
     )  # work done before the kill is kept
-    resumed = launch(*torchrun, "-m", "hf_entropylong.build", "--config", recipe, cwd=tmp_path)
+    resumed = launch(*torchrun, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_dataset(output_dir, reference_dir)
 

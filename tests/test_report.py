@@ -16,7 +16,7 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from hf_entropylong import cli, report
-from hf_entropylong.build import COLUMNS, BuildConfig, stages_of, statuses_of
+from hf_entropylong.builder import COLUMNS, BuildConfig, stages_of, statuses_of
 from hf_entropylong.pack import pack_units
 from hf_entropylong.publish import BuildCounts, write_dataset
 from hf_entropylong.sources import SourceCounts

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_entropylong import build as build_module
+from hf_entropylong import builder as build_module
 from hf_entropylong.baselines import METHOD_NAMES
-from hf_entropylong.build import (
+from hf_entropylong.builder import (
     SETTINGS_GROUPS,
     STAGES,
     BuildConfig,
