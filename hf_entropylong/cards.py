@@ -88,7 +88,10 @@ def render_dataset_card(
         {"config_name": name, "data_files": [{"split": "train", "path": pattern}]}
         for name, pattern in data_files.items()
     ]
-    pretty_name = config.pretty_name or f"EntropyLong {config.max_seq_length // 1024}K"
+    length = f"{config.max_seq_length // 1024}K"
+    pretty_name = config.pretty_name or (
+        f"EntropyLong {length}" if config.method == "entropylong" else f"{config.method} baseline {length}"
+    )
     card_data = DatasetCardData(
         language="en",
         license=license_id,
@@ -96,7 +99,8 @@ def render_dataset_card(
         size_categories=_size_category(counts.sequences),
         source_datasets=source_datasets or None,
         task_categories=["text-generation"],
-        tags=["long-context", "entropylong", "pretraining"],
+        tags=["long-context", "entropylong", "pretraining"]
+        + ([] if config.method == "entropylong" else ["baseline", config.method]),
         configs=configs,
     )
     data_seconds = data_seconds or counts.seconds

@@ -197,3 +197,28 @@ def test_card_states_how_much_of_each_document_the_embedder_reads(tmp_path):
     assert "The embedder reads the first 128 tokens of each corpus document" in card
     card = render_dataset_card(BuildConfig(**EMBEDDED), counts, files, "")
     assert "tokens up to its own limit (`max_seq_length` of the model)" in card
+
+
+@pytest.mark.parametrize(
+    "method, says",
+    [
+        ("entropylong", ["model-verified long-range dependencies", "| verified dependencies (ΔI ≥ 0.4) |"]),
+        ("noverify", ["NoVerify ablation", "**without\nverification**", "pairs placed, not verified"]),
+        ("concat", ["drawn at random", "pairs placed, not verified"]),
+        ("quest", ["Quest (Gao et al. 2024)", "RAKE keywords"]),
+        ("nextlong", ["NExtLong (Gao et al. 2025)", "hard-negative distractors", "chunk, negatives, chunk"]),
+    ],
+)
+def test_the_card_describes_the_method_that_built_the_data(method, says, tmp_path):
+    config = BuildConfig(**EMBEDDED, method=method, output_dir=str(tmp_path))
+    card = render_dataset_card(config, make_counts(), {"default": "default/*.parquet"}, "")
+    for text in says:
+        assert text in card, text
+    assert ("model-verified" in card) == (method == "entropylong")
+    assert ("baseline" in card_metadata(card)["tags"]) == (method != "entropylong")
+
+
+def test_the_stricter_criterion_is_named_beside_the_verified_count(tmp_path):
+    config = BuildConfig(**EMBEDDED, verify_criterion="entropy_and_target", output_dir=str(tmp_path))
+    card = render_dataset_card(config, make_counts(), {"default": "default/*.parquet"}, "")
+    assert "| verified dependencies (ΔI ≥ 0.4 and p(token) rises) |" in card
