@@ -3,7 +3,7 @@
 The output folder. A build writes only into a folder that is empty, new, or marked as this tool's by the file
 `.hf_entropylong.json` (which lists what it published there); a non-empty folder without it is refused unless
 `overwrite_output_dir` is set, and even then nothing of the user's is deleted: the entries a build publishes
-(`default/`, `dependencies/`, `README.md`, `build_config.yaml`, `stats.json`) that it did not write before are moved
+(`default/`, `dependencies/`, `plots/`, `README.md`, `build_config.yaml`, `stats.json`) that it did not write before are moved
 to `.cache/replaced/`. One build at a time holds the folder's lock (`.cache/build.lock`).
 
 Publishing is all or nothing: the new dataset is written whole under `.cache/publish/`, then each entry is swapped
