@@ -462,13 +462,15 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     inputs = BuildInputs(config, corpus, cache_dir(config) / f"index-{keys['index']}.faiss", device)
     rank, world = state.process_index, state.num_processes
     clock = time.perf_counter()
-    if not inputs.index_path.exists():  # read by every rank before any of them can write it
+    searches = any("index" in stage.inputs for stage in stages_of(config))  # concat and quest never search
+    if searches and not inputs.index_path.exists():  # read by every rank before any of them can write it
         inputs.embed_corpus(rank, world)
         state.wait_for_everyone()
         if state.is_main_process:
             inputs.build_index()  # every embedding shard is cached now: trains and writes the index once
         state.wait_for_everyone()
-    timings["index"] = time.perf_counter() - clock
+    if searches:
+        timings["index"] = time.perf_counter() - clock
 
     num_shards = math.ceil(len(roots) / config.shard_size)
     for shard in range(rank, num_shards, world):

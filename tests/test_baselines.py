@@ -224,3 +224,12 @@ def test_concat_draws_per_root_seeded_documents(docs_file):
     assert len(ids) == len(set(ids)) == 3 and "violin" not in ids
     draws = {tuple(c["corpus_id"] for c in RANDOM_STAGE.function(batch, settings, Inputs(s))["verified_contexts"][0]) for s in range(6)}  # fmt: skip
     assert len(draws) > 1
+
+
+@pytest.mark.slow
+def test_methods_that_never_search_build_no_index(docs_file, tmp_path):
+    counts = build(
+        small_config(docs_file, tmp_path / "out", method="quest", cache_dir=str(tmp_path / "cache"))
+    )
+    assert counts.units > 0 and "index" not in counts.seconds
+    assert not list((tmp_path / "cache").glob("index-*")) and not list((tmp_path / "cache").glob("*embed*"))
