@@ -37,6 +37,7 @@ for it. `dependency_distances` records the pairs a method claims: verified ones 
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections import Counter, defaultdict
@@ -268,18 +269,17 @@ RANDOM_STAGE = Stage(
 
 # --- quest -------------------------------------------------------------------------------------------------------
 
-_STOP_WORDS = None
+ROOT_KEYWORDS = 20
+"""A root's best keywords tried, in order, until its documents are found."""
 _PHRASE_BREAK = re.compile(r"[^\w\s'-]+")
 _TOKEN = re.compile(r"[\w'-]+")
 
 
+@functools.cache
 def _stop_words() -> frozenset[str]:
-    global _STOP_WORDS
-    if _STOP_WORDS is None:
-        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-        _STOP_WORDS = frozenset(ENGLISH_STOP_WORDS)
-    return _STOP_WORDS
+    return frozenset(ENGLISH_STOP_WORDS)
 
 
 def rake_keywords(text: str, limit: int, max_words: int = 2) -> list[tuple[str, float]]:
@@ -348,7 +348,7 @@ def keyword_documents(batch: dict, settings: QuestSettings, inputs) -> dict:
             Counter(),
             set(),
         )
-        for keyword, _ in rake_keywords(text, 20) if ok else []:
+        for keyword, _ in rake_keywords(text, ROOT_KEYWORDS) if ok else []:
             members = [int(r) for r in groups.get(keyword, ()) if int(r) not in seen]
             if not members:
                 continue
