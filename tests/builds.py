@@ -62,7 +62,7 @@ def small_config(docs_file, output_dir, **overrides) -> BuildConfig:
 
 
 def assert_close(got, expected, where: str) -> None:
-    """Equal tables: the same structure, ids, decisions and counts; floats to 1e-5 (thread counts and kernels
+    """Equal tables: the same structure, ids, decisions and counts; floats to 1e-5, NaN equal to NaN (thread counts and kernels
     change the last bits of an LM's output)."""
     if isinstance(expected, dict):
         assert isinstance(got, dict) and got.keys() == expected.keys(), where
@@ -73,6 +73,6 @@ def assert_close(got, expected, where: str) -> None:
         for i, (a, b) in enumerate(zip(got, expected, strict=True)):
             assert_close(a, b, f"{where}[{i}]")
     elif isinstance(expected, float):
-        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), where
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), where
     else:
         assert got == expected, where

@@ -11,6 +11,8 @@ import yaml
 from builds import assert_close, small_config
 from datasets import load_dataset
 
+from hf_entropylong import build
+
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 # Rank 1 misbehaves, the rest of the build runs as launched: `python this.py {die-in-verify|other-top-k} ARGS`.
@@ -31,9 +33,9 @@ cli.run(build.main, argv, "build")
 """
 
 
-def recipe_for(docs_file, tmp_path: Path, output_dir: Path) -> Path:
+def recipe_for(docs_file, tmp_path: Path, output_dir: Path, **overrides) -> Path:
     recipe = tmp_path / f"{output_dir.name}.yaml"
-    config = small_config(docs_file, output_dir)
+    config = small_config(docs_file, output_dir, **overrides)
     recipe.write_text(yaml.safe_dump(dataclasses.asdict(config)))
     return recipe
 
@@ -61,6 +63,18 @@ def test_two_processes_build_the_one_process_dataset(docs_file, demo_build, tmp_
     # Rank 1 took shard 1 of 3 in every stage, rank 0 shards 0 and 2; the corpus index was written once.
     cache = output_dir / ".cache"
     assert len(list(cache.glob("verify-*.arrow"))) == 3 and len(list(cache.glob("index-*.faiss"))) == 1
+
+
+def test_two_processes_build_a_baseline_as_one_process_does(docs_file, tmp_path):
+    """NExtLong, the baseline that searches the index and writes its own units, under two ranks."""
+    settings = {"method": "nextlong", "meta_chunk_chars": 120}
+    build(small_config(docs_file, tmp_path / "one", **settings))
+    torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
+    recipe = str(recipe_for(docs_file, tmp_path, tmp_path / "two", **settings))
+    done = launch(*torchrun, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_dataset(tmp_path / "two", tmp_path / "one")
+    assert len(list((tmp_path / "two" / ".cache").glob("negatives-*.arrow"))) == 3
 
 
 def test_a_killed_rank_resumes_on_any_number_of_ranks(docs_file, demo_build, tmp_path):
