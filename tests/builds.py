@@ -62,8 +62,8 @@ def small_config(docs_file, output_dir, **overrides) -> BuildConfig:
 
 
 def assert_close(got, expected, where: str) -> None:
-    """Equal tables: the same structure, ids, decisions and counts; floats to 1e-5, NaN equal to NaN (thread counts and kernels
-    change the last bits of an LM's output)."""
+    """Equal tables: the same structure, ids, decisions and counts; floats to 1e-5 (thread counts and kernels
+    change the last bits of an LM's output), NaN (a baseline's missing value) equal to NaN."""
     if isinstance(expected, dict):
         assert isinstance(got, dict) and got.keys() == expected.keys(), where
         for key in expected:
