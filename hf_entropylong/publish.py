@@ -343,7 +343,13 @@ def print_summary(counts: BuildCounts, output_dir: str) -> None:
         (
             "verified dependencies",
             f"{counts.verified_dependencies} in {counts.verified_contexts} contexts, mean ΔI {counts.mean_delta_i}",
+        )
+        if counts.method == "entropylong"
+        else (
+            "placed, not verified",
+            f"{counts.verified_dependencies} (position, document) pairs, {counts.verified_contexts} documents",
         ),
+        ("mean dependency distance", f"{counts.mean_dependency_distance or '—'} tokens"),
         (
             "units",
             f"{counts.units} in sequences, {counts.units_left_over} left over in under-filled rows; "
@@ -358,6 +364,7 @@ def print_summary(counts: BuildCounts, output_dir: str) -> None:
         ),
     ]
     width = max(len(name) for name, _ in rows)
-    print(f"\nEntropyLong build written to {output_dir}", file=sys.stderr)
+    name = "EntropyLong" if counts.method == "entropylong" else f"{counts.method} baseline"
+    print(f"\n{name} build written to {output_dir}", file=sys.stderr)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}", file=sys.stderr)
