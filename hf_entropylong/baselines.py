@@ -193,14 +193,10 @@ TOP1_STAGE = Stage(
 # --- shared by the baselines that skip the entropy stage ---------------------------------------------------------
 
 
-def _fits(tokenizer, texts: list[str], max_length: int) -> tuple[list[list[int]], list[bool]]:
-    documents = [encode_document(tokenizer, text) for text in texts]
-    return documents, [len(ids) <= max_length for ids in documents]
-
-
 def _start(batch: dict, inputs) -> tuple[dict, list[bool]]:
     """The columns every first baseline stage writes, with root_too_long marked; and which roots fit."""
-    documents, fits = _fits(inputs.tokenizer, batch["text"], inputs.max_seq_length)
+    documents = [encode_document(inputs.tokenizer, text) for text in batch["text"]]
+    fits = [len(ids) <= inputs.max_seq_length for ids in documents]
     out = {
         "num_tokens": [len(ids) for ids in documents],
         "status": ["ok" if ok else "root_too_long" for ok in fits],
