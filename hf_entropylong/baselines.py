@@ -359,6 +359,7 @@ def keyword_documents(batch: dict, settings: QuestSettings, inputs) -> dict:
                                    NEAR_DUPLICATE_THRESHOLD)  # fmt: skip
                 if reason:
                     excluded[reason] += 1
+                    seen.add(corpus_row)  # counted once per root, whatever keyword groups it is in
                 elif len(documents) + len(found) < settings.quest_documents:
                     found.append((corpus_row, corpus_id, float("nan"), [token] if token >= 0 else []))
                     seen.add(corpus_row)

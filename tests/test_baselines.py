@@ -195,6 +195,7 @@ def test_quest_places_documents_that_share_a_keyword_of_the_root(method_builds, 
     config, _ = method_builds["quest"]
     texts = dict(DOCS)
     roots = load_dataset(config.output_dir, "dependencies", split="train")
+    assert all(row["num_excluded_self"] <= 1 for row in roots)  # the root, once, whatever groups it is in
     grennick = next(row for row in roots if row["root_id"] == "grennick")
     assert grennick["status"] == "ok"
     for context in grennick["verified_contexts"]:
