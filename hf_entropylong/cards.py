@@ -7,7 +7,7 @@ user declared with `dataset_license` (the build cannot read a local file's licen
 `source_datasets` lists the Hub datasets the text comes from; the build time is that of the build that computed
 the data, not of a rerun that found it cached. The card opens with the build's headline counts (the table of
 `hf-entropylong report`, `report.headline_rows`) and embeds the plots written beside it (`plots/*.png`, see
-`report.write_build_plots`) with relative links, which the Hub renders.
+`plots.write_build_plots`) with relative links, which the Hub renders.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from .cards import dataset_license, render_dataset_card
 from .pack import packing_stats
-from .report import write_build_plots
+from .plots import PLOTS_DIR, write_build_plots
 from .sources import SourceCounts, content_hash
 from .stage import setting
 
@@ -165,7 +165,7 @@ class BuildCounts:
 
 MARKER = ".hf_entropylong.json"
 TABLES = ("default", "dependencies")  # the dataset's configs, one folder of parquet shards each
-PLOTS = "plots"  # the build's distributions as PNG files, embedded in the card (`report.write_build_plots`)
+PLOTS = PLOTS_DIR  # the build's distributions as PNG files, embedded in the card (`plots.write_build_plots`)
 PUBLISHED = (*TABLES, PLOTS, "README.md", "build_config.yaml", "stats.json")
 
 
@@ -262,7 +262,7 @@ def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: 
     folder's configs under a key made of the card's path patterns alone, so a rebuild with other content changes
     the patterns, and a rebuild with the same content keeps its file names (nothing new to upload to the Hub).
     `build_config.yaml` holds the licence the card declares (see `cards.dataset_license`). The plots of the
-    build's distributions go to `plots/` (`report.write_build_plots`), and the card embeds them.
+    build's distributions go to `plots/` (`plots.write_build_plots`), and the card embeds them.
     """
     data_files = {}
     for name, table in zip(TABLES, (packed, dependencies), strict=True):

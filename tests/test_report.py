@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
-from hf_entropylong import cli, report
+from hf_entropylong import cli, plots, report
 from hf_entropylong.builder import COLUMNS, BuildConfig, stages_of, statuses_of
 from hf_entropylong.pack import pack_units
 from hf_entropylong.publish import BuildCounts, write_dataset
@@ -255,16 +255,16 @@ def test_viewer_embeds_every_root_with_its_positions_and_candidates(builds, page
 def test_plots_are_pngs_of_the_distributions_and_the_page_shows_them(builds, page):
     report_dir, parsed = page
     names = {path.name for path in (report_dir / "plots").glob("*.png")}
-    assert names == {f"{name}.png" for name in report.PLOT_TITLES}
+    assert names == {f"{name}.png" for name in plots.PLOT_TITLES}
     for path in (report_dir / "plots").glob("*.png"):
         width, height = png_size(path)
         assert width >= 400 and height >= 200
     assert sorted(parsed.images) == sorted(f"plots/{name}" for name in names)
     # quest records no entropy and computes no ΔI, and its keywords are not high-entropy positions
-    quest = report.read_distributions(builds[1])
+    quest = plots.read_distributions(builds[1])
     assert quest.entropy is None and len(quest.delta_kept) == 0 and quest.candidates_without_delta > 0
     assert quest.positions_per_root.sum() == 0
-    main = report.read_distributions(builds[0])
+    main = plots.read_distributions(builds[0])
     rows = read_rows(builds[0], "dependencies")
     assert main.entropy.sum() == sum(sum(r["entropy_histogram"]) for r in rows)
     assert sorted(main.unit_tokens) == sorted(r["num_unit_tokens"] for r in rows if r["num_unit_tokens"])
