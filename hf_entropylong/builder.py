@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ from .publish import (
     publish,
     push_folder,
 )
+from .recipes_path import with_installed_config
 from .retrieval import (
     RETRIEVAL_STAGE,
     IndexSettings,
@@ -523,6 +525,7 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
 def main(argv: list[str] | None = None) -> BuildCounts | None:
     from trl import TrlParser
 
+    argv = with_installed_config(sys.argv[1:] if argv is None else argv)
     (config,) = TrlParser((BuildConfig,)).parse_args_and_config(args=argv)
     counts = build(config)
     if counts is not None:  # the main process

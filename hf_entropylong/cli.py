@@ -5,6 +5,7 @@ hf-entropylong report outputs/demo [OUTPUT_DIR ...]   # a static HTML page of bu
 hf-entropylong train {cpt,sft} --config recipes/tiny/cpt.yaml
 hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
 hf-entropylong eval tasks-path          # the installed lm-eval task folder
+hf-entropylong recipes-path             # the installed recipes (`--config recipes/...` finds them from anywhere)
 hf-entropylong --version
 
 `python -m hf_entropylong COMMAND ...` is the same command, for launchers that start modules:
@@ -32,6 +33,7 @@ COMMANDS = {
     ("eval", "niah"): "hf_entropylong.eval.niah",
     ("eval", "longbench-v2"): "hf_entropylong.eval.longbench_v2",
     ("eval", "tasks-path"): "hf_entropylong.eval.tasks_path",
+    ("recipes-path",): "hf_entropylong.recipes_path",
 }
 # What a user can fix: bad values and configs (ValueError, YAML errors), missing files, models, sources and
 # packages (OSError, ImportError), a batch too large for the device (MemoryError). Anything else is a bug and

@@ -143,3 +143,34 @@ def test_the_package_runs_as_a_module_and_exports_build(tmp_path):
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "hf-entropylong build: error: num_roots must be positive (or unset for all), got 0. (--debug shows the traceback)"
     ]
+
+
+def test_recipes_are_installed_and_found_from_any_directory(tmp_path, monkeypatch, capsys):
+    import configparser
+    import fnmatch
+
+    from hf_entropylong.recipes_path import RECIPES_DIR
+
+    monkeypatch.chdir(tmp_path)
+    cli.main(["recipes-path"])
+    assert (
+        Path(capsys.readouterr().out.strip()) == RECIPES_DIR and (RECIPES_DIR / "build/demo.yaml").is_file()
+    )
+    # the recipe is read (its num_roots overridden): the error is about the value, not a missing file
+    code, err = run_cli(["build", "--config", "recipes/build/demo.yaml", "--num_roots", "0"], capsys)
+    assert code == 2 and "num_roots must be positive" in err
+    # every recipe, template and task file is package data (setup.cfg's patterns), so a wheel ships it
+    setup = configparser.ConfigParser()
+    setup.read(Path(cli.__file__).parents[1] / "setup.cfg")
+    patterns = setup["options.package_data"]["hf_entropylong"].split()
+    package = Path(cli.__file__).parent
+
+    def globbed(name: str, pattern: str) -> bool:  # as setuptools globs: `*` never crosses a `/`
+        parts, wanted = name.split("/"), pattern.split("/")
+        return len(parts) == len(wanted) and all(map(fnmatch.fnmatch, parts, wanted))
+
+    for folder in ("recipes", "templates", "eval/lm_eval_tasks"):
+        for path in (package / folder).rglob("*"):
+            name = path.relative_to(package).as_posix()
+            if path.is_file() and "__pycache__" not in name:
+                assert any(globbed(name, pattern) for pattern in patterns), name

@@ -104,3 +104,20 @@ def test_flex_attention_batches_fill_whole_blocks(packed_dir, tmp_path):
     assert trainer.data_collator.pad_to_multiple_of == FLEX_BLOCK_SIZE  # its padding: test_spans
     default = build_trainer("cpt", tiny_cpt_args(packed_dir, tmp_path), cpt.load_packed_data)
     assert default.args.pad_to_multiple_of is None
+
+
+def test_a_recipe_and_its_files_are_found_from_any_directory(tmp_path, monkeypatch):
+    """`--config recipes/tiny/sft.yaml` outside a checkout reads the installed recipe, and its `recipes/...` data
+    file and chat template too; a file of that name in the current directory wins."""
+    from hf_entropylong.recipes_path import RECIPES_DIR
+
+    monkeypatch.chdir(tmp_path)
+    args = parse_args(["--config", "recipes/tiny/sft.yaml"], prog="test")
+    assert args.long.recipe == str(RECIPES_DIR / "tiny/sft.yaml")
+    assert args.script.dataset_name == str(RECIPES_DIR / "tiny/chat.jsonl")
+    assert args.training.chat_template_path == str(RECIPES_DIR / "tiny/chat_template.jinja")
+    (tmp_path / "recipes/tiny").mkdir(parents=True)
+    (tmp_path / "recipes/tiny/chat.jsonl").write_text(json.dumps(CONVERSATIONS[0]) + "\n")
+    assert parse_args(["--config", "recipes/tiny/sft.yaml"], prog="test").script.dataset_name == (
+        "recipes/tiny/chat.jsonl"
+    )
