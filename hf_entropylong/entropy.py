@@ -44,7 +44,7 @@ import torch
 
 from .models import context_window
 from .retrieval import query_window
-from .stage import Stage, setting
+from .stage import Stage, require_positive, setting
 
 _CHECKED_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -70,7 +70,10 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     Returns:
         `[...]` float32.
     """
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return _entropy(torch.log_softmax(logits.float(), dim=-1))
+
+
+def _entropy(log_probs: torch.Tensor) -> torch.Tensor:
     return -(log_probs.exp() * log_probs).sum(-1)
 
 
@@ -87,8 +90,7 @@ def entropy_and_logprob_from_logits(
         `([...], [...])` float32: the entropy and `log_softmax(logits)[target]`.
     """
     log_probs = torch.log_softmax(logits.float(), dim=-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1)
-    return entropy, log_probs.gather(-1, targets[..., None].to(log_probs.device)).squeeze(-1)
+    return _entropy(log_probs), log_probs.gather(-1, targets[..., None].to(log_probs.device)).squeeze(-1)
 
 
 def _body(model):
@@ -140,27 +142,11 @@ def lm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     return _head_logits(model, hidden)
 
 
-def head_entropy(model, hidden: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
-    """Entropy of the LM's prediction from each hidden state of `hidden` `[..., d]`, `chunk_size` at a time.
-
-    Returns:
-        `[...]` float32 on the device of `hidden`.
-    """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    flat = hidden.reshape(-1, hidden.shape[-1])
-    out = torch.empty(flat.shape[0], dtype=torch.float32, device=hidden.device)
-    for start in range(0, flat.shape[0], chunk_size):
-        out[start : start + chunk_size] = entropy_from_logits(
-            lm_logits(model, flat[start : start + chunk_size])
-        )
-    return out.reshape(hidden.shape[:-1])
-
-
 def head_scores(
     model, hidden: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`head_entropy`, and the log-probability of `targets` `[...]` under the same predictions (same chunks).
+    """Entropy of the LM's prediction from each hidden state of `hidden` `[..., d]`, and the log-probability it
+    gives `targets` `[...]`, the LM head running on `chunk_size` hidden states at a time.
 
     Returns:
         `([...], [...])` float32 on the device of `hidden`: the entropy and log p(target) from each hidden state.
@@ -378,11 +364,9 @@ class EntropySettings:
             )
         if self.min_left_context < 0:
             raise ValueError(f"min_left_context must be >= 0, got {self.min_left_context}.")
-        if self.max_positions_per_root is not None and self.max_positions_per_root < 1:
-            raise ValueError(f"max_positions_per_root must be positive, got {self.max_positions_per_root}.")
-        for name in ("window_words", "entropy_batch_size", "logits_chunk_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        require_positive(
+            self, "max_positions_per_root", "window_words", "entropy_batch_size", "logits_chunk_size"
+        )
 
 
 def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
