@@ -51,7 +51,7 @@ from .entropy import ENTROPY_STAGE
 from .models import encode_document
 from .pack import UNIT_COLUMNS, UNIT_STAGE
 from .retrieval import RETRIEVAL_STAGE, Neighbours, RetrievalSettings, exclusion, search_corpus
-from .stage import Stage, setting
+from .stage import Stage, require_positive, setting
 from .verify import VERIFY_STAGE
 
 METHOD_NAMES = ("entropylong", "noverify", "concat", "quest", "nextlong")
@@ -80,8 +80,7 @@ class ConcatSettings:
     concat_documents: int = setting(3, help="concat: random corpus documents placed before each root.")
 
     def __post_init__(self):
-        if self.concat_documents < 1:
-            raise ValueError(f"concat_documents must be positive, got {self.concat_documents}.")
+        require_positive(self, "concat_documents")
 
 
 @dataclass
@@ -94,9 +93,7 @@ class QuestSettings:
     )
 
     def __post_init__(self):
-        for name in ("quest_documents", "quest_keywords_per_document"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        require_positive(self, "quest_documents", "quest_keywords_per_document")
 
 
 @dataclass
@@ -107,9 +104,7 @@ class NExtLongSettings:
     negatives_per_chunk: int = setting(2, help="nextlong: hard negatives placed after each meta-chunk.")
 
     def __post_init__(self):
-        for name in ("meta_chunk_chars", "negatives_per_chunk"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        require_positive(self, "meta_chunk_chars", "negatives_per_chunk")
 
 
 @dataclass

@@ -67,7 +67,7 @@ from .retrieval import (
     num_corpus_shards,
 )
 from .sources import CorpusSettings, RootSettings, load_text_source
-from .stage import InputView, Stage, output_settings, setting, settings_of
+from .stage import InputView, Stage, output_settings, require_positive, setting, settings_of
 from .verify import VERIFY_STAGE, VerifySettings
 
 STAGES: tuple[Stage, ...] = (ENTROPY_STAGE, RETRIEVAL_STAGE, VERIFY_STAGE, UNIT_STAGE)
@@ -106,8 +106,7 @@ class RunSettings:
     )
 
     def __post_init__(self):
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size must be positive, got {self.shard_size}.")
+        require_positive(self, "shard_size")
 
 
 SETTINGS_GROUPS: tuple[type, ...] = (

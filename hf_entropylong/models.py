@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from .stage import setting
+from .stage import require_positive, setting
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_LM = "embedded:SmolLM2-135M-Instruct"
@@ -79,8 +79,7 @@ class EmbedderSettings:
     embed_batch_size: int = setting(64, help="Texts per embedder forward pass.")
 
     def __post_init__(self):
-        if self.embed_batch_size < 1:
-            raise ValueError(f"embed_batch_size must be positive, got {self.embed_batch_size}.")
+        require_positive(self, "embed_batch_size")
 
 
 def model_identity(name_or_path: str) -> str:

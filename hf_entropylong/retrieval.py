@@ -46,7 +46,7 @@ from typing import ClassVar
 import datasets
 import numpy as np
 
-from .stage import Stage, setting
+from .stage import Stage, require_positive, setting
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +70,7 @@ class IndexSettings:
     index_on_gpu: bool = setting(False, help="Build and search the index on the GPUs (faiss-gpu).")
 
     def __post_init__(self):
-        for name in ("index_train_size", "index_shard_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
+        require_positive(self, "index_train_size", "index_shard_size")
 
 
 @dataclass
@@ -95,10 +93,7 @@ class RetrievalSettings:
     )
 
     def __post_init__(self):
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be positive, got {self.top_k}.")
-        if self.nprobe is not None and self.nprobe < 1:
-            raise ValueError(f"nprobe must be positive, got {self.nprobe}.")
+        require_positive(self, "top_k", "nprobe")
         if not 0 < self.near_duplicate_threshold <= 1:
             raise ValueError(
                 f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}."

@@ -28,6 +28,14 @@ def setting(default: Any = MISSING, *, help: str, default_factory: Any = MISSING
     return field(default=default, default_factory=default_factory, metadata={"help": help})
 
 
+def require_positive(settings, *names: str) -> None:
+    """Raise a ValueError naming the first of the fields `names` of `settings` that is set below 1 (unset is fine)."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be positive, got {value}.")
+
+
 def is_output_neutral(settings_type: type, name: str) -> bool:
     """Whether field `name` of `settings_type` (or of a settings class it combines) is declared output-neutral."""
     return any(name in vars(group).get("output_neutral", ()) for group in settings_type.__mro__)

@@ -55,7 +55,7 @@ import torch
 from .entropy import TokenScores, head_scores, hidden_states
 from .models import context_window, encode_document
 from .retrieval import RETRIEVED
-from .stage import Stage, setting
+from .stage import Stage, require_positive, setting
 
 MAX_PADDING = 0.1
 """A forward is closed before its padding exceeds this share of its real tokens."""
@@ -92,10 +92,7 @@ class VerifySettings:
             raise ValueError(
                 f"verify_criterion must be one of {', '.join(VERIFY_CRITERIA)}, got {self.verify_criterion!r}."
             )
-        if self.verify_root_window is not None and self.verify_root_window < 1:
-            raise ValueError(f"verify_root_window must be positive, got {self.verify_root_window}.")
-        if self.verify_batch_size < 1:
-            raise ValueError(f"verify_batch_size must be positive, got {self.verify_batch_size}.")
+        require_positive(self, "verify_root_window", "verify_batch_size")
 
 
 class RootCandidates(NamedTuple):
