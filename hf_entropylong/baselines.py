@@ -188,9 +188,12 @@ TOP1_STAGE = Stage(
 # --- shared by the baselines that skip the entropy stage ---------------------------------------------------------
 
 
-def _start(batch: dict, inputs) -> tuple[dict, list[bool]]:
-    """The columns every first baseline stage writes, with root_too_long marked; and which roots fit."""
-    documents = [encode_document(inputs.tokenizer, text) for text in batch["text"]]
+def _start(batch: dict, inputs) -> tuple[dict, list[bool], list[list[tuple[int, int]]]]:
+    """The columns every first baseline stage writes, with root_too_long marked; which roots fit; and each root's
+    token character offsets (the roots are tokenized once, as `models.encode_document` encodes them)."""
+    tokenizer = inputs.tokenizer
+    encodings = tokenizer(batch["text"], return_offsets_mapping=True)
+    documents = [ids + [tokenizer.eos_token_id] for ids in encodings["input_ids"]]
     fits = [len(ids) <= inputs.max_seq_length for ids in documents]
     out = {
         "num_tokens": [len(ids) for ids in documents],
@@ -201,7 +204,7 @@ def _start(batch: dict, inputs) -> tuple[dict, list[bool]]:
         "num_excluded_self": [],
         "num_excluded_near_duplicate": [],
     }
-    return out, fits
+    return out, fits, encodings["offset_mapping"]
 
 
 def _finish_row(out: dict, row: int, positions, documents, excluded: Counter) -> None:
@@ -225,7 +228,7 @@ _FIRST_COLUMNS = {
 
 def random_documents(batch: dict, settings: ConcatSettings, inputs) -> dict:
     """The random stage: `concat_documents` corpus documents per root, drawn with a per-root seed."""
-    out, fits = _start(batch, inputs)
+    out, fits, _ = _start(batch, inputs)
     corpus_size = len(inputs.corpus)
     for row, (root_id, text, ok) in enumerate(zip(batch["id"], batch["text"], fits, strict=True)):
         rng, documents, excluded, drawn = random.Random(f"{inputs.seed}/{root_id}"), [], Counter(), set()
@@ -328,17 +331,11 @@ def _token_at(offsets: list[tuple[int, int]], char: int) -> int:
 
 def keyword_documents(batch: dict, settings: QuestSettings, inputs) -> dict:
     """The keywords stage: documents sharing the root's best keywords, drawn at random from each keyword's group."""
-    out, fits = _start(batch, inputs)
+    out, fits, offsets = _start(batch, inputs)
     groups = keyword_groups(inputs.corpus, settings.quest_keywords_per_document)
-    offsets = inputs.tokenizer(batch["text"], return_offsets_mapping=True)["offset_mapping"]
     for row, (root_id, text, ok) in enumerate(zip(batch["id"], batch["text"], fits, strict=True)):
-        rng, documents, positions, excluded, seen = (
-            random.Random(f"{inputs.seed}/{root_id}"),
-            [],
-            [],
-            Counter(),
-            set(),
-        )
+        rng = random.Random(f"{inputs.seed}/{root_id}")
+        documents, positions, excluded, seen = [], [], Counter(), set()
         for keyword, _ in rake_keywords(text, ROOT_KEYWORDS) if ok else []:
             members = [int(r) for r in groups.get(keyword, ()) if int(r) not in seen]
             if not members:
@@ -420,8 +417,7 @@ def _chunk_token_starts(offsets: list[tuple[int, int]], chunks: list[tuple[int, 
 
 def hard_negatives(batch: dict, settings: NegativeSearchSettings, inputs) -> dict:
     """The negatives stage: the root's meta-chunks, each with its nearest corpus documents (not the root's)."""
-    out, fits = _start(batch, inputs)
-    offsets = inputs.tokenizer(batch["text"], return_offsets_mapping=True)["offset_mapping"]
+    out, fits, offsets = _start(batch, inputs)
     chunks = [meta_chunks(text, settings.meta_chunk_chars) if ok else [] for text, ok in zip(batch["text"], fits, strict=True)]  # fmt: skip
     queries = [
         text[start:end] for text, spans in zip(batch["text"], chunks, strict=True) for start, end in spans
