@@ -50,7 +50,7 @@ import numpy as np
 from .entropy import ENTROPY_STAGE
 from .models import encode_document
 from .pack import UNIT_COLUMNS, UNIT_STAGE
-from .retrieval import RETRIEVAL_STAGE, Neighbours, RetrievalSettings, exclusion, search_corpus
+from .retrieval import RETRIEVAL_STAGE, RetrievalSettings, eligible_neighbours, exclusion, search_corpus
 from .stage import Stage, require_positive, setting
 from .verify import VERIFY_STAGE
 
@@ -428,16 +428,16 @@ def hard_negatives(batch: dict, settings: NegativeSearchSettings, inputs) -> dic
         positions, documents, excluded = [], [], Counter()
         token_starts = _chunk_token_starts(offsets[row], spans) if spans else []
         for (start, end), token in zip(spans, token_starts, strict=True):
-            neighbours = Neighbours(
+            kept, excluded_here = eligible_neighbours(
                 root_id, text, scores[query], hits[query], corpus_rows, settings.negatives_per_chunk,
                 inputs.same_source, settings.near_duplicate_threshold, {doc[0] for doc in documents},
             )  # fmt: skip
-            excluded.update(neighbours.excluded)
+            excluded.update(excluded_here)
             positions.append(
                 complete({"token_index": token, "char_start": start, "char_end": end, "token": "",
                           "query": text[start:end]}, _POSITION)
             )  # fmt: skip
-            documents += [(hit, corpus_id, score, [token]) for hit, corpus_id, score in neighbours.kept]
+            documents += [(hit, corpus_id, score, [token]) for hit, corpus_id, score in kept]
             query += 1
         _finish_row(out, row, positions, documents, excluded)
     return out

@@ -39,6 +39,7 @@ import functools
 import logging
 import re
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -455,24 +456,23 @@ def exclusion(
     return None
 
 
-class Neighbours:
-    """The first k eligible hits of a query (best first) and how many were excluded on the way, by reason.
-
-    Rows in `taken` (already used for the same root) are passed over without counting.
-    """
-
-    def __init__(self, root_id, root_text, scores, hits, corpus_rows, k, same_source, threshold, taken=()):
-        self.kept: list[tuple[int, str, float]] = []  # (corpus row, corpus id, similarity)
-        self.excluded = {"self": 0, "near_duplicate": 0}
-        for score, hit in zip(scores, hits, strict=True):
-            if hit < 0 or len(self.kept) == k or hit in taken:
-                continue
-            corpus_id, corpus_text = corpus_rows[int(hit)]
-            reason = exclusion(root_id, root_text, corpus_id, corpus_text, same_source, threshold)
-            if reason:
-                self.excluded[reason] += 1
-            else:
-                self.kept.append((int(hit), corpus_id, float(score)))
+def eligible_neighbours(
+    root_id, root_text, scores, hits, corpus_rows, k, same_source, threshold, taken=()
+) -> tuple[list[tuple[int, str, float]], Counter]:
+    """The first k eligible hits of a query, best first, as (corpus row, corpus id, similarity), and how many were
+    excluded on the way, by reason (`exclusion`). Rows in `taken` (already used for the same root) are passed over
+    without counting."""
+    kept, excluded = [], Counter()
+    for score, hit in zip(scores, hits, strict=True):
+        if hit < 0 or len(kept) == k or hit in taken:
+            continue
+        corpus_id, corpus_text = corpus_rows[int(hit)]
+        reason = exclusion(root_id, root_text, corpus_id, corpus_text, same_source, threshold)
+        if reason:
+            excluded[reason] += 1
+        else:
+            kept.append((int(hit), corpus_id, float(score)))
+    return kept, excluded
 
 
 def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dict:
@@ -489,23 +489,22 @@ def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dic
     for row, (root_id, text, positions) in enumerate(
         zip(batch["id"], batch["text"], batch["positions"], strict=True)
     ):
-        retrieved, excluded_self, excluded_copy = [], 0, 0
+        retrieved, excluded = [], Counter()
         for position in positions:
-            neighbours = Neighbours(
+            kept, excluded_here = eligible_neighbours(
                 root_id, text, scores[query_index], hits[query_index], corpus_rows, settings.top_k,
                 inputs.same_source, settings.near_duplicate_threshold,
             )  # fmt: skip
-            excluded_self += neighbours.excluded["self"]
-            excluded_copy += neighbours.excluded["near_duplicate"]
+            excluded.update(excluded_here)
             retrieved += [
                 {"token_index": position["token_index"], "corpus_index": hit, "corpus_id": corpus_id,
                  "similarity": score}
-                for hit, corpus_id, score in neighbours.kept
+                for hit, corpus_id, score in kept
             ]  # fmt: skip
             query_index += 1
         out["retrieved"].append(retrieved)
-        out["num_excluded_self"].append(excluded_self)
-        out["num_excluded_near_duplicate"].append(excluded_copy)
+        out["num_excluded_self"].append(excluded["self"])
+        out["num_excluded_near_duplicate"].append(excluded["near_duplicate"])
         if out["status"][row] == "ok" and not retrieved:
             out["status"][row] = "no_candidate"
     return out
