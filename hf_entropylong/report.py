@@ -42,17 +42,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .plots import (
+from .paths import PACKAGE_DIR
+from .publish.counts import HEADLINE, build_method, headline_rows
+from .publish.plots import (
     PLOT_TITLES,
     PLOTS_DIR,
-    build_method,
     plot_distributions,
     read_distributions,
     read_yaml,
     table_files,
 )
+from .publish.schema import NAMES, SCHEMA_VERSION, PublishedNames, published_names
 
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "report.html"
+TEMPLATE = PACKAGE_DIR / "templates" / "report.html"
 REPORT_MARKER = ".hf_entropylong_report.json"
 DEFAULT_VIEWER_ROOTS = 500
 # Longer root texts are embedded as their first HEAD_CHARS and SPAN_CHARS around each position.
@@ -66,28 +68,10 @@ REQUIRED = (
     "status",
     "positions",
     "candidates",
-    "verified_contexts",
     "unit_context_ids",
-)
+)  # and the contexts
 OPTIONAL = ("num_tokens", "entropy_mean", "entropy_std", "entropy_histogram", "num_unit_tokens",
             "unit_context_lengths", "dependency_distances")  # fmt: skip
-# (key, label) of the headline table; values come from stats.json (see `headline_rows`).
-HEADLINE = (
-    ("method", "method"),
-    ("roots", "roots"),
-    ("roots_ok", "roots with a unit (status ok)"),
-    ("high_entropy_positions", "high-entropy positions"),
-    ("candidates_tried", "candidates tried"),
-    ("verified_dependencies", "kept dependencies"),
-    ("verified_contexts", "kept contexts"),
-    ("mean_delta_i", "mean ΔI of kept"),
-    ("units", "units in sequences"),
-    ("units_left_over", "units left over"),
-    ("sequences", "sequences"),
-    ("tokens", "tokens"),
-    ("padding_tokens", "padding tokens"),
-    ("mean_dependency_distance", "mean dependency distance (tokens)"),
-)
 
 
 def check_build(folder: Path) -> None:
@@ -107,30 +91,12 @@ def check_build(folder: Path) -> None:
             "finished `hf-entropylong build`."
         )
     names = pq.read_schema(table_files(folder, "dependencies")[0]).names
-    lacking = [name for name in REQUIRED if name not in names]
+    lacking = [name for name in (*REQUIRED, published_names(folder).contexts) if name not in names]
     if lacking:
         raise ValueError(
             f"{folder}: its dependencies table lacks the columns {', '.join(lacking)}; rebuild it with this "
             f"version: hf-entropylong build --config {folder / 'build_config.yaml'}"
         )
-
-
-def headline_rows(stats: Mapping, config: Mapping) -> list[tuple[str, str, str]]:
-    """(key, label, shown value) of the headline table, from a build's `stats.json` and `build_config.yaml`."""
-    values = dict(
-        stats, method=build_method(stats, config), roots_ok=stats.get("roots_by_status", {}).get("ok")
-    )
-    return [(key, label, format_value(values.get(key))) for key, label in HEADLINE]
-
-
-def format_value(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, bool) or isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.1f}"
 
 
 def _round(value, digits: int = 4):
@@ -153,13 +119,13 @@ def text_pieces(text: str, positions: Sequence[Mapping]) -> list[list]:
 
 
 def _shown_positions(
-    positions: list[dict], candidates: list[dict], limit: int
+    positions: list[dict], candidates: list[dict], limit: int, kept: str
 ) -> tuple[list[dict], list[dict]]:
     """At most `limit` positions (those where a candidate was kept, then the highest entropies; in text order) and
     their candidates, plus the candidates tied to no position (a baseline's)."""
     if len(positions) <= limit:
         return positions, candidates
-    kept_at = {c["token_index"] for c in candidates if c["verified"]}
+    kept_at = {c["token_index"] for c in candidates if c[kept]}
 
     def rank(p: dict) -> tuple[bool, float]:
         return p["token_index"] not in kept_at, -p["entropy"] if math.isfinite(p["entropy"]) else math.inf
@@ -172,9 +138,16 @@ def _shown_positions(
     )
 
 
-def viewer_root(row: Mapping, max_positions: int = MAX_VIEWER_POSITIONS) -> dict:
-    """One root as the viewer's JavaScript reads it (short keys; NaN as null; at most `max_positions` positions)."""
-    positions, candidates = _shown_positions(row["positions"] or [], row["candidates"] or [], max_positions)
+def viewer_root(
+    row: Mapping, max_positions: int = MAX_VIEWER_POSITIONS, names: PublishedNames = NAMES[SCHEMA_VERSION]
+) -> dict:
+    """One root as the viewer's JavaScript reads it (short keys; NaN as null; at most `max_positions` positions).
+
+    `names`: the column names of the build's schema version (`publish.schema`).
+    """
+    positions, candidates = _shown_positions(
+        row["positions"] or [], row["candidates"] or [], max_positions, names.kept
+    )
     return {
         "id": row["root_id"], "status": row["status"], "tokens": row.get("num_tokens"),
         "mean": _round(row.get("entropy_mean")), "std": _round(row.get("entropy_std")),
@@ -184,9 +157,9 @@ def viewer_root(row: Mapping, max_positions: int = MAX_VIEWER_POSITIONS) -> dict
                        "h": _round(p["entropy"]), "q": p["query"]} for p in positions],
         "candidates": [{"t": c["token_index"], "id": c["corpus_id"], "sim": _round(c["similarity"]),
                         "h": _round(c.get("entropy_with_context")), "di": _round(c["delta_i"]),
-                        "kept": bool(c["verified"])} for c in candidates],
+                        "kept": bool(c[names.kept])} for c in candidates],
         "contexts": [{"id": c["corpus_id"], "di": _round(c["delta_i"]), "t": c["token_indices"]}
-                     for c in row["verified_contexts"] or []],
+                     for c in row[names.contexts] or []],
         "unit": row["unit_context_ids"] or [], "unit_lengths": row.get("unit_context_lengths"),
         "unit_tokens": row.get("num_unit_tokens"), "distances": row.get("dependency_distances"),
     }  # fmt: skip
@@ -205,8 +178,13 @@ def viewer_roots(folder: Path, limit: int, seed: int = 0) -> tuple[int, list[dic
     At most `limit` roots (`sample_indices`), and fewer when their data would exceed `MAX_VIEWER_BYTES`.
     """
     files = table_files(folder, "dependencies")
+    published = published_names(folder)
     names = pq.read_schema(files[0]).names
-    columns = [name for name in (*REQUIRED, *OPTIONAL) if name in names and name != "entropy_histogram"]
+    columns = [
+        name
+        for name in (*REQUIRED, published.contexts, *OPTIONAL)
+        if name in names and name != "entropy_histogram"
+    ]
     total = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
     wanted, offset, roots = sample_indices(total, limit, seed), 0, []
     for path in files:
@@ -216,7 +194,7 @@ def viewer_roots(folder: Path, limit: int, seed: int = 0) -> tuple[int, list[dic
             chosen = wanted[(wanted >= offset) & (wanted < offset + size)] - offset
             if len(chosen):
                 rows = parquet.read_row_group(group, columns=columns).take(pa.array(chosen)).to_pylist()
-                roots += [viewer_root(row) for row in rows]
+                roots += [viewer_root(row, names=published) for row in rows]
             offset += size
     sizes = [len(json.dumps(root, ensure_ascii=False)) for root in roots]
     if sum(sizes) > MAX_VIEWER_BYTES:  # fewer roots (a seeded sample of the sample): the page stays light

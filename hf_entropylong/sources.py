@@ -21,7 +21,7 @@ from pathlib import Path
 import datasets
 
 from .models import EMBEDDED_CORPUS, embedded_corpus_file, is_embedded
-from .stage import setting
+from .settings import setting
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
 TEXT_FORMATS = {".jsonl", ".json", ".csv", ".txt"}

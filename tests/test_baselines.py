@@ -4,22 +4,21 @@ import dataclasses
 import itertools
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from builds import DOCS, small_config
 from datasets import load_dataset
 
-from hf_entropylong.baselines import (
-    INTERLEAVE_STAGE,
-    METHOD_NAMES,
-    RANDOM_STAGE,
-    meta_chunks,
-    rake_keywords,
-    top_one,
-)
-from hf_entropylong.builder import BuildConfig, build, stages_of, statuses_of
-from hf_entropylong.pack import dependency_distances
+from hf_entropylong.builder import BuildConfig, build
+from hf_entropylong.builder.runner import statuses_of
+from hf_entropylong.methods import METHODS, stages_of
+from hf_entropylong.methods.concat import RANDOM_STAGE
+from hf_entropylong.methods.nextlong import INTERLEAVE_STAGE, meta_chunks
+from hf_entropylong.methods.noverify import top_one
+from hf_entropylong.methods.quest import KEYWORD_STAGE, rake_keywords
+from hf_entropylong.stages.units import dependency_distances
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"
 
@@ -55,9 +54,9 @@ def test_noverify_keeps_the_best_retrieved_document_of_each_position():
     hit = lambda p, row, s: {"token_index": p, "corpus_index": row, "corpus_id": f"d{row}", "similarity": s}  # noqa: E731
     retrieved = [hit(5, 1, 0.9), hit(5, 2, 0.8), hit(9, 2, 0.7), hit(9, 3, 0.6), hit(12, 1, 0.5)]
     out = top_one({"retrieved": [retrieved]}, None, None)
-    assert [c["verified"] for c in out["candidates"][0]] == [True, False, True, False, True]
+    assert [c["kept"] for c in out["candidates"][0]] == [True, False, True, False, True]
     assert all(math.isnan(c["delta_i"]) for c in out["candidates"][0])
-    assert [(c["corpus_id"], c["token_indices"]) for c in out["verified_contexts"][0]] == [
+    assert [(c["corpus_id"], c["token_indices"]) for c in out["contexts"][0]] == [
         ("d1", [5, 12]),
         ("d2", [9]),
     ]
@@ -67,8 +66,12 @@ def test_nextlong_interleaves_chunks_and_negatives():
     class Tokenizer:
         eos_token_id = 0
 
-        def __call__(self, text):
-            return {"input_ids": [len(word) for word in text.split()]}
+        def __call__(self, texts, return_offsets_mapping):
+            words = [text.split() for text in texts]
+            return {
+                "input_ids": [[len(w) for w in ws] for ws in words],
+                "offset_mapping": [[(0, 1)] * len(ws) for ws in words],
+            }
 
     class Corpus:
         def __getitem__(self, rows):
@@ -81,7 +84,7 @@ def test_nextlong_interleaves_chunks_and_negatives():
         "text": ["x yy zzz wwww"],  # ids [1, 2, 3, 4] + EOS
         "status": ["ok"],
         "positions": [[{"token_index": 0}, {"token_index": 2}]],
-        "verified_contexts": [
+        "contexts": [
             [
                 {"corpus_index": 0, "corpus_id": "n0", "token_indices": [0]},
                 {"corpus_index": 1, "corpus_id": "n1", "token_indices": [2]},
@@ -98,7 +101,7 @@ def test_nextlong_interleaves_chunks_and_negatives():
 def test_every_method_has_a_recipe_that_differs_from_the_demo_only_in_method_and_folders():
     demo = yaml.safe_load((RECIPES / "demo.yaml").read_text())
     assert demo["method"] == "entropylong"
-    for method in METHOD_NAMES[1:]:
+    for method in tuple(METHODS)[1:]:
         recipe = yaml.safe_load((RECIPES / f"demo-{method}.yaml").read_text())
         differing = {key for key in demo.keys() | recipe.keys() if demo.get(key) != recipe.get(key)}
         assert differing == {"method", "output_dir", "cache_dir", "pretty_name"}, method
@@ -117,7 +120,7 @@ def method_builds(docs_file, demo_build, tmp_path_factory):
     """A build of every baseline on the crafted corpus, sharing the reference build's caches."""
     reference_dir, _ = demo_build
     builds = {}
-    for method in METHOD_NAMES[1:]:
+    for method in tuple(METHODS)[1:]:
         config = small_config(
             docs_file,
             tmp_path_factory.mktemp(method) / "out",
@@ -132,7 +135,7 @@ def method_builds(docs_file, demo_build, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHOD_NAMES[1:])
+@pytest.mark.parametrize("method", tuple(METHODS)[1:])
 def test_a_baseline_publishes_the_same_schema_from_the_same_roots(method, method_builds, demo_build):
     reference_dir, _ = demo_build
     config, counts = method_builds[method]
@@ -140,7 +143,7 @@ def test_a_baseline_publishes_the_same_schema_from_the_same_roots(method, method
     roots = load_dataset(config.output_dir, "dependencies", split="train")
     assert roots.features == reference.features
     assert sorted(roots["root_id"]) == sorted(reference["root_id"])
-    assert counts.method == method and set(roots["status"]) <= set(statuses_of(stages_of(config)))
+    assert counts.method == method and set(roots["status"]) <= set(statuses_of(stages_of(config.method)))
     assert (
         load_dataset(config.output_dir, split="train").features
         == load_dataset(str(reference_dir), split="train").features
@@ -148,7 +151,7 @@ def test_a_baseline_publishes_the_same_schema_from_the_same_roots(method, method
     by_id = {row["root_id"]: row for row in roots}
     assert by_id["long"]["status"] == "root_too_long" and not by_id["long"]["unit_context_ids"]
     for row in roots:
-        placed = [c["corpus_id"] for c in row["verified_contexts"]]
+        placed = [c["corpus_id"] for c in row["contexts"]]
         assert row["root_id"] not in placed  # never the root itself
         if row["root_id"] == "velmora":
             assert "velmora-copy" not in placed  # nor its near-copy
@@ -170,7 +173,7 @@ def test_noverify_places_the_top_retrieved_document_of_every_position(method_bui
         for c in reference[row["root_id"]]["candidates"]:
             if c["similarity"] > best.get(c["token_index"], (None, -2))[1]:
                 best[c["token_index"]] = (c["corpus_id"], c["similarity"])
-        placed = {p: c["corpus_id"] for c in row["verified_contexts"] for p in c["token_indices"]}
+        placed = {p: c["corpus_id"] for c in row["contexts"] for p in c["token_indices"]}
         assert placed == {p: corpus_id for p, (corpus_id, _) in best.items()}
         served += len(best)
     assert counts.high_entropy_positions == reference_counts.high_entropy_positions
@@ -198,7 +201,7 @@ def test_quest_places_documents_that_share_a_keyword_of_the_root(method_builds, 
     assert all(row["num_excluded_self"] <= 1 for row in roots)  # the root, once, whatever groups it is in
     grennick = next(row for row in roots if row["root_id"] == "grennick")
     assert grennick["status"] == "ok"
-    for context in grennick["verified_contexts"]:
+    for context in grennick["contexts"]:
         keyword = next(
             p["query"] for p in grennick["positions"] if p["token_index"] in context["token_indices"]
         )
@@ -220,10 +223,10 @@ def test_concat_draws_per_root_seeded_documents(docs_file):
     batch = {"id": ["violin"], "text": [dict(DOCS)["violin"]]}
     settings = dataclasses.replace(RANDOM_STAGE.settings(), concat_documents=3)
     first, again = (RANDOM_STAGE.function(batch, settings, Inputs(1)) for _ in range(2))
-    ids = [c["corpus_id"] for c in first["verified_contexts"][0]]
-    assert ids == [c["corpus_id"] for c in again["verified_contexts"][0]]
+    ids = [c["corpus_id"] for c in first["contexts"][0]]
+    assert ids == [c["corpus_id"] for c in again["contexts"][0]]
     assert len(ids) == len(set(ids)) == 3 and "violin" not in ids
-    draws = {tuple(c["corpus_id"] for c in RANDOM_STAGE.function(batch, settings, Inputs(s))["verified_contexts"][0]) for s in range(6)}  # fmt: skip
+    draws = {tuple(c["corpus_id"] for c in RANDOM_STAGE.function(batch, settings, Inputs(s))["contexts"][0]) for s in range(6)}  # fmt: skip
     assert len(draws) > 1
 
 
@@ -234,3 +237,27 @@ def test_methods_that_never_search_build_no_index(docs_file, tmp_path):
     )
     assert counts.units > 0 and "index" not in counts.seconds
     assert not list((tmp_path / "cache").glob("index-*")) and not list((tmp_path / "cache").glob("*embed*"))
+
+
+@pytest.mark.parametrize("stage", [RANDOM_STAGE, KEYWORD_STAGE], ids=lambda stage: stage.name)
+def test_concat_and_quest_honour_the_near_copy_threshold(docs_file, stage):
+    """velmora-copy shares most of velmora's shingles: excluded at the default threshold, placed at 1.0."""
+    from hf_entropylong.models import load_tokenizer
+
+    tokenizer = load_tokenizer("embedded:SmolLM2-135M-Instruct")
+    corpus = load_dataset("json", data_files=str(docs_file), split="train")
+    corpus = corpus.select(
+        [i for i, row in enumerate(corpus) if row["id"] in ("velmora", "velmora-copy", "grennick")]
+    )
+
+    inputs = SimpleNamespace(
+        tokenizer=tokenizer, corpus=corpus, seed=0, max_seq_length=1024, same_source=True
+    )
+    batch = {"id": ["velmora"], "text": [dict(DOCS)["velmora"]]}
+    placed = {}
+    for threshold in (0.3, 1.0):
+        settings = dataclasses.replace(stage.settings(), near_duplicate_threshold=threshold)
+        out = stage.function(batch, settings, inputs)
+        placed[threshold] = {c["corpus_id"] for c in out["contexts"][0]}
+        assert out["num_excluded_near_duplicate"][0] == (threshold < 1)
+    assert "velmora-copy" not in placed[0.3] and "velmora-copy" in placed[1.0]

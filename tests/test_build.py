@@ -13,9 +13,13 @@ import yaml
 from builds import DOCS, assert_close, small_config
 from datasets import load_dataset
 
-from hf_entropylong import builder as build_module
 from hf_entropylong import cli
-from hf_entropylong.builder import STAGES, build, main, statuses_of
+from hf_entropylong.builder import build, main
+from hf_entropylong.builder import runner as build_module
+from hf_entropylong.builder.runner import statuses_of
+from hf_entropylong.methods import METHODS
+from hf_entropylong.methods.entropylong import STAGES
+from hf_entropylong.publish.schema import SCHEMA_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +28,8 @@ def test_layout_and_packed_sequences(demo_build):
     output_dir, counts = demo_build
     for name in ("README.md", "build_config.yaml", "stats.json", ".hf_entropylong.json"):
         assert (output_dir / name).is_file()
-    assert json.loads((output_dir / "stats.json").read_text()) == dataclasses.asdict(counts)
+    stats = json.loads((output_dir / "stats.json").read_text())
+    assert stats == {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(counts)}
     sequences = load_dataset(str(output_dir), split="train")
     assert len(sequences) == counts.sequences > 0
     for row in sequences:
@@ -59,19 +64,19 @@ def test_dependencies_config_is_consistent(demo_build):
             )
             expected = (baseline - candidate["entropy_with_context"]) / baseline
             assert candidate["delta_i"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
-            assert candidate["verified"] == (candidate["delta_i"] >= 0.4)
-        for context in row["verified_contexts"]:
+            assert candidate["kept"] == (candidate["delta_i"] >= 0.4)
+        for context in row["contexts"]:
             assert context["delta_i"] >= 0.4
-        assert (row["status"] == "ok") == bool(row["verified_contexts"])
+        assert (row["status"] == "ok") == bool(row["contexts"])
     # Near-copies of a root are excluded: the edited copy of the Velmora text is never its candidate.
     assert all(c["corpus_id"] != "velmora-copy" for c in by_id["velmora"]["candidates"])
     assert counts.candidates_excluded_near_duplicate > 0
     # The accord text supplies what the merchant's biography cannot predict (the name "Velmora Accord").
-    assert "velmora" in [c["corpus_id"] for c in by_id["grennick"]["verified_contexts"]]
+    assert "velmora" in [c["corpus_id"] for c in by_id["grennick"]["contexts"]]
     assert by_id["short"]["status"] == "no_high_entropy_position"
     assert by_id["long"]["status"] == "root_too_long" and by_id["long"]["positions"] == []
     assert counts.roots_by_status["root_too_long"] == 1
-    deltas = [c["delta_i"] for row in roots for c in row["candidates"] if c["verified"]]
+    deltas = [c["delta_i"] for row in roots for c in row["candidates"] if c["kept"]]
     assert counts.mean_delta_i == pytest.approx(np.mean(deltas), abs=1e-4)
 
 
@@ -89,7 +94,7 @@ def _with_stage_function(name: str, function):
     """The build's stages (as the test has patched them so far), with `name` running `function`."""
     return tuple(
         dataclasses.replace(stage, function=function) if stage.name == name else stage
-        for stage in build_module.STAGES
+        for stage in METHODS["entropylong"]
     )
 
 
@@ -109,8 +114,8 @@ def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, 
         calls["entropy"] += 1
         return real_entropy(*args, **kwargs)
 
-    monkeypatch.setattr(build_module, "STAGES", _with_stage_function("verify", failing_verify))
-    monkeypatch.setattr(build_module, "STAGES", _with_stage_function("entropy", counted_entropy))
+    monkeypatch.setitem(METHODS, "entropylong", _with_stage_function("verify", failing_verify))
+    monkeypatch.setitem(METHODS, "entropylong", _with_stage_function("entropy", counted_entropy))
     with pytest.raises(KeyboardInterrupt):
         build(config)
     cache = tmp_path / "out" / ".cache"
@@ -188,7 +193,7 @@ def test_cli_yaml_with_overrides_and_edge_cases(docs_file, tmp_path, capsys):
         ]
     )
     assert len(verified) == 3 and max(len(row) for row in verified["candidates"]) > 0
-    assert all(not c["verified"] for row in verified["candidates"] for c in row)
+    assert all(not c["kept"] for row in verified["candidates"] for c in row)
 
 
 def test_republishing_keeps_or_replaces_the_previous_build_whole(demo_build, tmp_path, capsys):

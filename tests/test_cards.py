@@ -13,8 +13,9 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCa
 import hf_entropylong
 from hf_entropylong import cli, demo_config, publish
 from hf_entropylong.builder import BuildConfig
-from hf_entropylong.cards import hub_source_datasets, render_dataset_card
-from hf_entropylong.publish import BuildCounts, OutputSettings, push_folder, write_dataset
+from hf_entropylong.publish.card import hub_source_datasets, render_dataset_card
+from hf_entropylong.publish.counts import BuildCounts
+from hf_entropylong.publish.writer import OutputSettings, push_folder, write_dataset
 
 EMBEDDED = dict(roots="embedded:wiki-summaries", corpus=["embedded:wiki-summaries"])
 

@@ -149,7 +149,7 @@ def test_recipes_are_installed_and_found_from_any_directory(tmp_path, monkeypatc
     import configparser
     import fnmatch
 
-    from hf_entropylong.recipes_path import RECIPES_DIR
+    from hf_entropylong.paths import RECIPES_DIR
 
     monkeypatch.chdir(tmp_path)
     cli.main(["recipes-path"])

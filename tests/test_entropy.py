@@ -3,23 +3,23 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from scoring_helpers import batch_document_entropy, document_entropy, encode_document, next_token_entropy
 from tiny_models import tiny_llama
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hf_entropylong.entropy import (
+from hf_entropylong.models import EMBEDDED_LM, load_tokenizer
+from hf_entropylong.stages.entropy import (
     ENTROPY_HISTOGRAM_EDGES,
     EntropySettings,
-    batch_document_entropy,
-    batch_document_scores,
-    document_entropy,
-    document_scores,
-    entropy_from_logits,
     high_entropy_positions,
-    next_token_entropy,
-    next_token_scores,
     score_roots,
 )
-from hf_entropylong.models import EMBEDDED_LM, encode_document, load_tokenizer
+from hf_entropylong.stages.token_scores import (
+    batch_document_scores,
+    document_scores,
+    entropy_and_logprob_from_logits,
+    next_token_scores,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +46,16 @@ def reference_logprob(model, ids: list[int]) -> np.ndarray:
     return out
 
 
-def test_entropy_from_logits_matches_definition():
+def test_entropy_and_logprob_from_logits_match_the_definition():
     logits = torch.randn(3, 11, dtype=torch.bfloat16)
+    targets = torch.randint(0, 11, (3,))
     probs = torch.softmax(logits.double(), -1)
-    expected = -(probs * probs.log()).sum(-1)
-    assert torch.allclose(entropy_from_logits(logits).double(), expected, atol=1e-5)
-    assert entropy_from_logits(logits).dtype == torch.float32
-    uniform = torch.zeros(5)
-    assert entropy_from_logits(uniform).item() == pytest.approx(np.log(5), rel=1e-6)
+    entropy, logprob = entropy_and_logprob_from_logits(logits, targets)
+    assert torch.allclose(entropy.double(), -(probs * probs.log()).sum(-1), atol=1e-5)
+    assert torch.allclose(logprob.double(), probs.log()[torch.arange(3), targets], atol=1e-5)
+    assert entropy.dtype == logprob.dtype == torch.float32
+    uniform, _ = entropy_and_logprob_from_logits(torch.zeros(5), torch.tensor(0))
+    assert uniform.item() == pytest.approx(np.log(5), rel=1e-6)
 
 
 def test_next_token_entropy_matches_float64_reference(tiny_lm):
@@ -249,7 +251,7 @@ def test_entropy_histogram_counts_the_entropies_of_the_statistics(stage_inputs):
 
 
 def test_entropy_histogram_counts_values_above_the_last_edge_in_the_last_bin():
-    from hf_entropylong.entropy import entropy_histogram
+    from hf_entropylong.stages.entropy import entropy_histogram
 
     counts = entropy_histogram(np.array([np.nan, 0.0, 0.1, 11.9, 12.0, 30.0, np.inf]))
     assert counts[0] == 2 and counts[-1] == 3 and sum(counts) == 5

@@ -39,9 +39,10 @@ def test_embedded_corpus_file_has_every_summary():
     assert set(first) == {"id", "title", "text"} and first["text"]
 
 
-def test_encode_document_ends_with_eos():
+def test_encode_documents_ends_with_eos_and_gives_offsets():
     tokenizer = models.load_tokenizer(models.EMBEDDED_LM)
-    ids = models.encode_document(tokenizer, "A short document.")
+    (ids,), (offsets,) = models.encode_documents(tokenizer, ["A short document."])
+    assert len(offsets) == len(ids) and offsets[-1] == (0, 0) and offsets[1][1] > offsets[1][0]
     assert ids[-1] == tokenizer.eos_token_id
     assert ids[:-1] == tokenizer("A short document.")["input_ids"]
 

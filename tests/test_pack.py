@@ -3,7 +3,8 @@ import random
 import datasets
 import pytest
 
-from hf_entropylong.pack import UnitTooLongError, make_unit, pack_units, packing_stats
+from hf_entropylong.publish.packing import pack_units, packing_stats
+from hf_entropylong.stages.units import UnitTooLongError, make_unit
 
 
 def test_units_shuffle_and_sequence_orders():

@@ -15,10 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import DatasetCard
 
-from hf_entropylong import cli, plots, report
-from hf_entropylong.builder import COLUMNS, BuildConfig, stages_of, statuses_of
-from hf_entropylong.pack import pack_units
-from hf_entropylong.publish import BuildCounts, write_dataset
+from hf_entropylong import cli, report
+from hf_entropylong.builder import BuildConfig
+from hf_entropylong.builder.runner import COLUMNS, statuses_of
+from hf_entropylong.methods import stages_of
+from hf_entropylong.publish import plots
+from hf_entropylong.publish.counts import BuildCounts
+from hf_entropylong.publish.packing import pack_units
+from hf_entropylong.publish.writer import write_dataset
 from hf_entropylong.sources import SourceCounts
 
 WORDS = "river mill harbour accord ledger crown merchant volcano magma violin string bow plant light sugar".split()
@@ -52,13 +56,14 @@ def synthetic_root(rng: random.Random, index: int, method: str, num_words: int) 
                 "token_index": word + 1, "corpus_index": 100 + rng.randrange(50), "corpus_id": f"doc-{rng.randrange(50)}",
                 "similarity": rng.uniform(0.3, 0.9), "entropy_with_context": NAN if baseline else entropy * (1 - delta),
                 "target_logprob_with_context": NAN, "delta_i": delta,
-                "verified": rank == 0 if baseline else delta >= 0.4,
+                "kept": rank == 0 if baseline else delta >= 0.4,
             })  # fmt: skip
-    kept = [c for c in candidates if c["verified"]]
+    kept = [c for c in candidates if c["kept"]]
     contexts = {}
     for c in kept:
         entry = contexts.setdefault(c["corpus_id"], {"corpus_index": c["corpus_index"], "corpus_id": c["corpus_id"],
-                                                     "delta_i": c["delta_i"], "token_indices": []})  # fmt: skip
+                                                     "delta_i": c["delta_i"], "token_indices": [],
+                                                     "verified": not baseline})  # fmt: skip
         entry["token_indices"].append(c["token_index"])
         entry["delta_i"] = max(entry["delta_i"], c["delta_i"]) if not baseline else NAN
     if kept and num_words < 1000:
@@ -74,7 +79,7 @@ def synthetic_root(rng: random.Random, index: int, method: str, num_words: int) 
         "entropy_mean": NAN if baseline else 2.5, "entropy_std": NAN if baseline else 1.5,
         "entropy_histogram": [] if baseline else histogram, "positions": positions, "status": status,
         "num_excluded_self": 1, "num_excluded_near_duplicate": 0, "candidates": candidates,
-        "verified_contexts": list(contexts.values()) if status == "ok" else [],
+        "contexts": list(contexts.values()) if status == "ok" else [],
         "unit_context_ids": list(contexts) if status == "ok" else [], "unit_context_lengths": lengths,
         "num_unit_tokens": sum(lengths) + num_words + 1 if status == "ok" else 0, "num_contexts_trimmed": 0,
         "dependency_distances": [rng.randrange(0, 400) for _ in kept] if status == "ok" else [],
@@ -97,7 +102,7 @@ def publish_synthetic(folder: Path, method: str, num_roots: int, seed: int) -> P
     config = BuildConfig(roots="embedded:wiki-summaries", corpus=["embedded:wiki-summaries"], method=method,
                          output_dir=str(folder), max_seq_length=1024, epsilon=0.4)  # fmt: skip
     counts = BuildCounts.from_tables(
-        method, statuses_of(stages_of(config)), SourceCounts(num_roots, num_roots, 0, "roots"),
+        method, statuses_of(stages_of(config.method)), SourceCounts(num_roots, num_roots, 0, "roots"),
         [SourceCounts(50, 50, 0, "corpus")], dependencies, packed, units_left_over=0,
     )  # fmt: skip
     folder.mkdir(parents=True)
@@ -174,7 +179,7 @@ def read_rows(folder: Path, table: str) -> list[dict]:
 def counts_from_files(folder: Path) -> dict:
     """The headline numbers recomputed from the parquet files alone (not from stats.json)."""
     roots, packed = read_rows(folder, "dependencies"), read_rows(folder, "default")
-    kept = [c for r in roots for c in r["candidates"] if c["verified"]]
+    kept = [c for r in roots for c in r["candidates"] if c["kept"]]
     deltas = [c["delta_i"] for c in kept if not math.isnan(c["delta_i"])]
     distances = [d for r in roots if r["num_unit_tokens"] for d in r["dependency_distances"]]
     return {
@@ -183,7 +188,7 @@ def counts_from_files(folder: Path) -> dict:
         "high_entropy_positions": sum(not math.isnan(p["entropy"]) for r in roots for p in r["positions"]),
         "candidates_tried": sum(len(r["candidates"]) for r in roots),
         "verified_dependencies": len(kept),
-        "verified_contexts": sum(len(r["verified_contexts"]) for r in roots),
+        "contexts": sum(len(r["contexts"]) for r in roots),
         "mean_delta_i": round(float(np.mean(deltas)), 4) if deltas else None,
         "units": sum(len(row["root_ids"]) for row in packed),
         "sequences": len(packed),
@@ -235,7 +240,7 @@ def test_viewer_embeds_every_root_with_its_positions_and_candidates(builds, page
                 (p["token_index"], p["char_start"], p["char_end"]) for p in row["positions"]
             ]
             assert [(c["t"], c["id"], c["kept"]) for c in root["candidates"]] == [
-                (c["token_index"], c["corpus_id"], c["verified"]) for c in row["candidates"]
+                (c["token_index"], c["corpus_id"], c["kept"]) for c in row["candidates"]
             ]
             for c, expected in zip(root["candidates"], row["candidates"], strict=True):
                 assert (c["di"] is None) == math.isnan(expected["delta_i"])
@@ -288,7 +293,7 @@ def test_viewer_caps_positions_per_root_and_data_per_build(builds, tmp_path, mon
     candidates = [{"token_index": t, "corpus_id": f"d{t}", "similarity": 0.5, "entropy_with_context": 1.0,
                    "delta_i": 0.5 if t == 7 else 0.1, "verified": t == 7} for t in (*range(300), -1)]  # fmt: skip
     row = {"root_id": "r", "status": "ok", "root_text": "x" * 400, "positions": positions,
-           "candidates": candidates, "verified_contexts": [], "unit_context_ids": []}  # fmt: skip
+           "candidates": candidates, "contexts": [], "unit_context_ids": []}  # fmt: skip
     root = report.viewer_root(row, max_positions=10)
     shown = [p["t"] for p in root["positions"]]  # the kept one, then the highest entropies (49, 48), in order
     assert shown == sorted([7, 49, 99, 149, 199, 249, 299, 48, 98, 148])
@@ -372,3 +377,39 @@ def test_default_report_dir_is_inside_the_first_build(builds):
     index = report.main([str(builds[1])])
     assert index == builds[1] / "report" / "index.html"
     assert (builds[1] / "report" / report.REPORT_MARKER).is_file()
+
+
+def _as_schema_version_1(build: Path, folder: Path) -> Path:
+    """A copy of `build` as a build of schema version 1 writes it: `verified_contexts` without `verified`, the
+    candidates' decision named `verified`, no `schema_version` in stats.json."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(build, folder)
+    for path in plots.table_files(folder, "dependencies"):
+        table = pq.read_table(path)
+        rows = table.to_pylist()
+        for row in rows:
+            for candidate in row["candidates"]:
+                candidate["verified"] = candidate.pop("kept")
+            row["verified_contexts"] = [
+                {k: v for k, v in c.items() if k != "verified"} for c in row.pop("contexts")
+            ]
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    stats = json.loads((folder / "stats.json").read_text())
+    del stats["schema_version"]
+    (folder / "stats.json").write_text(json.dumps(stats))
+    return folder
+
+
+def test_a_build_of_schema_version_1_reads_as_the_current_one(builds, tmp_path):
+    current = builds[0]
+    old = _as_schema_version_1(current, tmp_path / "old")
+    report.check_build(old)
+    assert report.viewer_roots(old, limit=100) == report.viewer_roots(current, limit=100)
+    got, expected = plots.read_distributions(old), plots.read_distributions(current)
+    assert len(expected.delta_kept) > 0
+    np.testing.assert_array_equal(got.delta_kept, expected.delta_kept)
+    np.testing.assert_array_equal(got.delta_rejected, expected.delta_rejected)

@@ -5,8 +5,10 @@ import datasets
 import numpy as np
 import pytest
 
+from hf_entropylong.index.corpus_index import build_corpus_index, embed_texts, search
+from hf_entropylong.index.exclusion import is_near_duplicate
 from hf_entropylong.models import EMBEDDED_EMBEDDER, EMBEDDED_LM, load_embedder, load_tokenizer
-from hf_entropylong.retrieval import build_corpus_index, embed_texts, is_near_duplicate, query_window, search
+from hf_entropylong.stages.retrieval import query_window
 
 TEXT = " ".join(f"w{i}" for i in range(40))
 

@@ -7,18 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_entropylong import builder as build_module
-from hf_entropylong.baselines import METHOD_NAMES
-from hf_entropylong.builder import (
-    SETTINGS_GROUPS,
-    STAGES,
-    BuildConfig,
-    BuildInputs,
-    input_identities,
-    stage_keys,
-    stages_of,
-)
-from hf_entropylong.stage import InputView, is_output_neutral
+from hf_entropylong.builder import runner as build_module
+from hf_entropylong.builder.config import SETTINGS_GROUPS, BuildConfig
+from hf_entropylong.builder.inputs import BuildInputs, input_identities, stage_keys
+from hf_entropylong.methods import METHODS, stages_of
+from hf_entropylong.methods.entropylong import STAGES
+from hf_entropylong.settings import is_output_neutral
+from hf_entropylong.stages import InputView
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"
 INDEX_FIELDS = {"corpus", "corpus_split", "corpus_text_column", "corpus_id_column", "embedder",
@@ -85,20 +80,20 @@ def _owner(name: str, stages) -> str | None:
     )
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("method", tuple(METHODS))
 @pytest.mark.parametrize("name", FIELDS)
 def test_a_changed_field_reruns_exactly_the_stages_it_reaches(name, method):
     base = dataclasses.replace(BASE, method=method)
-    stages = stages_of(base)
+    stages = stages_of(base.method)
     names = [stage.name for stage in stages]
     before, after = _keys(base), _keys(dataclasses.replace(base, **{name: _other_value(name)}))
     changed = {key for key in before if before[key] != after[key]}
     if is_output_neutral(OWNERS[name], name):
         assert not changed, f"output-neutral {name} changes the keys of {changed}"
         return
-    assert any(_owner(name, stages_of(dataclasses.replace(BASE, method=m))) for m in METHOD_NAMES) or (
-        name in SHARED_FIELDS
-    ), f"{name} belongs to no stage and is not declared neutral"
+    assert any(_owner(name, stages_of(m)) for m in tuple(METHODS)) or (name in SHARED_FIELDS), (
+        f"{name} belongs to no stage and is not declared neutral"
+    )
     owner = _owner(name, stages)
     if owner:
         first = owner
@@ -116,7 +111,7 @@ def test_a_changed_field_reruns_exactly_the_stages_it_reaches(name, method):
 
 def test_noverify_reuses_the_entropy_and_retrieval_of_entropylong():
     entropylong, noverify = _keys(BASE), _keys(dataclasses.replace(BASE, method="noverify"))
-    assert [stage.name for stage in stages_of(dataclasses.replace(BASE, method="noverify"))] == [
+    assert [stage.name for stage in stages_of("noverify")] == [
         "entropy", "retrieval", "top1", "units"
     ]  # fmt: skip
     assert (noverify["entropy"], noverify["retrieval"]) == (entropylong["entropy"], entropylong["retrieval"])
@@ -127,8 +122,8 @@ def test_every_declared_input_has_an_identity_and_an_attribute():
     identities = input_identities(BASE, "corpus")
     properties = {name for name, value in vars(BuildInputs).items() if isinstance(value, property)}
     assert set(identities) == properties | {"corpus"}  # the corpus is a plain attribute
-    for method in METHOD_NAMES:
-        for stage in stages_of(dataclasses.replace(BASE, method=method)):
+    for method in tuple(METHODS):
+        for stage in stages_of(method):
             assert set(stage.inputs) <= set(identities), stage.name
 
 

@@ -4,20 +4,19 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from scoring_helpers import context_entropy, document_entropy, encode_document, roots_context_entropy
 from tiny_models import tiny_llama
 from transformers import LlamaForCausalLM
 
-from hf_entropylong.entropy import document_entropy, document_scores
-from hf_entropylong.models import EMBEDDED_LM, encode_document, load_causal_lm, load_tokenizer
-from hf_entropylong.verify import (
+from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
+from hf_entropylong.stages.token_scores import document_scores
+from hf_entropylong.stages.verify import (
     RootCandidates,
     VerifySettings,
-    context_entropy,
     delta_i,
     is_kept,
     padded_batches,
     plan_sequences,
-    roots_context_entropy,
     roots_context_scores,
     verification_plan,
     verify_candidates,
@@ -360,20 +359,18 @@ def test_the_stricter_criterion_keeps_a_subset_of_the_pairs(smollm):
     for loose, tight in zip(default["candidates"][0], strict["candidates"][0], strict=True):
         for name in ("entropy_with_context", "target_logprob_with_context", "delta_i"):
             assert loose[name] == pytest.approx(tight[name], rel=1e-6)
-        assert loose["verified"] == (loose["delta_i"] >= 0.4)
+        assert loose["kept"] == (loose["delta_i"] >= 0.4)
         rises = loose["target_logprob_with_context"] > baseline[loose["token_index"]]
-        assert tight["verified"] == (loose["verified"] and rises)
-    kept = {(c["token_index"], c["corpus_index"]) for c in default["candidates"][0] if c["verified"]}
-    strictly_kept = {(c["token_index"], c["corpus_index"]) for c in strict["candidates"][0] if c["verified"]}
+        assert tight["kept"] == (loose["kept"] and rises)
+    kept = {(c["token_index"], c["corpus_index"]) for c in default["candidates"][0] if c["kept"]}
+    strictly_kept = {(c["token_index"], c["corpus_index"]) for c in strict["candidates"][0] if c["kept"]}
     assert strictly_kept < kept
     # The wrong code lowers the entropy of the code's first digit but makes the true digit less likely.
     digit = batch["positions"][0][0]["token_index"]
     assert (digit, 0) in kept and (digit, 0) not in strictly_kept
     # Verified contexts hold the pairs each rule kept.
     for out, pairs in ((default, kept), (strict, strictly_kept)):
-        assert {
-            (t, c["corpus_index"]) for c in out["verified_contexts"][0] for t in c["token_indices"]
-        } == pairs
+        assert {(t, c["corpus_index"]) for c in out["contexts"][0] for t in c["token_indices"]} == pairs
 
 
 def test_a_root_whose_only_pairs_the_stricter_criterion_rejects_has_no_verified_context(smollm):
@@ -387,5 +384,5 @@ def test_a_root_whose_only_pairs_the_stricter_criterion_rejects_has_no_verified_
         candidate["delta_i"] >= 0.4
         and candidate["target_logprob_with_context"] < batch["positions"][0][0]["target_logprob"]
     )
-    assert default["status"] == ["ok"] and len(default["verified_contexts"][0]) == 1
-    assert strict["status"] == ["no_verified_context"] and strict["verified_contexts"] == [[]]
+    assert default["status"] == ["ok"] and len(default["contexts"][0]) == 1
+    assert strict["status"] == ["no_verified_context"] and strict["contexts"] == [[]]

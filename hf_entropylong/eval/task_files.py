@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from ..paths import TASKS_DIR
 from .ruler_tasks import HEATMAP_TASK, TASK_NAMES, tokens_to_generate
 
-TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
 TEMPLATE = "_ruler_template_yaml"
 HEATMAP = "entropylong_niah"
 METRIC_LENGTHS = (1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)  # a metric each, for plain lm_eval

@@ -30,7 +30,7 @@ from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config
 
 from ..models import context_window
-from ..recipes_path import installed_recipe, with_installed_config
+from ..paths import installed_recipe
 from ..sources import load_raw_source
 from .config import LongContextArguments, load_training_model, load_training_tokenizer
 from .spans import FLEX_BLOCK_SIZE
@@ -69,7 +69,7 @@ class TrainingData:
 def parse_args(argv: list[str] | None, prog: str) -> RunArguments:
     """Parse `--config recipe.yaml` and flags; `recipe` defaults to the `--config` file."""
     parser = TrlParser((ScriptArguments, SFTConfig, ModelConfig, LongContextArguments), prog=prog)
-    argv = with_installed_config(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     flags = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
     recipe = (
         yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text()) if "--config" in argv else None

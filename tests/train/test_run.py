@@ -109,7 +109,7 @@ def test_flex_attention_batches_fill_whole_blocks(packed_dir, tmp_path):
 def test_a_recipe_and_its_files_are_found_from_any_directory(tmp_path, monkeypatch):
     """`--config recipes/tiny/sft.yaml` outside a checkout reads the installed recipe, and its `recipes/...` data
     file and chat template too; a file of that name in the current directory wins."""
-    from hf_entropylong.recipes_path import RECIPES_DIR
+    from hf_entropylong.paths import RECIPES_DIR
 
     monkeypatch.chdir(tmp_path)
     args = parse_args(["--config", "recipes/tiny/sft.yaml"], prog="test")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from .entropy import ENTROPY_HISTOGRAM_EDGES
+from ..stages.entropy import ENTROPY_HISTOGRAM_EDGES
+from .counts import build_method
+from .schema import published_names
 
 PLOTS_DIR = "plots"
 
@@ -39,11 +41,6 @@ PLOT_TITLES = {
 
 def table_files(folder: Path, table: str) -> list[Path]:
     return sorted((folder / table).glob("*.parquet"))
-
-
-def build_method(stats: Mapping, config: Mapping) -> str:
-    """The build's method (builds written before methods existed are `entropylong`)."""
-    return stats.get("method") or config.get("method") or "entropylong"
 
 
 @dataclass
@@ -81,6 +78,7 @@ def _joined(parts: list[np.ndarray] | None) -> np.ndarray | None:
 def read_distributions(folder: Path) -> Distributions:
     """Scan a published build's tables in batches (whatever columns they have) for the plotted distributions."""
     files = table_files(folder, "dependencies")
+    kept_name = published_names(folder).kept
     schema = pq.ParquetFile(files[0]).schema if files else None
     paths = [schema.column(i).path for i in range(len(schema))] if schema else []
     names = {path.split(".")[0] for path in paths}
@@ -90,7 +88,7 @@ def read_distributions(folder: Path) -> Distributions:
         return found if len(found) == len(fields) else []
 
     position_leaves = leaves("positions", "entropy")
-    candidate_leaves = leaves("candidates", "delta_i", "verified")
+    candidate_leaves = leaves("candidates", "delta_i", kept_name)
     simple = ["status", "unit_context_ids", "num_unit_tokens", "dependency_distances", "entropy_histogram"]
     wanted = position_leaves + candidate_leaves + [name for name in simple if name in names]
     names = {name for name in names if name not in ("positions", "candidates")}
@@ -116,7 +114,7 @@ def read_distributions(folder: Path) -> Distributions:
             if has("candidates"):
                 flat = pc.list_flatten(column("candidates"))
                 delta = pc.fill_null(flat.field("delta_i"), math.nan).to_numpy(zero_copy_only=False)
-                kept = pc.fill_null(flat.field("verified"), False).to_numpy(zero_copy_only=False)
+                kept = pc.fill_null(flat.field(kept_name), False).to_numpy(zero_copy_only=False)
                 without_delta += int(np.isnan(delta).sum())
                 delta_kept.append(delta[kept & ~np.isnan(delta)])
                 delta_rejected.append(delta[~kept & ~np.isnan(delta)])

@@ -6,7 +6,7 @@ build knows: the licence is the embedded corpus's (CC BY-SA 4.0) when every sour
 user declared with `dataset_license` (the build cannot read a local file's licence, and the card says so);
 `source_datasets` lists the Hub datasets the text comes from; the build time is that of the build that computed
 the data, not of a rerun that found it cached. The card opens with the build's headline counts (the table of
-`hf-entropylong report`, `report.headline_rows`) and embeds the plots written beside it (`plots/*.png`, see
+`hf-entropylong report`, `counts.headline_rows`) and embeds the plots written beside it (`plots/*.png`, see
 `plots.write_build_plots`) with relative links, which the Hub renders.
 """
 
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from .models import is_embedded
-from .report import headline_rows
+from ..models import is_embedded
+from ..paths import PACKAGE_DIR
+from .counts import headline_rows
+from .schema import SCHEMA_VERSION
 
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "dataset_card.md"
+TEMPLATE = PACKAGE_DIR / "templates" / "dataset_card.md"
 EMBEDDED_LICENSE = "cc-by-sa-4.0"
 
 
@@ -117,6 +119,7 @@ def render_dataset_card(
         rerun_seconds=None if data_seconds == counts.seconds else round(sum(counts.seconds.values()), 1),
         config_yaml=config_yaml,
         headline=headline_rows(asdict(counts), asdict(config)),
+        schema_version=SCHEMA_VERSION,
         plots=list(plots),
     )
     return str(card)

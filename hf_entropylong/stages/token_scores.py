@@ -1,13 +1,15 @@
-"""Per-token entropy of a causal LM, and the high-entropy positions of a document.
+"""Per-token entropy and log-probability of a causal LM's predictions, computed without materialising the logits.
 
 H_t = −Σ_v p(v | x_<t) log p(v | x_<t) over the full vocabulary: the entropy of the prediction of token t,
 read from the logits at t − 1 (so H_0 is undefined and set to NaN). The same log-softmax also gives
-log p(x_t | x_<t), the log-probability of the token that actually comes (`*_scores` functions return both).
+log p(x_t | x_<t), the log-probability of the token that actually comes: every function returns both
+(`TokenScores`).
 
 Memory: the transformer body runs once and returns the last hidden states `[batch, seq, d]` (final norm
 included); the LM head, the model's own logit post-processing and the fp32 log-softmax then run over
 `chunk_size` positions at a time, so only one chunk of fp32 logits (`[chunk, vocab]`) is alive at once instead
 of `[batch, seq, vocab]` (4 GiB for a single 8K window of Llama-3, whose vocabulary has 128,256 entries).
+Verification (`stages.verify`) runs the head only on the hidden states it needs (`head_scores`).
 
 Padding: batches are right-padded. The body runs without the padding mask: under causal attention a real token
 never attends to the padding after it, so its hidden state is exactly the unpadded one, and the attention keeps
@@ -18,59 +20,20 @@ Long documents: a document longer than the window W (`max_length`, default the m
 of its positions; each later window scores only the positions past the end of the previous one. Every position
 beyond the first window is therefore predicted from at least ⌈W/2⌉ tokens of left context, and every position is
 scored exactly once.
-
-High-entropy positions are those with H_t > μ + α·σ, μ and σ taken over the document's finite entropies
-(α = 2.0 in the paper).
-
-The build's first stage (`ENTROPY_STAGE`, `score_roots`) scores every root whose encoding fits the sequence
-length, leaves special tokens and the first `min_left_context` text tokens out of the statistics, and gives
-each high-entropy position its query (the `window_words` words on each side of the token) and the log-probability
-the model gives its actual token (`target_logprob`, read by verification's `entropy_and_target` criterion). It also
-records the
-root's entropy histogram (`entropy_histogram`: counts of the same finite entropies that give μ and σ, in the bins
-of `ENTROPY_HISTOGRAM_EDGES`), so the distribution of a build's entropies can be audited without rescoring.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
-import datasets
 import numpy as np
 import torch
 
-from .models import context_window
-from .retrieval import query_window
-from .stage import Stage, require_positive, setting
+from ..models import context_window
 
 _CHECKED_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-ENTROPY_HISTOGRAM_EDGES = np.linspace(0.0, 12.0, 49)
-"""Bin edges (nats) of a root's `entropy_histogram`: 48 bins of 0.25 nats over [0, 12]. The last bin also counts
-the entropies above 12 (possible for vocabularies over e^12 ≈ 163K entries); entropies are never negative."""
-
-
-def entropy_histogram(entropy: np.ndarray) -> list[int]:
-    """Counts of the finite values of `entropy` in the bins of `ENTROPY_HISTOGRAM_EDGES` (the last one open above)."""
-    values = np.asarray(entropy, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    clipped = np.clip(values, ENTROPY_HISTOGRAM_EDGES[0], ENTROPY_HISTOGRAM_EDGES[-1])
-    return np.histogram(clipped, bins=ENTROPY_HISTOGRAM_EDGES)[0].astype(np.int32).tolist()
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy (nats) of the softmax over the last dimension, computed in fp32.
-
-    Args:
-        logits: `[..., vocab]` in any floating dtype.
-
-    Returns:
-        `[...]` float32.
-    """
-    return _entropy(torch.log_softmax(logits.float(), dim=-1))
 
 
 def _entropy(log_probs: torch.Tensor) -> torch.Tensor:
@@ -176,15 +139,6 @@ class TokenScores(NamedTuple):
 
 
 @torch.inference_mode()
-def next_token_entropy(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, chunk_size: int = 1024
-) -> torch.Tensor:
-    """Entropy of p(x_t | x_<t) at every position of a batch: `next_token_scores(...).entropy`, `[batch, seq]`
-    float32 on the CPU, NaN at position 0 and at padded positions."""
-    return next_token_scores(model, input_ids, attention_mask, chunk_size).entropy
-
-
-@torch.inference_mode()
 def next_token_scores(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, chunk_size: int = 1024
 ) -> TokenScores:
@@ -229,13 +183,6 @@ def _window_starts(length: int, window: int) -> list[int]:
     return starts
 
 
-def document_entropy(
-    model, token_ids: Sequence[int], max_length: int | None = None, chunk_size: int = 1024
-) -> np.ndarray:
-    """Entropy at every position of one document: `document_scores(...).entropy`, float32, NaN at position 0."""
-    return document_scores(model, token_ids, max_length, chunk_size).entropy
-
-
 def document_scores(
     model, token_ids: Sequence[int], max_length: int | None = None, chunk_size: int = 1024
 ) -> TokenScores:
@@ -262,20 +209,6 @@ def document_scores(
             values[scored_until : start + length] = window_values[0].numpy()[scored_until - start :]
         scored_until = start + length
     return out
-
-
-def batch_document_entropy(
-    model,
-    documents: Sequence[Sequence[int]],
-    batch_size: int = 8,
-    max_length: int | None = None,
-    chunk_size: int = 1024,
-) -> list[np.ndarray]:
-    """`document_entropy` for many documents, in their input order (see `batch_document_scores`)."""
-    return [
-        scores.entropy
-        for scores in batch_document_scores(model, documents, batch_size, max_length, chunk_size)
-    ]
 
 
 def batch_document_scores(
@@ -313,156 +246,3 @@ def batch_document_scores(
         for row, i in enumerate(group):
             results[i] = TokenScores(*(values[row, : len(documents[i])].copy() for values in scored))
     return results
-
-
-def high_entropy_positions(entropy: np.ndarray, alpha: float = 2.0) -> np.ndarray:
-    """Indices t with H_t > μ + α·σ, μ and σ over the document's finite entropies.
-
-    Args:
-        entropy: per-position entropies of one document (NaN where undefined or excluded).
-        alpha: the threshold in standard deviations (2.0 in the paper).
-
-    Returns:
-        int64 indices in increasing order; empty when the document has fewer than 2 finite entropies.
-    """
-    entropy = np.asarray(entropy, dtype=np.float64)
-    finite = np.isfinite(entropy)
-    if finite.sum() < 2:
-        return np.zeros(0, dtype=np.int64)
-    values = entropy[finite]
-    if values.min() == values.max():  # constant: nothing stands out (and no rounding may pick everything)
-        return np.zeros(0, dtype=np.int64)
-    threshold = values.mean() + alpha * values.std()
-    return np.flatnonzero(finite & (np.where(finite, entropy, -np.inf) > threshold)).astype(np.int64)
-
-
-@dataclass
-class EntropySettings:
-    """Which positions of a root count as high-entropy, and their queries."""
-
-    output_neutral: ClassVar[tuple[str, ...]] = ("entropy_batch_size", "logits_chunk_size")
-
-    alpha: float = setting(2.0, help="High entropy: H_t > mean + alpha * std over the root (the paper: 2.0).")
-    min_left_context: int = setting(
-        4,
-        help="Skip the root's first N text tokens: predicted from almost nothing, their entropy is high in every "
-        "document and any prepended text lowers it (0 = the paper's plain rule).",
-    )
-    max_positions_per_root: int | None = setting(
-        None, help="Keep only this many highest-entropy positions per root; all of them when unset."
-    )
-    window_words: int = setting(16, help="Query: the words on each side of the position (the paper: 16).")
-    entropy_batch_size: int = setting(8, help="Roots per LM forward pass.")
-    logits_chunk_size: int = setting(
-        1024, help="Positions per LM-head chunk (bounds the fp32 logits in memory)."
-    )
-
-    def __post_init__(self):
-        if self.alpha < 0:
-            raise ValueError(
-                f"alpha must be >= 0 (a negative one marks almost every token), got {self.alpha}."
-            )
-        if self.min_left_context < 0:
-            raise ValueError(f"min_left_context must be >= 0, got {self.min_left_context}.")
-        require_positive(
-            self, "max_positions_per_root", "window_words", "entropy_batch_size", "logits_chunk_size"
-        )
-
-
-def score_roots(batch: dict, settings: EntropySettings, inputs) -> dict:
-    """The entropy stage: per-root entropy statistics, high-entropy positions with their queries, a status."""
-    tokenizer = inputs.tokenizer
-    encodings = tokenizer(batch["text"], return_offsets_mapping=True)
-    documents = [ids + [tokenizer.eos_token_id] for ids in encodings["input_ids"]]
-    fits = [len(ids) <= inputs.max_seq_length for ids in documents]
-    scored = iter(
-        batch_document_scores(
-            inputs.lm,
-            [ids for ids, ok in zip(documents, fits, strict=True) if ok],
-            batch_size=settings.entropy_batch_size,
-            max_length=inputs.lm_window,
-            chunk_size=settings.logits_chunk_size,
-        )
-        if any(fits)
-        else []
-    )
-    out = {
-        "num_tokens": [],
-        "entropy_mean": [],
-        "entropy_std": [],
-        "entropy_histogram": [],
-        "positions": [],
-        "status": [],
-    }
-    for text, ids, offsets, ok in zip(
-        batch["text"], documents, encodings["offset_mapping"], fits, strict=True
-    ):
-        out["num_tokens"].append(len(ids))
-        if not ok:
-            out["entropy_mean"].append(None)
-            out["entropy_std"].append(None)
-            out["entropy_histogram"].append([])
-            out["positions"].append([])
-            out["status"].append("root_too_long")
-            continue
-        entropy, logprob = next(scored)
-        entropy = entropy.astype(np.float64)
-        # Only text tokens count: special tokens (BOS, the closing EOS) have empty character spans. The first
-        # `min_left_context` text tokens are left out too: any context "explains" a document's opening.
-        spans = list(offsets) + [(0, 0)]
-        special = np.array([start >= end for start, end in spans])
-        entropy[special] = np.nan
-        entropy[np.flatnonzero(~special)[: settings.min_left_context]] = np.nan
-        picked = high_entropy_positions(entropy, alpha=settings.alpha)
-        if settings.max_positions_per_root is not None:
-            picked = sorted(picked, key=lambda t: -entropy[t])[: settings.max_positions_per_root]
-        positions = []
-        for t in sorted(int(t) for t in picked):
-            start, end = spans[t]
-            positions.append(
-                {
-                    "token_index": t,
-                    "char_start": int(start),
-                    "char_end": int(end),
-                    "token": text[start:end],
-                    "entropy": float(entropy[t]),
-                    "target_logprob": float(logprob[t]),
-                    "query": query_window(text, start, end, settings.window_words),
-                }
-            )
-        finite = np.isfinite(entropy).any()
-        out["entropy_mean"].append(float(np.nanmean(entropy)) if finite else None)
-        out["entropy_std"].append(float(np.nanstd(entropy)) if finite else None)
-        out["entropy_histogram"].append(entropy_histogram(entropy))
-        out["positions"].append(positions)
-        out["status"].append("ok" if positions else "no_high_entropy_position")
-    return out
-
-
-_INT, _STR = datasets.Value("int32"), datasets.Value("string")
-ENTROPY_STAGE = Stage(
-    name="entropy",
-    settings=EntropySettings,
-    inputs=("tokenizer", "lm", "lm_window", "max_seq_length"),
-    columns={
-        "num_tokens": datasets.Value("int64"),
-        "entropy_mean": datasets.Value("float32"),
-        "entropy_std": datasets.Value("float32"),
-        "entropy_histogram": datasets.List(datasets.Value("int32")),
-        "positions": datasets.List(
-            {
-                "token_index": _INT,
-                "char_start": _INT,
-                "char_end": _INT,
-                "token": _STR,
-                "entropy": datasets.Value("float32"),
-                "target_logprob": datasets.Value("float32"),
-                "query": _STR,
-            }
-        ),
-        "status": _STR,
-    },
-    drop_reasons=("root_too_long", "no_high_entropy_position"),
-    function=score_roots,
-    batch_size_setting="entropy_batch_size",
-)

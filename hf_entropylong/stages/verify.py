@@ -40,6 +40,8 @@ this cuts the cost of a candidate from |C| + max P to about |C| + w per position
 The build's verification stage (`VERIFY_STAGE`, `verify_candidates`) groups each root's retrieved hits by
 document, verifies every distinct document once, records every (position, document) pair tried with its ΔI,
 and keeps a document as a verified context (with its best ΔI and the positions it passed) when any pair passed.
+Schema: every pair tried is a `candidates` entry, `kept` when it passed; every document kept is a `contexts` entry
+with `verified` true (a baseline's placed documents have it false: `hf_entropylong.methods`).
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ import datasets
 import numpy as np
 import torch
 
-from .entropy import TokenScores, head_scores, hidden_states
-from .models import context_window, encode_document
+from ..models import context_window, encode_documents
+from ..settings import require_positive, setting
+from . import Stage
 from .retrieval import RETRIEVED
-from .stage import Stage, require_positive, setting
+from .token_scores import TokenScores, head_scores, hidden_states
 
 MAX_PADDING = 0.1
 """A forward is closed before its padding exceeds this share of its real tokens."""
@@ -240,22 +243,6 @@ def verification_plan(
     return sequences, owners
 
 
-def roots_context_entropy(
-    model,
-    requests: Sequence[RootCandidates],
-    batch_size: int = 8,
-    max_length: int | None = None,
-    root_window: int | None = None,
-) -> list[list[np.ndarray]]:
-    """`context_entropy` for several roots at once: their sequences share forwards (less padding).
-
-    Returns:
-        For each request, for each of its candidates, float32 entropies aligned with its positions.
-    """
-    scores = roots_context_scores(model, requests, batch_size, max_length, root_window)
-    return [[candidate.entropy for candidate in per_root] for per_root in scores]
-
-
 @torch.inference_mode()
 def roots_context_scores(
     model,
@@ -264,7 +251,17 @@ def roots_context_scores(
     max_length: int | None = None,
     root_window: int | None = None,
 ) -> list[list[TokenScores]]:
-    """`roots_context_entropy`, and the log-probability of the root's token at each position, from the same forwards.
+    """Entropy of the prediction of `root_ids[p]` with each candidate prepended, for each p of its positions, and
+    log p(`root_ids[p]`), for several roots at once: their sequences share forwards (less padding).
+
+    Args:
+        model: a transformers causal LM.
+        requests: per root, its encoded ids (exactly as scored for the baseline entropy), its encoded candidates
+            (the same encoding as in the training unit) and, for each candidate, the root positions to verify.
+        batch_size: sequences per forward, at most.
+        max_length: the LM window (default: `model.config.max_position_embeddings`).
+        root_window: when set, each position is predicted from the candidate and at least this many root tokens
+            before it instead of the whole root prefix (see the module docstring).
 
     Returns:
         For each request, for each of its candidates, `TokenScores` of float32 arrays aligned with its positions:
@@ -282,35 +279,6 @@ def roots_context_scores(
             values = np.array([merged[p] for p in wanted], dtype=np.float32).reshape(len(wanted), 2)
             results[-1].append(TokenScores(values[:, 0].copy(), values[:, 1].copy()))
     return results
-
-
-def context_entropy(
-    model,
-    context_ids: Sequence[Sequence[int]],
-    root_ids: Sequence[int],
-    positions: Sequence[Sequence[int]],
-    batch_size: int = 8,
-    max_length: int | None = None,
-    root_window: int | None = None,
-) -> list[np.ndarray]:
-    """Entropy of the prediction of `root_ids[p]` with `context_ids[i]` prepended, for each p in `positions[i]`.
-
-    Args:
-        model: a transformers causal LM.
-        context_ids: one encoded candidate per entry (the same encoding as in the training unit).
-        root_ids: the encoded root, exactly as scored for the baseline entropy.
-        positions: for each candidate, the root positions (indices into `root_ids`) to verify.
-        batch_size: sequences per forward, at most.
-        max_length: the LM window (default: `model.config.max_position_embeddings`).
-        root_window: when set, each position is predicted from the candidate and at least this many root tokens
-            before it instead of the whole root prefix (see the module docstring).
-
-    Returns:
-        For each candidate, float32 entropies aligned with its `positions`.
-    """
-    return roots_context_entropy(
-        model, [RootCandidates(root_ids, context_ids, positions)], batch_size, max_length, root_window
-    )[0]
 
 
 def delta_i(baseline: np.ndarray | float, with_context: np.ndarray | float) -> np.ndarray:
@@ -346,7 +314,7 @@ def is_kept(
 def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
     """The verification stage: ΔI of every (position, candidate) pair of each root, and its verified contexts."""
     tokenizer = inputs.tokenizer
-    out = {"candidates": [], "verified_contexts": [], "status": list(batch["status"])}
+    out = {"candidates": [], "contexts": [], "status": list(batch["status"])}
     grouped, requests = [], []
     for text, retrieved in zip(batch["text"], batch["retrieved"], strict=True):
         by_candidate: dict[int, list[dict]] = {}
@@ -356,11 +324,8 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
         if by_candidate:
             requests.append(
                 RootCandidates(
-                    encode_document(tokenizer, text),
-                    [
-                        encode_document(tokenizer, passage)
-                        for passage in inputs.corpus[list(by_candidate)]["text"]
-                    ],
+                    encode_documents(tokenizer, [text]).ids[0],
+                    encode_documents(tokenizer, inputs.corpus[list(by_candidate)]["text"]).ids,
                     [[hit["token_index"] for hit in hits] for hits in by_candidate.values()],
                 )
             )
@@ -389,7 +354,7 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
                         "entropy_with_context": float(entropy),
                         "target_logprob_with_context": float(logprob),
                         "delta_i": float(gain),
-                        "verified": bool(keep),
+                        "kept": bool(keep),
                     }
                 )
             if kept.any():
@@ -401,11 +366,12 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
                         "token_indices": [
                             hit["token_index"] for hit, keep in zip(hits, kept, strict=True) if keep
                         ],
+                        "verified": True,
                     }
                 )
         verified.sort(key=lambda context: min(context["token_indices"]))
         out["candidates"].append(candidates)
-        out["verified_contexts"].append(verified)
+        out["contexts"].append(verified)
         if by_candidate and not verified:
             out["status"][row] = "no_verified_context"
     return out
@@ -422,15 +388,16 @@ VERIFY_STAGE = Stage(
                 "entropy_with_context": datasets.Value("float32"),
                 "target_logprob_with_context": datasets.Value("float32"),
                 "delta_i": datasets.Value("float32"),
-                "verified": datasets.Value("bool"),
+                "kept": datasets.Value("bool"),
             }
         ),
-        "verified_contexts": datasets.List(
+        "contexts": datasets.List(
             {
                 "corpus_index": datasets.Value("int64"),
                 "corpus_id": datasets.Value("string"),
                 "delta_i": datasets.Value("float32"),
                 "token_indices": datasets.List(datasets.Value("int32")),
+                "verified": datasets.Value("bool"),
             }
         ),
     },

@@ -1,9 +1,4 @@
-"""Dense retrieval of candidate contexts: query windows, embeddings, a FAISS index, and exclusion of copies.
-
-Query windows. The query for a high-entropy token is the word(s) the token overlaps plus the `w` whitespace-separated
-words on each side (w = 16), cut from the root text through the token's character span (a fast tokenizer's offset
-mapping). Word boundaries are found once per text and the token's words by binary search, so a long root with many
-positions costs O(log n + w) per query.
+"""The corpus index: embeddings of every corpus document in a FAISS index, built once, searched by every rank.
 
 Embedding. Queries and corpus documents are embedded by a sentence-transformers model and L2-normalised, so inner
 product is cosine similarity. Models with task adapters (jina-embeddings-v3) get the prompt name as their task too.
@@ -17,29 +12,16 @@ more than one shard, each shard becomes its own index file and the inverted list
 in RAM. Corpus row i is vector id i.
 
 The index is written to `index_path` and loaded from it when the file exists: the path must name everything the
-index depends on (corpus, embedder and its prompt, factory); the caller picks it.
+index depends on (corpus, embedder and its prompt, factory); the caller picks it (`builder.inputs.stage_keys`).
 
-Exclusion. The root itself and near-copies of it must never be candidates (prepending a copy trivially lowers
-entropy). Both texts become sets of word 4-shingles (lower-cased, punctuation stripped); a candidate is a near-copy
-when the shingles they share are at least `threshold` (0.3) of the smaller set. Taking the smaller set catches a
-copy in either direction: the root inside a longer document, and a candidate that is a passage of the root (a
-long root assembled from corpus documents). Short shingles and a low threshold survive edits: each changed word
-breaks at most 4 shingles, so a root with a fifth of its words replaced still shares about a third of them,
-while real neighbours of a Wikipedia summary (`benchmarks/retrieval_bench.py`) share at most a fifth.
-
-The build's retrieval stage (`RETRIEVAL_STAGE`, `retrieve_candidates`) embeds every query of a shard at once,
-searches 2k + 2 neighbours (the extra hits absorb the exclusions) and keeps the first `top_k` that are neither
-the root (same id, when roots and corpus are one source) nor a near-copy of it.
+Search. `search_corpus` embeds a batch of queries and asks the index for 2k + 2 neighbours each: the hits past
+k absorb the exclusions (`index.exclusion`) that follow.
 """
 
 from __future__ import annotations
 
-import bisect
-import functools
 import logging
-import re
 import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -47,7 +29,7 @@ from typing import ClassVar
 import datasets
 import numpy as np
 
-from .stage import Stage, require_positive, setting
+from ..settings import require_positive, setting
 
 logger = logging.getLogger(__name__)
 
@@ -75,66 +57,18 @@ class IndexSettings:
 
 
 @dataclass
-class RetrievalSettings:
-    """How candidates are searched for each high-entropy position."""
+class SearchSettings:
+    """How the corpus index is searched (by the retrieval stage and by NExtLong's negatives)."""
 
     query_prompt_name: str | None = setting(
         None, help="Embedder prompt for queries (jina-embeddings-v3: retrieval.query)."
     )
-    top_k: int = setting(
-        5, help="Candidates kept per position, after excluding the root and its near-copies."
-    )
     nprobe: int | None = setting(
         None, help="Inverted lists visited per query (IVF indexes; more is slower and more exact)."
     )
-    near_duplicate_threshold: float = setting(
-        0.3,
-        help="Word 4-shingles shared by the root and a candidate, as a share of the smaller text's, that mark "
-        "the candidate a near-copy.",
-    )
 
     def __post_init__(self):
-        require_positive(self, "top_k", "nprobe")
-        if not 0 < self.near_duplicate_threshold <= 1:
-            raise ValueError(
-                f"near_duplicate_threshold must be in (0, 1], got {self.near_duplicate_threshold}."
-            )
-
-
-_WORD = re.compile(r"\S+")
-_PUNCT = re.compile(r"[^\w\s]")
-
-
-@functools.lru_cache(maxsize=8)
-def _word_spans(text: str) -> tuple[list[int], list[int], list[str]]:
-    """Start offsets, end offsets and words of `text` (cached: one root is queried at many positions)."""
-    matches = list(_WORD.finditer(text))
-    return [m.start() for m in matches], [m.end() for m in matches], [m.group() for m in matches]
-
-
-def query_window(text: str, char_start: int, char_end: int, words_each_side: int = 16) -> str:
-    """The query for the token at characters [char_start, char_end) of `text`.
-
-    Args:
-        text: the root document.
-        char_start, char_end: the token's span, from `tokenizer(text, return_offsets_mapping=True)`.
-        words_each_side: how many whitespace-separated words to take before and after the token's word(s).
-
-    Returns:
-        The token's word(s) and their neighbours, joined by single spaces, with their original spelling. A token
-        inside a word gives the whole word; a leading space is ignored; a whitespace-only or empty span takes the
-        next word (the last one at the end of the text) as its own.
-    """
-    starts, ends, words = _word_spans(text)
-    if not words:
-        return ""
-    start = max(char_start, 0)
-    end = max(char_end, start + 1)
-    first = bisect.bisect_right(ends, start)  # first word ending after the span starts
-    last = bisect.bisect_left(starts, end) - 1  # last word starting before the span ends
-    if first > last:  # no word overlaps the span: the word after it
-        first = last = min(first, len(words) - 1)
-    return " ".join(words[max(0, first - words_each_side) : last + words_each_side + 1])
+        require_positive(self, "nprobe")
 
 
 def embed_texts(
@@ -401,34 +335,7 @@ def search(index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tup
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
-def _normalise(text: str) -> list[str]:
-    return _PUNCT.sub(" ", text.lower()).split()
-
-
-def _shingles(words: list[str], size: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
-
-
-def is_near_duplicate(
-    root_text: str, candidate_text: str, threshold: float = 0.3, shingle_words: int = 4
-) -> bool:
-    """Whether `candidate_text` is (nearly) a copy of `root_text`, contains one, or is (nearly) a passage of it.
-
-    Both texts are lower-cased and stripped of punctuation. They are near-copies when the `shingle_words`-word
-    shingles they share are at least `threshold` of the smaller text's shingles. When either text is shorter than
-    a shingle, they are near-copies when one's normalised words contain the other's. An empty root (nothing but
-    punctuation) has no copy.
-    """
-    root, candidate = _normalise(root_text), _normalise(candidate_text)
-    if len(root) < shingle_words or len(candidate) < shingle_words:
-        shorter, longer = sorted((f" {' '.join(root)} ", f" {' '.join(candidate)} "), key=len)
-        return bool(shorter.strip()) and shorter in longer
-    root_shingles, candidate_shingles = _shingles(root, shingle_words), _shingles(candidate, shingle_words)
-    shared = len(root_shingles & candidate_shingles)
-    return shared >= threshold * min(len(root_shingles), len(candidate_shingles))
-
-
-def search_corpus(inputs, queries: list[str], k: int, settings: RetrievalSettings):
+def search_corpus(inputs, queries: list[str], k: int, settings: SearchSettings):
     """Embed `queries`, search the corpus index for 2k + 2 neighbours each (the extra hits absorb exclusions).
 
     Returns:
@@ -443,89 +350,3 @@ def search_corpus(inputs, queries: list[str], k: int, settings: RetrievalSetting
     unique = sorted({int(i) for i in hits.ravel() if i >= 0})
     rows = inputs.corpus[unique] if unique else {"id": [], "text": []}
     return scores, hits, {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}
-
-
-def exclusion(
-    root_id: str, root_text: str, corpus_id: str, corpus_text: str, same_source: bool, threshold: float
-) -> str | None:
-    """Why a corpus document may not serve a root: "self" (its own row), "near_duplicate", or None (it may)."""
-    if same_source and corpus_id == root_id:
-        return "self"
-    if is_near_duplicate(root_text, corpus_text, threshold=threshold):
-        return "near_duplicate"
-    return None
-
-
-def eligible_neighbours(
-    root_id, root_text, scores, hits, corpus_rows, k, same_source, threshold, taken=()
-) -> tuple[list[tuple[int, str, float]], Counter]:
-    """The first k eligible hits of a query, best first, as (corpus row, corpus id, similarity), and how many were
-    excluded on the way, by reason (`exclusion`). Rows in `taken` (already used for the same root) are passed over
-    without counting."""
-    kept, excluded = [], Counter()
-    for score, hit in zip(scores, hits, strict=True):
-        if hit < 0 or len(kept) == k or hit in taken:
-            continue
-        corpus_id, corpus_text = corpus_rows[int(hit)]
-        reason = exclusion(root_id, root_text, corpus_id, corpus_text, same_source, threshold)
-        if reason:
-            excluded[reason] += 1
-        else:
-            kept.append((int(hit), corpus_id, float(score)))
-    return kept, excluded
-
-
-def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dict:
-    """The retrieval stage: the top-k corpus documents of every position, the root and its near-copies excluded."""
-    queries = [position["query"] for positions in batch["positions"] for position in positions]
-    out = {
-        "retrieved": [],
-        "num_excluded_self": [],
-        "num_excluded_near_duplicate": [],
-        "status": list(batch["status"]),
-    }
-    scores, hits, corpus_rows = search_corpus(inputs, queries, settings.top_k, settings)
-    query_index = 0
-    for row, (root_id, text, positions) in enumerate(
-        zip(batch["id"], batch["text"], batch["positions"], strict=True)
-    ):
-        retrieved, excluded = [], Counter()
-        for position in positions:
-            kept, excluded_here = eligible_neighbours(
-                root_id, text, scores[query_index], hits[query_index], corpus_rows, settings.top_k,
-                inputs.same_source, settings.near_duplicate_threshold,
-            )  # fmt: skip
-            excluded.update(excluded_here)
-            retrieved += [
-                {"token_index": position["token_index"], "corpus_index": hit, "corpus_id": corpus_id,
-                 "similarity": score}
-                for hit, corpus_id, score in kept
-            ]  # fmt: skip
-            query_index += 1
-        out["retrieved"].append(retrieved)
-        out["num_excluded_self"].append(excluded["self"])
-        out["num_excluded_near_duplicate"].append(excluded["near_duplicate"])
-        if out["status"][row] == "ok" and not retrieved:
-            out["status"][row] = "no_candidate"
-    return out
-
-
-RETRIEVED = {
-    "token_index": datasets.Value("int32"),
-    "corpus_index": datasets.Value("int64"),
-    "corpus_id": datasets.Value("string"),
-    "similarity": datasets.Value("float32"),
-}
-RETRIEVAL_STAGE = Stage(
-    name="retrieval",
-    settings=RetrievalSettings,
-    inputs=("embedder", "embed_batch_size", "index", "corpus", "same_source"),
-    columns={
-        "retrieved": datasets.List(RETRIEVED),
-        "num_excluded_self": datasets.Value("int32"),
-        "num_excluded_near_duplicate": datasets.Value("int32"),
-    },
-    drop_reasons=("no_candidate",),
-    function=retrieve_candidates,
-    batch_size_setting="embed_batch_size",
-)

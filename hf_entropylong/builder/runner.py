@@ -1,24 +1,24 @@
 """The EntropyLong build: stage records run in order by one sharded, resumable `datasets.map` pipeline.
 
-1. **entropy** (`entropy.py`) — each root is scored by the LM; positions with H_t > μ + α·σ are where it lacks
+1. **entropy** (`stages/entropy.py`) — each root is scored by the LM; positions with H_t > μ + α·σ are where it lacks
    information. Each gets a query: the `window_words` words on each side of the token.
-2. **retrieval** (`retrieval.py`) — queries are embedded and searched in a FAISS index over the corpus (top-k by
+2. **retrieval** (`stages/retrieval.py`) — queries are embedded and searched in a FAISS index over the corpus (top-k by
    cosine); the root itself and near-copies of it are excluded.
-3. **verify** (`verify.py`) — each distinct candidate is prepended to the root once; it is kept where it cuts the
+3. **verify** (`stages/verify.py`) — each distinct candidate is prepended to the root once; it is kept where it cuts the
    entropy at a position it was retrieved for by ΔI ≥ ε.
-4. **units** (`pack.py`) — verified contexts (shuffled, or in position order) are placed before the root.
+4. **units** (`stages/units.py`) — verified contexts (shuffled, or in position order) are placed before the root.
 
 Then, once: the units are packed best-fit-decreasing into rows of exactly `max_seq_length` tokens, counted, and
-published with the dataset card (`publish.py`).
+published with the dataset card (`publish/`).
 
 Those are EntropyLong's stages; `method` swaps in the paper's NoVerify ablation or a baseline (concat, quest,
-nextlong: `baselines.py`), whose stages write the same columns, so every method publishes one schema (`conform`).
+nextlong: `methods/`), whose stages write the same columns, so every method publishes one schema (`conform`).
 
-Each stage is a `Stage` record (`stage.py`) that owns its settings dataclass, the inputs it reads, the columns it
+Each stage is a `Stage` record (`stages/__init__.py`) that owns its settings dataclass, the inputs it reads, the columns it
 adds and the statuses it may set; this module only runs the records. `BuildConfig` is the flat union of every
-settings dataclass, so a recipe is one flat YAML. Every stage runs over shards of `shard_size` roots, each cached
+settings dataclass (`builder/config.py`), so a recipe is one flat YAML. Every stage runs over shards of `shard_size` roots, each cached
 in `<cache_dir>/<stage>-<key>-<shard>.arrow` (default `<output_dir>/.cache/`), where a stage's key is the hash of
-the previous stage's key, its own output-relevant settings, the identities of its inputs (`input_identities`) and
+the previous stage's key, its own output-relevant settings, the identities of its inputs (`builder/inputs.py`) and
 its columns: builds sharing a `cache_dir` share the stages they have in common, and a killed build restarted
 with the same config reuses every finished shard, and a changed setting reruns exactly the stages it reaches.
 Each root's row keeps a `status` saying where and why it stopped; the counts on the card are computed from them.
@@ -30,289 +30,40 @@ process after a barrier. Caches are named by shard, never by rank, so any number
 
 from __future__ import annotations
 
-import functools
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import ClassVar
 
 import datasets
 import torch
-from datasets.fingerprint import Hasher
 
-from . import __version__, models
-from .baselines import ConcatSettings, MethodSettings, NExtLongSettings, QuestSettings, method_stages
-from .entropy import ENTROPY_STAGE, EntropySettings
-from .models import EmbedderSettings, LMSettings, context_window, model_identity
-from .pack import UNIT_STAGE, PackSettings, UnitSettings, pack_sequences
-from .publish import (
-    BuildCounts,
-    OutputSettings,
-    claim_output_dir,
-    lock_output_dir,
-    print_summary,
-    publish,
-    push_folder,
-)
-from .recipes_path import with_installed_config
-from .retrieval import (
-    RETRIEVAL_STAGE,
-    IndexSettings,
-    RetrievalSettings,
-    build_corpus_index,
-    embed_corpus_shards,
-    load_index,
-    num_corpus_shards,
-)
-from .sources import CorpusSettings, RootSettings, load_text_source
-from .stage import InputView, Stage, output_settings, require_positive, setting, settings_of
-from .verify import VERIFY_STAGE, VerifySettings
+from ..methods import stages_of
+from ..publish.counts import BuildCounts, print_summary
+from ..publish.packing import PackSettings, pack_sequences
+from ..publish.writer import OutputSettings, claim_output_dir, lock_output_dir, publish, push_folder
+from ..settings import settings_of
+from ..sources import load_text_source
+from ..stages import InputView, Stage
+from ..stages.entropy import ENTROPY_STAGE
+from ..stages.retrieval import RETRIEVAL_STAGE
+from ..stages.units import UNIT_STAGE
+from ..stages.verify import VERIFY_STAGE
+from .config import BuildConfig
+from .inputs import BuildInputs, stage_keys
 
-STAGES: tuple[Stage, ...] = (ENTROPY_STAGE, RETRIEVAL_STAGE, VERIFY_STAGE, UNIT_STAGE)
-"""EntropyLong's stages; `stages_of` gives those of the build's `method` (`baselines.py`)."""
-COLUMNS = {name: feature for stage in STAGES for name, feature in stage.columns.items()}
-"""The per-root columns of every method's table (what a method does not compute is left empty)."""
-
-
-def stages_of(config) -> tuple[Stage, ...]:
-    return method_stages(config.method, STAGES)
+COLUMNS = {
+    name: feature
+    for stage in (ENTROPY_STAGE, RETRIEVAL_STAGE, VERIFY_STAGE, UNIT_STAGE)
+    for name, feature in stage.columns.items()
+}
+"""The per-root columns of every method's table: EntropyLong's (what a method does not compute is left empty)."""
 
 
 def statuses_of(stages: tuple[Stage, ...]) -> tuple[str, ...]:
     """Every status a root can end with in a build running `stages`, in stage order."""
     return tuple(dict.fromkeys(("ok", *(reason for stage in stages for reason in stage.drop_reasons))))
-
-
-@dataclass
-class RunSettings:
-    """How the build runs."""
-
-    output_neutral: ClassVar[tuple[str, ...]] = ("shard_size", "cache_dir", "trust_remote_code")
-
-    seed: int = setting(
-        42,
-        help="Seed of the root sample, the index training sample, each unit's shuffle and the row shuffle.",
-    )
-    shard_size: int = setting(256, help="Roots per resumable, cached shard (the unit of work of a rank).")
-    cache_dir: str | None = setting(
-        None,
-        help="Folder of the stage caches and the index (default: <output_dir>/.cache). Builds that share it reuse "
-        "each other's index and common stages (e.g. one build per method on the same inputs).",
-    )
-    trust_remote_code: bool = setting(
-        False, help="Run model code from the model's repository (jina-embeddings-v3 needs it)."
-    )
-
-    def __post_init__(self):
-        require_positive(self, "shard_size")
-
-
-SETTINGS_GROUPS: tuple[type, ...] = (
-    MethodSettings,
-    RootSettings,
-    CorpusSettings,
-    LMSettings,
-    EmbedderSettings,
-    EntropySettings,
-    IndexSettings,
-    RetrievalSettings,
-    VerifySettings,
-    UnitSettings,
-    PackSettings,
-    ConcatSettings,
-    QuestSettings,
-    NExtLongSettings,
-    RunSettings,
-    OutputSettings,
-)
-
-
-@dataclass
-class BuildConfig(*reversed(SETTINGS_GROUPS)):
-    """Settings of an EntropyLong build: the fields of every settings group, flat (one YAML, one flag each).
-
-    Defaults are the paper's; `recipes/build/` holds complete recipes. Each group lives beside the code that reads
-    it: `sources.RootSettings` / `CorpusSettings`, `models.LMSettings` / `EmbedderSettings`, and the settings of
-    each stage (`entropy`, `retrieval`, `verify`, `pack`), the run and the output.
-    """
-
-    def __post_init__(self):
-        for group in SETTINGS_GROUPS:
-            validate = vars(group).get("__post_init__")
-            if validate is not None:
-                validate(self)
-
-
-# Models are loaded once per process and device, lazily: a stage whose shards are all cached loads nothing.
-@functools.cache
-def _tokenizer(name: str):
-    return models.load_tokenizer(name)
-
-
-@functools.cache
-def _lm(name: str, dtype: str, device: str | None, attn_implementation: str | None, trust_remote_code: bool):
-    return models.load_causal_lm(
-        name,
-        dtype=dtype,
-        device=device,
-        attn_implementation=attn_implementation,
-        trust_remote_code=trust_remote_code,
-    )
-
-
-@functools.cache
-def _embedder(name: str, device: str | None, max_seq_length: int | None, trust_remote_code: bool):
-    embedder = models.load_embedder(name, device=device, trust_remote_code=trust_remote_code)
-    if max_seq_length:
-        embedder.max_seq_length = max_seq_length
-    return embedder
-
-
-@functools.cache
-def _index(path: str, use_gpu: bool):
-    return load_index(path, use_gpu)
-
-
-def same_source(config: BuildConfig) -> bool:
-    """Roots drawn from the corpus itself: a root's own id then marks it among the candidates."""
-    return config.corpus == [config.roots]
-
-
-class BuildInputs:
-    """What the stages read besides their own settings, loaded lazily once per process on its device."""
-
-    def __init__(
-        self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, device: str | None = None
-    ):
-        self.config, self.corpus, self.index_path, self.device = config, corpus, index_path, device
-
-    @property
-    def tokenizer(self):
-        return _tokenizer(self.config.lm)
-
-    @property
-    def lm(self):
-        config = self.config
-        return _lm(
-            config.lm, config.lm_dtype, self.device, config.attn_implementation, config.trust_remote_code
-        )
-
-    @property
-    def lm_window(self) -> int:
-        return self.config.lm_max_length or context_window(self.lm)
-
-    @property
-    def embedder(self):
-        config = self.config
-        return _embedder(
-            config.embedder, self.device, config.embedder_max_seq_length, config.trust_remote_code
-        )
-
-    @property
-    def embed_batch_size(self) -> int:
-        return self.config.embed_batch_size
-
-    def _embedding_settings(self) -> dict:
-        config = self.config
-        return {
-            "batch_size": config.embed_batch_size,
-            "prompt_name": config.document_prompt_name,
-            "shard_size": config.index_shard_size,
-        }
-
-    def embed_corpus(self, rank: int, world: int) -> None:
-        """Embed this rank's share of the corpus shards (those whose index is `rank` modulo `world`)."""
-        shards = range(rank, num_corpus_shards(self.corpus, self.config.index_shard_size), world)
-        embed_corpus_shards(
-            self.corpus, self.embedder, self.index_path, shards=list(shards), **self._embedding_settings()
-        )
-
-    def build_index(self) -> None:
-        """Embed the corpus (what no rank embedded yet) and write its index, unless the index file exists."""
-        if self.index_path.exists():
-            return
-        config = self.config
-        build_corpus_index(
-            self.corpus,
-            self.embedder,
-            index_path=self.index_path,
-            index_factory=config.index_factory,
-            use_gpu=config.index_on_gpu,
-            train_size=config.index_train_size,
-            seed=config.seed,
-            **self._embedding_settings(),
-        )
-
-    @property
-    def index(self):
-        self.build_index()
-        return _index(str(self.index_path), self.config.index_on_gpu)
-
-    @property
-    def max_seq_length(self) -> int:
-        return self.config.max_seq_length
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    @property
-    def same_source(self) -> bool:
-        return same_source(self.config)
-
-
-def input_identities(config: BuildConfig, corpus_identity: str) -> dict[str, object]:
-    """The identity of each `BuildInputs` attribute: what, when it changes, reruns the stages that read it.
-
-    Output-neutral inputs have the identity `None`. The corpus is its sources' identities (`sources.SourceCounts`)
-    and its settings; the index, what it is built from; a model, its weights (`models.model_identity`) and its
-    output-relevant settings.
-    """
-    weights = model_identity(config.lm)
-    lm = (weights, output_settings(settings_of(config, LMSettings)))
-    embedder = (model_identity(config.embedder), output_settings(settings_of(config, EmbedderSettings)))
-    corpus = (corpus_identity, output_settings(settings_of(config, CorpusSettings)))
-    return {
-        "tokenizer": weights,
-        "lm": lm,
-        "lm_window": lm,
-        "embedder": embedder,
-        "embed_batch_size": None,
-        "corpus": corpus,
-        "index": (corpus, embedder, output_settings(settings_of(config, IndexSettings)), config.seed),
-        "max_seq_length": config.max_seq_length,
-        "seed": config.seed,
-        "same_source": same_source(config),
-    }
-
-
-def _fingerprint(*parts) -> str:
-    return Hasher.hash(parts)[:16]
-
-
-def stage_keys(config: BuildConfig, roots_identity: str, corpus_identity: str) -> dict[str, str]:
-    """The cache key of the index and of every stage, chained from the roots' identity and settings."""
-    identities = input_identities(config, corpus_identity)
-    keys = {"index": _fingerprint("index", identities["index"])}
-    key = _fingerprint(
-        "roots", roots_identity, output_settings(settings_of(config, RootSettings)), config.seed
-    )
-    for stage in stages_of(config):
-        undeclared = set(stage.inputs) - set(identities)
-        if undeclared:
-            raise KeyError(f"stage {stage.name!r} reads inputs with no identity: {sorted(undeclared)}")
-        key = _fingerprint(
-            stage.name,
-            key,
-            output_settings(settings_of(config, stage.settings)),
-            {name: identities[name] for name in stage.inputs},
-            __version__,
-            stage.columns,  # a cache written with another schema is never read back
-        )
-        keys[stage.name] = key
-    return keys
 
 
 def _apply(batch: dict, stage: Stage, settings, inputs: BuildInputs) -> dict:
@@ -346,10 +97,10 @@ def run_shard(
 
     A cached result is read back, not recomputed; `timings[stage]` accumulates the seconds each stage took.
     """
-    cache = cache_dir(config)
+    cache = stage_cache_dir(config)
     num_shards = math.ceil(len(roots) / config.shard_size)
     rows = roots.select(range(shard * config.shard_size, min(len(roots), (shard + 1) * config.shard_size)))
-    for stage in stages_of(config):
+    for stage in stages_of(config.method):
         clock = time.perf_counter()
         key = keys[stage.name]
         rows = rows.map(
@@ -366,7 +117,7 @@ def run_shard(
     return rows
 
 
-def cache_dir(config: BuildConfig) -> Path:
+def stage_cache_dir(config: BuildConfig) -> Path:
     """Where the stage caches and the index live (`cache_dir`, default `<output_dir>/.cache`)."""
     return Path(config.cache_dir or Path(config.output_dir) / ".cache").resolve()
 
@@ -460,10 +211,12 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
 
     keys = stage_keys(config, root_counts.identity, "+".join(c.identity for _, c in corpus_parts))
     device = str(state.device) if state.device.type == "cuda" else None
-    inputs = BuildInputs(config, corpus, cache_dir(config) / f"index-{keys['index']}.faiss", device)
+    inputs = BuildInputs(config, corpus, stage_cache_dir(config) / f"index-{keys['index']}.faiss", device)
     rank, world = state.process_index, state.num_processes
     clock = time.perf_counter()
-    searches = any("index" in stage.inputs for stage in stages_of(config))  # concat and quest never search
+    searches = any(
+        "index" in stage.inputs for stage in stages_of(config.method)
+    )  # concat and quest never search
     if searches and not inputs.index_path.exists():  # read by every rank before any of them can write it
         inputs.embed_corpus(rank, world)
         state.wait_for_everyone()
@@ -497,7 +250,7 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     )
     counts = BuildCounts.from_tables(
         config.method,
-        statuses_of(stages_of(config)),
+        statuses_of(stages_of(config.method)),
         root_counts,
         [c for _, c in corpus_parts],
         dependencies,
@@ -524,15 +277,9 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
 def main(argv: list[str] | None = None) -> BuildCounts | None:
     from trl import TrlParser
 
-    argv = with_installed_config(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
     (config,) = TrlParser((BuildConfig,)).parse_args_and_config(args=argv)
     counts = build(config)
     if counts is not None:  # the main process
         print_summary(counts, config.output_dir)
     return counts
-
-
-if __name__ == "__main__":
-    from hf_entropylong import cli
-
-    cli.run(main)

@@ -18,22 +18,21 @@ import hashlib
 import json
 import math
 import shutil
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import datasets
-import numpy as np
 import yaml
 from filelock import FileLock, Timeout
 
-from .cards import dataset_license, render_dataset_card
-from .pack import packing_stats
+from ..settings import setting
+from ..sources import content_hash
+from .card import dataset_license, render_dataset_card
+from .counts import BuildCounts
 from .plots import PLOTS_DIR, write_build_plots
-from .sources import SourceCounts, content_hash
-from .stage import setting
+from .schema import SCHEMA_VERSION
 
 
 @dataclass
@@ -69,98 +68,6 @@ class OutputSettings:
     def __post_init__(self):
         if self.push_to_hub and not self.hub_repo_id:
             raise ValueError("--push_to_hub needs --hub_repo_id ORG/NAME.")
-
-
-@dataclass
-class BuildCounts:
-    """What every stage kept and dropped, and why: read by the summary, the dataset card and the tests.
-
-    For a baseline (`method`), positions count only those with an entropy (its keywords and meta-chunks are not
-    high-entropy positions), "verified" means placed, and ΔI is averaged where it was computed.
-    """
-
-    method: str
-    roots_read: int
-    roots_empty: int
-    roots: int
-    roots_by_status: dict[str, int]
-    corpus_documents: int
-    corpus_empty: int
-    high_entropy_positions: int
-    candidates_excluded_self: int
-    candidates_excluded_near_duplicate: int
-    candidates_tried: int
-    distinct_candidates_tried: int
-    verified_dependencies: int
-    verified_contexts: int
-    mean_delta_i: float | None
-    contexts_trimmed_for_length: int
-    units: int
-    units_left_over: int
-    sequences: int
-    tokens: int
-    padding_tokens: int
-    mean_dependency_distance: float | None
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def from_tables(
-        cls,
-        method: str,
-        statuses: tuple[str, ...],
-        root_counts: SourceCounts,
-        corpus_counts: list[SourceCounts],
-        dependencies: datasets.Dataset,
-        packed: datasets.Dataset | None,
-        units_left_over: int,
-    ) -> BuildCounts:
-        """Counts from the per-root rows (`dependencies`) and the packed rows; `statuses` lists every status."""
-        by_status = dict.fromkeys(statuses, 0)
-        positions = excluded_self = excluded_copy = tried = distinct = contexts = trimmed = kept = 0
-        deltas, distances = [], []
-        columns = ["status", "positions", "candidates", "verified_contexts", "num_excluded_self",
-                   "num_excluded_near_duplicate", "num_contexts_trimmed", "dependency_distances",
-                   "num_unit_tokens"]  # fmt: skip
-        for batch in dependencies.select_columns(columns).iter(batch_size=1_000):
-            for status in batch["status"]:
-                by_status[status] += 1
-            positions += sum(math.isfinite(p["entropy"]) for row in batch["positions"] for p in row)
-            excluded_self += sum(batch["num_excluded_self"])
-            excluded_copy += sum(batch["num_excluded_near_duplicate"])
-            tried += sum(map(len, batch["candidates"]))
-            distinct += sum(len({c["corpus_index"] for c in row}) for row in batch["candidates"])
-            contexts += sum(map(len, batch["verified_contexts"]))
-            trimmed += sum(batch["num_contexts_trimmed"])
-            kept += sum(c["verified"] for row in batch["candidates"] for c in row)
-            deltas += [c["delta_i"] for row in batch["candidates"] for c in row
-                       if c["verified"] and math.isfinite(c["delta_i"])]  # fmt: skip
-            distances += [d for row, unit in zip(batch["dependency_distances"], batch["num_unit_tokens"],
-                          strict=True) if unit for d in row]  # fmt: skip
-        packing = packing_stats(packed) if packed is not None else None
-        return cls(
-            method=method,
-            roots_read=root_counts.rows,
-            roots_empty=root_counts.empty,
-            roots=len(dependencies),
-            roots_by_status=by_status,
-            corpus_documents=sum(c.kept for c in corpus_counts),
-            corpus_empty=sum(c.empty for c in corpus_counts),
-            high_entropy_positions=positions,
-            candidates_excluded_self=excluded_self,
-            candidates_excluded_near_duplicate=excluded_copy,
-            candidates_tried=tried,
-            distinct_candidates_tried=distinct,
-            verified_dependencies=kept,
-            verified_contexts=contexts,
-            mean_delta_i=round(float(np.mean(deltas)), 4) if deltas else None,
-            contexts_trimmed_for_length=trimmed,
-            units=packing.units if packing else 0,
-            units_left_over=units_left_over,
-            sequences=packing.rows if packing else 0,
-            tokens=packing.tokens if packing else 0,
-            padding_tokens=packing.padding_tokens if packing else 0,
-            mean_dependency_distance=round(float(np.mean(distances)), 1) if distances else None,
-        )
 
 
 MARKER = ".hf_entropylong.json"
@@ -271,7 +178,8 @@ def write_dataset(folder: Path, packed, dependencies: datasets.Dataset, counts: 
     config = dataclasses.replace(config, dataset_license=dataset_license(config))
     settings = yaml.safe_dump(asdict(config), sort_keys=False, allow_unicode=True)
     (folder / "build_config.yaml").write_text(settings, encoding="utf-8")
-    (folder / "stats.json").write_text(json.dumps(asdict(counts), indent=2) + "\n")
+    stats = {"schema_version": SCHEMA_VERSION, **asdict(counts)}
+    (folder / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     data_tag = "-".join(pattern.split("-")[1] for pattern in data_files.values())
     seconds = _data_seconds(Path(config.output_dir).resolve() / ".cache", data_tag, counts.seconds)
     plots = write_build_plots(folder)
@@ -327,44 +235,3 @@ def push_folder(output_dir: Path, settings: OutputSettings) -> str:
         commit_message="Publish an EntropyLong build (hf_entropylong)",
     )
     return str(repo)
-
-
-def print_summary(counts: BuildCounts, output_dir: str) -> None:
-    statuses = ", ".join(f"{status} {n}" for status, n in counts.roots_by_status.items())
-    rows = [
-        ("roots", f"{counts.roots} ({statuses}); {counts.roots_empty} empty dropped"),
-        ("corpus documents", counts.corpus_documents),
-        ("high-entropy positions", counts.high_entropy_positions),
-        (
-            "candidates tried",
-            f"{counts.candidates_tried} ({counts.distinct_candidates_tried} distinct per root); excluded: "
-            f"{counts.candidates_excluded_self} self, {counts.candidates_excluded_near_duplicate} near-duplicate",
-        ),
-        (
-            "verified dependencies",
-            f"{counts.verified_dependencies} in {counts.verified_contexts} contexts, mean ΔI {counts.mean_delta_i}",
-        )
-        if counts.method == "entropylong"
-        else (
-            "placed, not verified",
-            f"{counts.verified_dependencies} (position, document) pairs, {counts.verified_contexts} documents",
-        ),
-        ("mean dependency distance", f"{counts.mean_dependency_distance or '—'} tokens"),
-        (
-            "units",
-            f"{counts.units} in sequences, {counts.units_left_over} left over in under-filled rows; "
-            f"{counts.contexts_trimmed_for_length} contexts trimmed for length",
-        ),
-        ("sequences", counts.sequences),
-        ("tokens", f"{counts.tokens} ({counts.padding_tokens} padding)"),
-        (
-            "seconds",
-            ", ".join(f"{stage} {s}" for stage, s in counts.seconds.items())
-            + f"; total {sum(counts.seconds.values()):.1f}",
-        ),
-    ]
-    width = max(len(name) for name, _ in rows)
-    name = "EntropyLong" if counts.method == "entropylong" else f"{counts.method} baseline"
-    print(f"\n{name} build written to {output_dir}", file=sys.stderr)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}", file=sys.stderr)

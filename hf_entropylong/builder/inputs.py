@@ -1,0 +1,201 @@
+"""What the stages read besides their own settings (`BuildInputs`), what each input is, and the stages' cache keys.
+
+`BuildInputs` loads the models, the corpus index and the rest lazily, once per process, on the rank's device: a
+stage whose shards are all cached loads nothing. `input_identities` says what each input is (a model by its
+weights, the corpus by its sources' fingerprints, the index by what it is built from), and `stage_keys` chains
+them into each stage's cache key: hash(previous stage's key, the stage's output-relevant settings, the identities
+of the inputs it declares, its columns, the package version).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import datasets
+from datasets.fingerprint import Hasher
+
+from .. import models
+from .._version import __version__
+from ..index.corpus_index import (
+    IndexSettings,
+    build_corpus_index,
+    embed_corpus_shards,
+    load_index,
+    num_corpus_shards,
+)
+from ..methods import stages_of
+from ..models import EmbedderSettings, LMSettings, context_window, model_identity
+from ..settings import output_settings, settings_of
+from ..sources import CorpusSettings, RootSettings
+from .config import BuildConfig
+
+
+# Models are loaded once per process and device, lazily: a stage whose shards are all cached loads nothing.
+@functools.cache
+def _tokenizer(name: str):
+    return models.load_tokenizer(name)
+
+
+@functools.cache
+def _lm(name: str, dtype: str, device: str | None, attn_implementation: str | None, trust_remote_code: bool):
+    return models.load_causal_lm(
+        name,
+        dtype=dtype,
+        device=device,
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+@functools.cache
+def _embedder(name: str, device: str | None, max_seq_length: int | None, trust_remote_code: bool):
+    embedder = models.load_embedder(name, device=device, trust_remote_code=trust_remote_code)
+    if max_seq_length:
+        embedder.max_seq_length = max_seq_length
+    return embedder
+
+
+@functools.cache
+def _index(path: str, use_gpu: bool):
+    return load_index(path, use_gpu)
+
+
+def same_source(config: BuildConfig) -> bool:
+    """Roots drawn from the corpus itself: a root's own id then marks it among the candidates."""
+    return config.corpus == [config.roots]
+
+
+class BuildInputs:
+    """What the stages read besides their own settings, loaded lazily once per process on its device."""
+
+    def __init__(
+        self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, device: str | None = None
+    ):
+        self.config, self.corpus, self.index_path, self.device = config, corpus, index_path, device
+
+    @property
+    def tokenizer(self):
+        return _tokenizer(self.config.lm)
+
+    @property
+    def lm(self):
+        config = self.config
+        return _lm(
+            config.lm, config.lm_dtype, self.device, config.attn_implementation, config.trust_remote_code
+        )
+
+    @property
+    def lm_window(self) -> int:
+        return self.config.lm_max_length or context_window(self.lm)
+
+    @property
+    def embedder(self):
+        config = self.config
+        return _embedder(
+            config.embedder, self.device, config.embedder_max_seq_length, config.trust_remote_code
+        )
+
+    @property
+    def embed_batch_size(self) -> int:
+        return self.config.embed_batch_size
+
+    def _embedding_settings(self) -> dict:
+        config = self.config
+        return {
+            "batch_size": config.embed_batch_size,
+            "prompt_name": config.document_prompt_name,
+            "shard_size": config.index_shard_size,
+        }
+
+    def embed_corpus(self, rank: int, world: int) -> None:
+        """Embed this rank's share of the corpus shards (those whose index is `rank` modulo `world`)."""
+        shards = range(rank, num_corpus_shards(self.corpus, self.config.index_shard_size), world)
+        embed_corpus_shards(
+            self.corpus, self.embedder, self.index_path, shards=list(shards), **self._embedding_settings()
+        )
+
+    def build_index(self) -> None:
+        """Embed the corpus (what no rank embedded yet) and write its index, unless the index file exists."""
+        if self.index_path.exists():
+            return
+        config = self.config
+        build_corpus_index(
+            self.corpus,
+            self.embedder,
+            index_path=self.index_path,
+            index_factory=config.index_factory,
+            use_gpu=config.index_on_gpu,
+            train_size=config.index_train_size,
+            seed=config.seed,
+            **self._embedding_settings(),
+        )
+
+    @property
+    def index(self):
+        self.build_index()
+        return _index(str(self.index_path), self.config.index_on_gpu)
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.config.max_seq_length
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def same_source(self) -> bool:
+        return same_source(self.config)
+
+
+def input_identities(config: BuildConfig, corpus_identity: str) -> dict[str, object]:
+    """The identity of each `BuildInputs` attribute: what, when it changes, reruns the stages that read it.
+
+    Output-neutral inputs have the identity `None`. The corpus is its sources' identities (`sources.SourceCounts`)
+    and its settings; the index, what it is built from; a model, its weights (`models.model_identity`) and its
+    output-relevant settings.
+    """
+    weights = model_identity(config.lm)
+    lm = (weights, output_settings(settings_of(config, LMSettings)))
+    embedder = (model_identity(config.embedder), output_settings(settings_of(config, EmbedderSettings)))
+    corpus = (corpus_identity, output_settings(settings_of(config, CorpusSettings)))
+    return {
+        "tokenizer": weights,
+        "lm": lm,
+        "lm_window": lm,
+        "embedder": embedder,
+        "embed_batch_size": None,
+        "corpus": corpus,
+        "index": (corpus, embedder, output_settings(settings_of(config, IndexSettings)), config.seed),
+        "max_seq_length": config.max_seq_length,
+        "seed": config.seed,
+        "same_source": same_source(config),
+    }
+
+
+def _fingerprint(*parts) -> str:
+    return Hasher.hash(parts)[:16]
+
+
+def stage_keys(config: BuildConfig, roots_identity: str, corpus_identity: str) -> dict[str, str]:
+    """The cache key of the index and of every stage, chained from the roots' identity and settings."""
+    identities = input_identities(config, corpus_identity)
+    keys = {"index": _fingerprint("index", identities["index"])}
+    key = _fingerprint(
+        "roots", roots_identity, output_settings(settings_of(config, RootSettings)), config.seed
+    )
+    for stage in stages_of(config.method):
+        undeclared = set(stage.inputs) - set(identities)
+        if undeclared:
+            raise KeyError(f"stage {stage.name!r} reads inputs with no identity: {sorted(undeclared)}")
+        key = _fingerprint(
+            stage.name,
+            key,
+            output_settings(settings_of(config, stage.settings)),
+            {name: identities[name] for name in stage.inputs},
+            __version__,
+            stage.columns,  # a cache written with another schema is never read back
+        )
+        keys[stage.name] = key
+    return keys
