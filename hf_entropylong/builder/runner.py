@@ -30,6 +30,7 @@ process after a barrier. Caches are named by shard, never by rank, so any number
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -92,10 +93,12 @@ def run_shard(
     config: BuildConfig,
     inputs: BuildInputs,
     timings,
+    rank: int = 0,
 ) -> datasets.Dataset:
     """Shard `shard` of the roots through every stage, each result cached as `.cache/<stage>-<key>-<shard>.arrow`.
 
-    A cached result is read back, not recomputed; `timings[stage]` accumulates the seconds each stage took.
+    A cached result is read back, not recomputed; a computed one is recorded beside its cache with the rank that
+    computed it (`<cache>.json`, `{"rank": rank}`); `timings[stage]` accumulates the seconds each stage took.
     """
     cache = stage_cache_dir(config)
     num_shards = math.ceil(len(roots) / config.shard_size)
@@ -103,16 +106,22 @@ def run_shard(
     for stage in stages_of(config.method):
         clock = time.perf_counter()
         key = keys[stage.name]
+        cache_file = cache / f"{stage.name}-{key}-{shard:05d}-of-{num_shards:05d}.arrow"
+        computed = not cache_file.exists()
         rows = rows.map(
             _apply,
             batched=True,
             batch_size=stage.rows_per_call or config.shard_size,
             fn_kwargs={"stage": stage, "settings": settings_of(config, stage.settings), "inputs": inputs},
             features=datasets.Features({**rows.features, **stage.columns}),
-            cache_file_name=str(cache / f"{stage.name}-{key}-{shard:05d}-of-{num_shards:05d}.arrow"),
+            cache_file_name=str(cache_file),
             new_fingerprint=f"{key}-{shard}",
             desc=f"{stage.name} [{shard + 1}/{num_shards}]",
         )
+        if computed:
+            written = cache_file.with_name(cache_file.name + ".json.partial")
+            written.write_text(json.dumps({"rank": rank}) + "\n")
+            written.replace(cache_file.with_name(cache_file.name + ".json"))
         timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - clock
     return rows
 
@@ -228,7 +237,7 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
 
     num_shards = math.ceil(len(roots) / config.shard_size)
     for shard in range(rank, num_shards, world):
-        run_shard(roots, shard, keys, config, inputs, timings)
+        run_shard(roots, shard, keys, config, inputs, timings, rank)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None

@@ -25,16 +25,24 @@ from . import Stage
 
 
 @dataclass
-class RetrievalSettings(EligibleSearchSettings):
-    """How candidates are searched for each high-entropy position."""
+class RetrievalSettings:
+    """How many candidates each high-entropy position keeps."""
 
     top_k: int = setting(
         5, help="Candidates kept per position, after excluding the root and its near-copies."
     )
 
     def __post_init__(self):
-        EligibleSearchSettings.__post_init__(self)
         require_positive(self, "top_k")
+
+
+@dataclass
+class RetrievalStageSettings(RetrievalSettings, EligibleSearchSettings):
+    """What the retrieval stage reads: `top_k`, how to search and what to exclude."""
+
+    def __post_init__(self):
+        RetrievalSettings.__post_init__(self)
+        EligibleSearchSettings.__post_init__(self)
 
 
 _WORD = re.compile(r"\S+")
@@ -72,7 +80,7 @@ def query_window(text: str, char_start: int, char_end: int, words_each_side: int
     return " ".join(words[max(0, first - words_each_side) : last + words_each_side + 1])
 
 
-def retrieve_candidates(batch: dict, settings: RetrievalSettings, inputs) -> dict:
+def retrieve_candidates(batch: dict, settings: RetrievalStageSettings, inputs) -> dict:
     """The retrieval stage: the top-k corpus documents of every position, the root and its near-copies excluded."""
     found = search_eligible(
         inputs,
@@ -114,7 +122,7 @@ RETRIEVED = {
 }
 RETRIEVAL_STAGE = Stage(
     name="retrieval",
-    settings=RetrievalSettings,
+    settings=RetrievalStageSettings,
     inputs=("embedder", "embed_batch_size", "index", "corpus", "same_source"),
     columns={
         "retrieved": datasets.List(RETRIEVED),

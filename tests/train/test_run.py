@@ -109,15 +109,16 @@ def test_flex_attention_batches_fill_whole_blocks(packed_dir, tmp_path):
 def test_a_recipe_and_its_files_are_found_from_any_directory(tmp_path, monkeypatch):
     """`--config recipes/tiny/sft.yaml` outside a checkout reads the installed recipe, and its `recipes/...` data
     file and chat template too; a file of that name in the current directory wins."""
+    from hf_entropylong.cli import with_installed_config
     from hf_entropylong.paths import RECIPES_DIR
 
     monkeypatch.chdir(tmp_path)
-    args = parse_args(["--config", "recipes/tiny/sft.yaml"], prog="test")
+    args = parse_args(with_installed_config(["--config", "recipes/tiny/sft.yaml"]), prog="test")
     assert args.long.recipe == str(RECIPES_DIR / "tiny/sft.yaml")
     assert args.script.dataset_name == str(RECIPES_DIR / "tiny/chat.jsonl")
     assert args.training.chat_template_path == str(RECIPES_DIR / "tiny/chat_template.jinja")
     (tmp_path / "recipes/tiny").mkdir(parents=True)
     (tmp_path / "recipes/tiny/chat.jsonl").write_text(json.dumps(CONVERSATIONS[0]) + "\n")
-    assert parse_args(["--config", "recipes/tiny/sft.yaml"], prog="test").script.dataset_name == (
-        "recipes/tiny/chat.jsonl"
-    )
+    assert parse_args(
+        with_installed_config(["--config", "recipes/tiny/sft.yaml"]), prog="test"
+    ).script.dataset_name == ("recipes/tiny/chat.jsonl")
