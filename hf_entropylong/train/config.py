@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..models import load_tokenizer, resolve_model
+from .varlen import VARLEN_ATTENTION, register_varlen_attention
 
 
 @dataclass
@@ -99,7 +100,7 @@ def load_training_model(model_args, long_args: LongContextArguments, trust_remot
 
     Args:
         model_args (`trl.ModelConfig`): `model_name_or_path` (a Hub id, a path or an `embedded:` name),
-            `model_revision`, `dtype`, `attn_implementation`.
+            `model_revision`, `dtype`, `attn_implementation` (`entropylong_varlen` is registered first).
         long_args ([`LongContextArguments`]): `config_overrides` and `init_from_config`.
         trust_remote_code (`bool`): passed to `from_pretrained`.
 
@@ -113,6 +114,8 @@ def load_training_model(model_args, long_args: LongContextArguments, trust_remot
         path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
     )
     applied = apply_config_overrides(config, long_args.config_overrides)
+    if model_args.attn_implementation == VARLEN_ATTENTION:
+        register_varlen_attention()
     dtype = model_args.dtype
     kwargs = {
         "dtype": getattr(torch, dtype) if dtype not in (None, "auto") else dtype,
