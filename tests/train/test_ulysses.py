@@ -48,12 +48,17 @@ def sequence_parallel_run(rank: int, kv_heads: int, collator) -> list[dict]:
     import deepspeed.utils.groups
     from accelerate import ParallelismConfig
     from deepspeed.runtime.sequence_parallel import parallel_state_sp
-    from deepspeed.runtime.sequence_parallel.ulysses_sp import UlyssesSPAttentionHF, UlyssesSPDataLoaderAdapter
+    from deepspeed.runtime.sequence_parallel.ulysses_sp import (
+        UlyssesSPAttentionHF,
+        UlyssesSPDataLoaderAdapter,
+    )
     from transformers.integrations.deepspeed import deepspeed_sp_compute_loss
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     llama = model(kv_heads, VARLEN_ATTENTION)
-    mpu = UlyssesSPAttentionHF.register_with_transformers(llama, VARLEN_ATTENTION, WORLD_SIZE, micro_batch_size=1)
+    mpu = UlyssesSPAttentionHF.register_with_transformers(
+        llama, VARLEN_ATTENTION, WORLD_SIZE, micro_batch_size=1
+    )
     deepspeed.utils.groups.mpu = mpu  # what deepspeed.initialize(mpu=...) sets
     group = mpu.get_sequence_parallel_group()
     loader = torch.utils.data.DataLoader(rank_rows(rank), batch_size=ROWS, collate_fn=collator)
