@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[cpu,dev]"
+	DS_BUILD_OPS=0 $(PIP) install -q -e ".[cpu,eval,dev]"
 	$(PIP) install -q --no-deps $(EMBEDDED)
 	touch $@
 
