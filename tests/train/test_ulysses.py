@@ -11,7 +11,6 @@ on 2 cores, cached in ~/.cache/torch_extensions).
 """
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from tiny_models import tiny_llama
 from hf_entropylong.train.spans import WHOLE_SEQUENCE_KEYS, PackedCollator, ShardableCollator
 from hf_entropylong.train.varlen import VARLEN_ATTENTION, register_varlen_attention
 
-from .conftest import REPO, tiny_cpt_args
+from .conftest import REPO, free_port, tiny_cpt_args
 from .test_spans import SPANS, packed_rows, unit_slices
 
 WORLD_SIZE = 2
@@ -111,11 +110,8 @@ def sequence_parallel_worker(rank: int, port: int, results: str) -> None:
 def sequence_parallel(tmp_path_factory) -> dict:
     """Per key/value head count, per micro-batch (= the rank whose batch it is): loss, logits, gradients."""
     pytest.importorskip("deepspeed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     results = tmp_path_factory.mktemp("ulysses") / "results.pt"
-    mp.spawn(sequence_parallel_worker, args=(port, str(results)), nprocs=WORLD_SIZE)
+    mp.spawn(sequence_parallel_worker, args=(free_port(), str(results)), nprocs=WORLD_SIZE)
     return torch.load(results)
 
 
@@ -178,7 +174,7 @@ def test_accelerate_launch_ulysses_two_processes(packed_dir, tmp_path):
     command = [
         str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/ulysses_sp8.yaml"),
         "--num_processes", "2", "--mixed_precision", "no", "--zero3_init_flag", "false",
-        "--parallelism_config_sp_size", "2", str(SP_LAUNCHER), VARLEN_ATTENTION,
+        "--main_process_port", free_port(), "--parallelism_config_sp_size", "2", str(SP_LAUNCHER), VARLEN_ATTENTION,
         *tiny_cpt_args(packed_dir, tmp_path, "--max_steps", "2", "--attn_implementation", VARLEN_ATTENTION),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
