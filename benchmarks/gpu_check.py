@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -252,6 +253,32 @@ def sequence_parallel_path(device: str, shape: str, length: int, rows: int, step
     return row
 
 
+def kernels_table(rows: list[dict]) -> str:
+    lines = [
+        "| kernel | tokens | units | step | ms | TFLOP/s | ‖out − fp32 per-unit sdpa‖/‖ref‖ |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['kernel']} | {r['tokens']:,} | {r['units']} | {r['step']} | {r['ms']} | {r['tflops']} | "
+        f"{r['vs_fp32_per_unit_sdpa']:.1e} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def sequence_parallel_table(sp: dict) -> str:
+    return "\n".join(
+        [
+            "| sequence-parallel path (1 rank) | tokens | units | loss | ‖Δ grads‖/‖grads‖ | step s |",
+            "|---|---|---|---|---|---|",
+            f"| plain PackedCollator batch | {sp['tokens']:,} | {sp['units']} | {sp['loss']:.4f} | | "
+            f"{sp['step_s_plain']} |",
+            f"| ShardableCollator → UlyssesSPDataLoaderAdapter → UlyssesSPAttentionHF | {sp['tokens']:,} | "
+            f"{sp['units']} | {sp['loss_ulysses']:.4f} | {sp['grads_vs_plain']:.1e} | {sp['step_s_ulysses']} |",
+        ]
+    )
+
+
 def markdown(result: dict) -> str:
     env = result["versions"]
     lines = [
@@ -259,25 +286,26 @@ def markdown(result: dict) -> str:
         + " · ".join(f"{name} {version or 'not installed'}" for name, version in env.items()),
         "",
         f"tests/train/test_gpu.py: {result['test_gpu']['summary']}",
-        "",
-        "| kernel | tokens | units | step | ms | TFLOP/s | ‖out − fp32 per-unit sdpa‖/‖ref‖ |",
-        "|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r['kernel']} | {r['tokens']:,} | {r['units']} | {r['step']} | {r['ms']} | {r['tflops']} | "
-        f"{r['vs_fp32_per_unit_sdpa']:.1e} |"
-        for r in result["kernels"]
-    ]
-    lines += ["", bench.throughput_table(result["throughput"]), ""]
-    sp = result["sequence_parallel"]
-    lines += [
-        "| sequence-parallel path (1 rank) | tokens | units | loss | ‖Δ grads‖/‖grads‖ | step s |",
-        "|---|---|---|---|---|---|",
-        f"| plain PackedCollator batch | {sp['tokens']:,} | {sp['units']} | {sp['loss']:.4f} | | {sp['step_s_plain']} |",
-        f"| ShardableCollator → UlyssesSPDataLoaderAdapter → UlyssesSPAttentionHF | {sp['tokens']:,} | {sp['units']} | "
-        f"{sp['loss_ulysses']:.4f} | {sp['grads_vs_plain']:.1e} | {sp['step_s_ulysses']} |",
-    ]
+    tables = {
+        "kernels": kernels_table,
+        "throughput": bench.throughput_table,
+        "sequence_parallel": sequence_parallel_table,
+    }
+    for name, table in tables.items():
+        section = result[name]
+        failed = isinstance(section, dict) and "error" in section
+        lines += ["", f"{name}: failed: {section['error']}" if failed else table(section)]
     return "\n".join(lines)
+
+
+def run_section(name: str, function):
+    """`function()`, or `{"error": …}` when it raises: one failing section keeps the others' numbers."""
+    try:
+        return function()
+    except Exception as error:
+        traceback.print_exc()
+        return {"error": f"{type(error).__name__}: {' '.join(str(error).split())}"[:300]}
 
 
 def write_benchmarks(path: Path, table: str) -> None:
@@ -287,6 +315,19 @@ def write_benchmarks(path: Path, table: str) -> None:
     pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.DOTALL)
     path.write_text(
         pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text.rstrip()}\n\n{section}\n"
+    )
+
+
+def failed(result: dict) -> bool:
+    """Whether a test failed or a section (or one of its steps) stopped with an error."""
+    throughput = result["throughput"]
+    parts = [
+        result["kernels"],
+        result["sequence_parallel"],
+        *(throughput if isinstance(throughput, list) else [throughput]),
+    ]
+    return result["test_gpu"]["returncode"] != 0 or any(
+        isinstance(part, dict) and "error" in part for part in parts
     )
 
 
@@ -303,26 +344,26 @@ def main(argv: list[str] | None = None) -> dict:
     liger = device == "cuda"  # Liger's Triton kernels need CUDA; flex has no CPU backward: sdpa stands in
     long, short = (256, 128) if args.dry_run else (131072, 32768)
     small, large = ("toy", "toy") if args.dry_run else ("llama3-1b", "llama3-8b")
+    flex = "flex_attention" if device == "cuda" else "sdpa"
+    steps = [
+        (small, long, VARLEN_ATTENTION, True),
+        (small, long, flex, True),
+        (large, short, VARLEN_ATTENTION, False),
+    ]
     result = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "CPU (dry run)",
         "versions": versions(),
         "test_gpu": gpu_tests(),
-        "kernels": attention_kernels(device, long, args.steps),
-        "throughput": [
-            bench.throughput(small, long, VARLEN_ATTENTION, device, args.steps, True, liger=liger),
-            bench.throughput(
-                small,
-                long,
-                "flex_attention" if device == "cuda" else "sdpa",
-                device,
-                args.steps,
-                True,
-                liger=liger,
+        "kernels": run_section("kernels", lambda: attention_kernels(device, long, args.steps)),
+        "throughput": run_section(
+            "throughput",
+            lambda: [bench.throughput(*step[:3], device, args.steps, step[3], liger=liger) for step in steps],
+        ),
+        "sequence_parallel": run_section(
+            "sequence_parallel",
+            lambda: sequence_parallel_path(
+                device, "toy" if args.dry_run else "small", short if args.dry_run else 8192, 2, args.steps
             ),
-            bench.throughput(large, short, VARLEN_ATTENTION, device, args.steps, False, liger=liger),
-        ],
-        "sequence_parallel": sequence_parallel_path(
-            device, "toy" if args.dry_run else "small", short if args.dry_run else 8192, 2, args.steps
         ),
     }
     result["markdown"] = markdown(result)
@@ -336,4 +377,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if failed(main()) else 0)
