@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from tiny_models import tiny_llama
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from hf_entropylong.train.spans import WHOLE_SEQUENCE_KEYS, PackedCollator, ShardableCollator
 from hf_entropylong.train.varlen import VARLEN_ATTENTION, register_varlen_attention
@@ -156,9 +157,16 @@ def test_units_never_attend_across_boundaries(sequence_parallel):
     assert not torch.allclose(mixed[SPANS[0] : sum(SPANS)], logits[SPANS[0] : sum(SPANS)], atol=1e-3)
 
 
-def test_shardable_collator_keeps_one_entry_per_token():
-    batch = ShardableCollator(PackedCollator(pad_token_id=0))(packed_rows())
-    assert set(batch) == {"input_ids", "labels", "position_ids"} and not set(WHOLE_SEQUENCE_KEYS) & set(batch)
+@pytest.mark.parametrize("collator", ["cpt", "sft"])
+def test_shardable_collator_keeps_one_entry_per_token(collator):
+    """Both training scripts' collators: PackedCollator (cpt) and TRL's padding-free one (sft, `seq_idx` too)."""
+    rows = packed_rows()
+    if collator == "cpt":
+        batch = ShardableCollator(PackedCollator(pad_token_id=0))(rows)
+    else:
+        trl_collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+        batch = ShardableCollator(trl_collator)([{"input_ids": r["input_ids"]} for r in rows])
+    assert {"input_ids", "labels", "position_ids"} <= set(batch) and not set(WHOLE_SEQUENCE_KEYS) & set(batch)
     length = batch["input_ids"].shape[1]
     assert all(value.shape == (1, length) for value in batch.values())
 
