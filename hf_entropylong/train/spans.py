@@ -178,8 +178,8 @@ def check_parallelism(
             f"cp_size={parallelism_config.cp_size}: torch context parallelism (ring attention) replaces the "
             "attention mask by plain causal attention, so packed EntropyLong units would attend to each other. "
             "Use DeepSpeed-Ulysses sequence parallelism instead (parallelism_config_sp_size, "
-            f"parallelism_config_sp_backend: deepspeed, parallelism_config_sp_attn_implementation: {VARLEN_ATTENTION}"
-            "); see recipes/accelerate_configs/."
+            "parallelism_config_sp_backend: deepspeed, parallelism_config_sp_attn_implementation: "
+            "flash_attention_2); see recipes/accelerate_configs/."
         )
     sp_size = parallelism_config.sp_size
     if sp_size <= 1:
