@@ -77,7 +77,7 @@ def test_liger_kernels_match_the_plain_layers():
     plain = step(gpu_llama(VARLEN_ATTENTION, 64).to("cuda", torch.bfloat16), batch)
     liger_model = gpu_llama(VARLEN_ATTENTION, 64).to("cuda", torch.bfloat16)
     apply_liger_kernels(liger_model)
-    assert "Liger" in type(liger_model.model.norm).__name__
+    assert liger_model.model.norm._get_name() == "LigerRMSNorm"  # Liger rebinds methods, keeps the class
     liger = step(liger_model, batch)
     assert relative(liger[0], plain[0]) < 1e-2 and relative(liger[1], plain[1]) < 2e-2
     assert relative(liger[2], plain[2]) < 5e-2
