@@ -28,8 +28,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from trl.trainer.utils import add_fused_lm_head
 
+from hf_entropylong.train.config import apply_liger_kernels
 from hf_entropylong.train.spans import PackedCollator
-from hf_entropylong.train.varlen import VARLEN_ATTENTION
+from hf_entropylong.train.varlen import VARLEN_ATTENTION, register_varlen_attention
 
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
 SHAPES = {
@@ -37,6 +38,8 @@ SHAPES = {
                       num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=True),
     "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                       num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
+    "small": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
+                  num_key_value_heads=2, vocab_size=8192, tie_word_embeddings=True),
     "toy": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, vocab_size=1024, tie_word_embeddings=True),
 }  # fmt: skip
@@ -82,6 +85,8 @@ def llama(shape: str, attn: str, dtype, device: str, max_positions: int) -> Llam
         rope_parameters={"rope_type": "default", "rope_theta": 2e8},
     )
     config.use_cache = False
+    if attn == VARLEN_ATTENTION:
+        register_varlen_attention()
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype)
@@ -103,9 +108,6 @@ def equivalence(device: str, length: int) -> list[dict]:
     spans = unit_spans(length, length // 16, length // 4, seed=1)
     batch = packed_batch(spans, SHAPES["toy"]["vocab_size"] * 8, rows=2)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    shape_kwargs = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
-                        num_key_value_heads=2, vocab_size=8192, tie_word_embeddings=True)  # fmt: skip
-    SHAPES["small"] = shape_kwargs
     with torch.no_grad():
         reference = llama("small", "sdpa", torch.float32, "cpu", length)(**inputs).logits.float()
     rows = []
@@ -144,17 +146,23 @@ def model_flops(config: LlamaConfig, spans: list[int]) -> float:
     return 6 * matmul_params * tokens + 12 * layers * hidden * attended
 
 
-def throughput(shape: str, length: int, attn: str, device: str, steps: int, optimizer: bool) -> dict:
+def throughput(
+    shape: str, length: int, attn: str, device: str, steps: int, optimizer: bool, liger: bool = False
+) -> dict:
+    """One CPT step of `shape` on a packed row of `length` tokens, timed over `steps` steps after a warm-up one;
+    `liger` swaps in Liger's RoPE/RMSNorm/SwiGLU kernels (`liger_kernels` of the recipes)."""
     spans = unit_spans(length, min(1024, length // 8), min(16384, length // 2))
     row = {
         "model": shape,
         "length": length,
-        "attention": attn,
+        "attention": f"{attn} + liger" if liger else attn,
         "step": "fwd+bwd+AdamW" if optimizer else "fwd+bwd",
     }
     model = None
     try:
         model = llama(shape, attn, torch.bfloat16, device, length)
+        if liger:
+            apply_liger_kernels(model)
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         add_fused_lm_head(model)
@@ -212,9 +220,14 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {r['attention']} | {r['dtype']} | {r['vs_cpu_fp32_block_diagonal']:.2e} | {r['unit_in_row_vs_alone']:.2e} |"
         )
-    lines += ["", "| model | tokens | units | attention | step | tokens/s | step s | peak GiB | TFLOP/s | MFU |",
-              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in result["throughput"]:
+    return "\n".join(lines + ["", throughput_table(result["throughput"])])
+
+
+def throughput_table(rows: list[dict]) -> str:
+    """The markdown table of `throughput` rows."""
+    lines = ["| model | tokens | units | attention | step | tokens/s | step s | peak GiB | TFLOP/s | MFU |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
         if "error" in r:
             lines.append(
                 f"| {r['model']} | {r['length']:,} | | {r['attention']} | {r['step']} | {r['error']} | | | | |"

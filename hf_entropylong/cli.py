@@ -43,6 +43,8 @@ COMMANDS = {  # words -> "module:function", the function taking the remaining ar
 # packages (OSError, ImportError), a batch too large for the device (MemoryError). Anything else is a bug and
 # keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, MemoryError)
+# Modules that commands import lazily, and the extra of setup.cfg that installs each.
+EXTRAS = {"lm_eval": "eval", "deepspeed": "gpu", "liger_kernel": "gpu", "faiss": "cpu"}
 
 
 def usage() -> str:
@@ -72,6 +74,8 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None, prog
         if debug:
             raise
         message = " ".join(str(error).split()) or type(error).__name__
+        if isinstance(error, ModuleNotFoundError) and error.name in EXTRAS:
+            message = f"{error.name} is not installed: pip install 'hf_entropylong[{EXTRAS[error.name]}]'"
         print(f"{prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:

@@ -174,3 +174,19 @@ def test_recipes_are_installed_and_found_from_any_directory(tmp_path, monkeypatc
             name = path.relative_to(package).as_posix()
             if path.is_file() and "__pycache__" not in name:
                 assert any(globbed(name, pattern) for pattern in patterns), name
+
+
+def test_a_missing_extra_is_named(capsys):
+    def evaluate(argv):
+        import lm_eval_missing  # noqa: F401
+
+    def needs_lm_eval(argv):
+        raise ModuleNotFoundError("No module named 'lm_eval'", name="lm_eval")
+
+    with pytest.raises(SystemExit) as exit_code:
+        cli.run(needs_lm_eval, [], "hf-entropylong eval ruler")
+    assert exit_code.value.code == 2
+    assert "lm_eval is not installed: pip install 'hf_entropylong[eval]'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.run(evaluate, [], "prog")
+    assert "No module named 'lm_eval_missing'" in capsys.readouterr().err  # no extra installs it: as raised

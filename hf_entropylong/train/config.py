@@ -6,6 +6,12 @@ for any key of the config; in transformers 5 the RoPE base lives in `config.rope
 `rope_theta` override is written there. The applied overrides (old and new values) are returned, saved with the
 model's config and written in the model card. `init_from_config` builds a randomly initialised model from the
 (overridden) config instead of loading weights: this is how the tiny recipes get a tiny Llama on CPU.
+
+`liger_kernels` replaces the model's RoPE, RMSNorm and SwiGLU by Liger's fused Triton kernels (CUDA only; on the
+1B shape at 128K on an H100: +20% tokens/s, -20% peak memory). They are applied to the loaded model through
+transformers' Liger integration, with Liger's cross-entropy kernels off: the loss stays TRL's fused chunked LM
+head. TRL 1.16 deprecates its own `use_liger_kernel` in favour of the Hub's kernels (`use_kernels`), which are
+downloaded at run time and built per torch/CUDA version; Liger is a pip package that works offline.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 import torch
 
 from ..models import load_tokenizer, resolve_model
+from .varlen import VARLEN_ATTENTION, register_varlen_attention
 
 
 @dataclass
@@ -49,6 +56,10 @@ class LongContextArguments:
     )
     recipe: str | None = field(
         default=None, metadata={"help": "Recipe file the run used, for the model card; defaults to --config."}
+    )
+    liger_kernels: bool = field(
+        default=False,
+        metadata={"help": "Liger's fused RoPE, RMSNorm and SwiGLU kernels (CUDA; pip install liger-kernel)."},
     )
 
     def __post_init__(self):
@@ -84,6 +95,32 @@ def apply_config_overrides(config, overrides: dict[str, Any] | None) -> dict[str
     return applied
 
 
+# Liger's layer kernels; its cross-entropy kernels stay off (TRL computes the loss with its fused LM head).
+LIGER_LAYERS = {
+    "rope": True,
+    "rms_norm": True,
+    "swiglu": True,
+    "cross_entropy": False,
+    "fused_linear_cross_entropy": False,
+}
+
+
+def apply_liger_kernels(model) -> None:
+    """Replace `model`'s RoPE, RMSNorm and SwiGLU by Liger's Triton kernels, in place ([`LIGER_LAYERS`])."""
+    from transformers.integrations.liger import apply_liger_kernel
+    from transformers.utils import is_liger_kernel_available
+
+    if not is_liger_kernel_available():
+        raise ImportError(
+            "liger_kernels: liger-kernel is not installed (pip install liger-kernel, or the [gpu] extra)."
+        )
+    if not torch.cuda.is_available():
+        raise ValueError(
+            "liger_kernels: Liger's Triton kernels need a CUDA GPU; set liger_kernels: false on CPU."
+        )
+    apply_liger_kernel(model, LIGER_LAYERS)
+
+
 def load_training_tokenizer(model_args, long_args: LongContextArguments, trust_remote_code: bool = False):
     """The tokenizer of the run (`tokenizer_name_or_path`, else the model's), its EOS token as padding if it has none."""
     tokenizer = load_tokenizer(
@@ -99,8 +136,8 @@ def load_training_model(model_args, long_args: LongContextArguments, trust_remot
 
     Args:
         model_args (`trl.ModelConfig`): `model_name_or_path` (a Hub id, a path or an `embedded:` name),
-            `model_revision`, `dtype`, `attn_implementation`.
-        long_args ([`LongContextArguments`]): `config_overrides` and `init_from_config`.
+            `model_revision`, `dtype`, `attn_implementation` (`entropylong_varlen` is registered first).
+        long_args ([`LongContextArguments`]): `config_overrides`, `init_from_config` and `liger_kernels`.
         trust_remote_code (`bool`): passed to `from_pretrained`.
 
     Returns:
@@ -113,6 +150,8 @@ def load_training_model(model_args, long_args: LongContextArguments, trust_remot
         path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
     )
     applied = apply_config_overrides(config, long_args.config_overrides)
+    if model_args.attn_implementation == VARLEN_ATTENTION:
+        register_varlen_attention()
     dtype = model_args.dtype
     kwargs = {
         "dtype": getattr(torch, dtype) if dtype not in (None, "auto") else dtype,
@@ -125,4 +164,6 @@ def load_training_model(model_args, long_args: LongContextArguments, trust_remot
         model = AutoModelForCausalLM.from_pretrained(
             path, config=config, revision=model_args.model_revision, **kwargs
         )
+    if long_args.liger_kernels:
+        apply_liger_kernels(model)
     return model, applied

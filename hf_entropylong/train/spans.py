@@ -22,20 +22,31 @@ batch is padded at the end with pad tokens whose positions are 0: each one is a 
 
 Sequence parallelism must keep the spans. Torch context parallelism (ring attention, `cp_size > 1`) replaces
 every mask by plain causal attention, so packed units would silently attend to each other: refused.
-DeepSpeed-Ulysses (`sp_size > 1`) all-gathers the sequence before attention and keeps varlen boundaries only
-with flash-attn kernels, and only when the heads split evenly over the ranks: anything else is refused.
+DeepSpeed-Ulysses (`sp_size > 1`, Accelerate's `sp_backend: deepspeed`) keeps them with the kernels that read the
+spans from the `position_ids` it all-gathers before attention — flash-attn's and [`VARLEN_ATTENTION`] — when the
+heads split evenly over the ranks. Its sdpa path drops the mask (one causal sequence) and, in DeepSpeed 0.19, its
+flex path rebuilds a plain causal one: refused. Its data loader (`UlyssesSPDataLoaderAdapter`) cuts every tensor
+of a batch along dimension 1 and stops with an IndexError on the 1-D `cu_seq_lens_q/k`; under it the batches go
+through [`ShardableCollator`], which leaves out the entries that describe the whole flattened sequence
+([`WHOLE_SEQUENCE_KEYS`]): each attention layer derives them again from the gathered `position_ids`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.compute as pc
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from .varlen import VARLEN_ATTENTION
+
 PACKED_COLUMNS = ("input_ids", "seq_lengths", "num_padding_tokens")
-FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3")  # the kernels DeepSpeed-Ulysses keeps spans with
+# The kernels that find the spans in the all-gathered position_ids, so DeepSpeed-Ulysses keeps units apart.
+SEQUENCE_PARALLEL_ATTENTION = ("flash_attention_2", "flash_attention_3", VARLEN_ATTENTION)
+# Entries of a padding-free batch that describe the whole flattened sequence, not one entry per token.
+WHOLE_SEQUENCE_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 # flex_attention's block size: its compiled kernels tile queries and keys in blocks of 128 tokens.
 FLEX_BLOCK_SIZE = 128
 
@@ -117,6 +128,28 @@ class PackedCollator(DataCollatorForLanguageModeling):
         return batch
 
 
+@dataclass
+class ShardableCollator:
+    """A padding-free collator whose batches hold one entry per token only, for a sequence-parallel data loader.
+
+    DeepSpeed's `UlyssesSPDataLoaderAdapter` (DeepSpeed 0.18.2-0.19.8) all-gathers every tensor of a batch by its
+    length along dimension 1 and cuts it into one shard per rank: the 1-D `cu_seq_lens_q/k` raise an IndexError,
+    and whole-sequence values would be wrong for a shard anyway. This wrapper drops [`WHOLE_SEQUENCE_KEYS`];
+    `input_ids`, `labels` and the per-unit `position_ids` are sharded, and the attention (flash-attn or
+    [`VARLEN_ATTENTION`] inside `UlyssesSPAttentionHF`) recomputes the span boundaries from the gathered
+    `position_ids`. [`EntropyLongTrainer`] applies it whenever Accelerate runs DeepSpeed-Ulysses.
+
+    Args:
+        collator (`Callable`): the padding-free collator to wrap ([`PackedCollator`], or TRL's for SFT).
+    """
+
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(examples)
+        return {key: value for key, value in batch.items() if key not in WHOLE_SEQUENCE_KEYS}
+
+
 def check_parallelism(
     parallelism_config,
     model_config,
@@ -153,10 +186,10 @@ def check_parallelism(
         return
     sp_attn = getattr(parallelism_config.sp_handler, "sp_attn_implementation", None) or "sdpa"
     for name, value in (("sp_attn_implementation", sp_attn), ("attn_implementation", attn_implementation)):
-        if value not in FLASH_ATTENTION and "flash" not in str(value):
+        if value not in SEQUENCE_PARALLEL_ATTENTION and "flash" not in str(value):
             raise ValueError(
-                f"sp_size={sp_size} with {name}={value!r}: under DeepSpeed-Ulysses only flash-attn varlen kernels "
-                f"keep packed units apart (sdpa/flex see one causal sequence). Use one of {FLASH_ATTENTION} for "
+                f"sp_size={sp_size} with {name}={value!r}: under DeepSpeed-Ulysses only varlen kernels keep packed "
+                f"units apart (sdpa/flex see one causal sequence). Use one of {SEQUENCE_PARALLEL_ATTENTION} for "
                 "both the model and parallelism_config_sp_attn_implementation."
             )
     heads = model_config.num_attention_heads

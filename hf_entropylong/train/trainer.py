@@ -6,7 +6,8 @@ logits in float32 — and supports PEFT, activation checkpointing and Accelerate
 - refuses `hub_token`: the arguments are pickled into `training_args.bin` in every checkpoint and pushed with the
   model, so a token among them would be published; pushes authenticate with `HF_TOKEN` or `hf auth login`;
 - refuses unsafe sequence-parallel settings for packed data ([`check_parallelism`]) once the accelerator is
-  built, so a setting coming from an accelerate YAML is checked too;
+  built, so a setting coming from an accelerate YAML is checked too, and under DeepSpeed-Ulysses collates batches
+  that its data loader can shard ([`ShardableCollator`]);
 - counts the tokens it trains on in the trainer state (`include_num_input_tokens_seen`: all tokens of every
   batch, padding included, unless set to `non_padding`), so every log has `num_input_tokens_seen` and
   `train_tokens_per_second`, and the count survives a resume from a checkpoint;
@@ -23,7 +24,7 @@ from typing import Any
 from trl import SFTConfig, SFTTrainer
 
 from .modelcard import RUN_FILE, load_results, render_model_card
-from .spans import check_parallelism
+from .spans import ShardableCollator, check_parallelism
 
 
 def _name(option) -> str:
@@ -88,6 +89,9 @@ class EntropyLongTrainer(SFTTrainer):
             getattr(config, "_attn_implementation", None),
             seq_length * self.args.per_device_train_batch_size if seq_length else None,
         )
+        parallelism = self.accelerator.parallelism_config
+        if parallelism is not None and parallelism.sp_backend == "deepspeed" and parallelism.sp_size > 1:
+            self.data_collator = ShardableCollator(self.data_collator)
 
     def run_summary(self) -> dict[str, Any]:
         """`run_info` plus what the run has done so far: steps, tokens, last loss, hyperparameters."""

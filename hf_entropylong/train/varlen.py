@@ -2,9 +2,9 @@
 
 flash-attn needs a compile step (or a wheel matching the CUDA and torch versions). PyTorch ≥ 2.10 ships the same
 FlashAttention-2 varlen kernels as `torch.nn.attention.varlen.varlen_attn`, and this module registers it with
-transformers' `AttentionInterface` under [`VARLEN_ATTENTION`], so `attn_implementation: entropylong_varlen`
-in a recipe (or `from_pretrained(..., attn_implementation=...)` after importing `hf_entropylong.train`) trains
-packed rows with per-unit attention on any GPU with a recent torch.
+transformers' `AttentionInterface` under [`VARLEN_ATTENTION`] ([`register_varlen_attention`], which the training
+scripts call when a recipe names it), so `attn_implementation: entropylong_varlen` trains packed rows with
+per-unit attention on any GPU with a recent torch, flash-attn installed or not.
 
 The algorithm, for one layer:
 
@@ -20,7 +20,9 @@ On CPU, where `varlen_attn` has no kernel, [`per_span_attention`] computes the s
 running causal sdpa on every span: the CPU reference of the tests, and a correct if slow fallback.
 
 No attention mask is built for this implementation unless the batch has padding, which it refuses: the spans are
-the only mask.
+the only mask. Under DeepSpeed-Ulysses sequence parallelism (`UlyssesSPAttentionHF` with this implementation as
+its core attention) the layer receives the heads of its rank over the whole sequence together with the
+all-gathered `position_ids`, so step 1 finds the spans of the whole sequence, shard edges included.
 """
 
 from __future__ import annotations
@@ -145,6 +147,20 @@ def varlen_attention_forward(
     return output.unsqueeze(0), None
 
 
-AttentionInterface.register(VARLEN_ATTENTION, varlen_attention_forward)
-# The flash-attn mask function: no mask at all unless the batch is padded (which the forward then refuses).
-ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_ATTENTION, flash_attention_mask)
+def register_varlen_attention() -> str:
+    """Register [`varlen_attention_forward`] with transformers as [`VARLEN_ATTENTION`] and return the name.
+
+    Its mask function is flash-attn's: no mask at all unless the batch is padded (which the forward refuses).
+    Registering again is harmless: a sequence-parallel wrapper installed over it (DeepSpeed-Ulysses replaces the
+    entry of transformers' `ALL_ATTENTION_FUNCTIONS`, not the registry) stays in place.
+
+    Example:
+    ```python
+    >>> from transformers import AutoModelForCausalLM
+    >>> name = register_varlen_attention()
+    >>> model = AutoModelForCausalLM.from_pretrained(path, attn_implementation=name)  # doctest: +SKIP
+    ```
+    """
+    AttentionInterface.register(VARLEN_ATTENTION, varlen_attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_ATTENTION, flash_attention_mask)
+    return VARLEN_ATTENTION

@@ -6,6 +6,7 @@ span.
 """
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,13 @@ def pack_units(units: list[list[int]], max_seq_length: int, pad_id: int) -> list
             }
         )
     return packed
+
+
+def free_port() -> str:
+    """A TCP port nobody listens on now, for a launcher's rendezvous (the default 29500 may be taken)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

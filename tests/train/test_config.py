@@ -1,9 +1,11 @@
 """Config overrides: rope_theta lands in rope_parameters, other keys on the config, unknown keys are refused."""
 
 import pytest
+import torch
+from tiny_models import tiny_llama
 from transformers import LlamaConfig
 
-from hf_entropylong.train.config import LongContextArguments, apply_config_overrides
+from hf_entropylong.train.config import LongContextArguments, apply_config_overrides, apply_liger_kernels
 
 
 def test_overrides_are_applied_and_recorded():
@@ -30,3 +32,9 @@ def test_overrides_from_the_command_line():
     }
     with pytest.raises(ValueError, match="not a JSON object"):
         LongContextArguments(config_overrides="rope_theta=2e8")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU refusal")
+def test_liger_kernels_are_refused_without_a_gpu():
+    with pytest.raises((ImportError, ValueError), match="liger_kernels: .*(not installed|CUDA GPU)"):
+        apply_liger_kernels(tiny_llama())

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM
 from hf_entropylong.cli import main as cli_main
 from hf_entropylong.train import cpt
 
-from .conftest import REPO, TINY_STEPS, tiny_cpt_args
+from .conftest import REPO, TINY_STEPS, free_port, tiny_cpt_args
 
 
 def losses(output_dir):
@@ -96,10 +96,11 @@ def test_accelerate_launch_two_processes(packed_dir, tmp_path):
     accelerate = Path(sys.executable).parent / "accelerate"
     command = [
         str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/fsdp2.yaml"),
-        "--num_processes", "2", "--mixed_precision", "no",
+        "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", free_port(),
         "-m", "hf_entropylong.train.cpt", *tiny_cpt_args(packed_dir, tmp_path, "--max_steps", "2"),
     ]  # fmt: skip
-    subprocess.run(command, check=True, cwd=REPO, capture_output=True, timeout=300)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     run = json.loads((tmp_path / "entropylong_training.json").read_text())
     assert run["steps"] == 2 and run["hyperparameters"]["global batch (sequences)"] == 2
     assert run["tokens_seen"] == 2 * 2 * 256  # both processes' rows are counted

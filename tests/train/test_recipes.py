@@ -38,7 +38,7 @@ def test_paper_cpt_recipe():
     script_args, args, model_args, long_args, _ = parse_args(["--config", str(recipe), *CPU], prog="test")
     assert model_args.model_name_or_path == "meta-llama/Meta-Llama-3-8B"
     assert long_args.config_overrides == {"rope_theta": 200_000_000, "max_position_embeddings": 131072}
-    assert model_args.attn_implementation == "flash_attention_2" and args.bf16
+    assert model_args.attn_implementation == "flash_attention_2" and args.bf16 and long_args.liger_kernels
     assert (args.max_steps, args.learning_rate, args.warmup_steps) == (1000, 4e-5, 200)
     assert args.lr_scheduler_type.value == "cosine"
     assert (args.adam_beta1, args.adam_beta2, args.weight_decay, args.max_grad_norm) == (0.9, 0.95, 0.1, 1.0)

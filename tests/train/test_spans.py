@@ -9,6 +9,7 @@ from tiny_models import tiny_llama
 from transformers import LlamaConfig
 
 from hf_entropylong.train.spans import PackedCollator, check_parallelism, validate_packed_dataset
+from hf_entropylong.train.varlen import VARLEN_ATTENTION
 
 SPANS = [9, 14, 1, 6, 4]  # the last span is the padding tail
 
@@ -122,7 +123,10 @@ def test_validate_packed_dataset():
 
 
 def ulysses(size: int, attn: str | None) -> ParallelismConfig:
-    handler = DeepSpeedSequenceParallelConfig(sp_attn_implementation=attn) if attn else None
+    handler = None
+    if attn:  # Accelerate 1.15 checks the name against flash-attn's and sdpa only; DeepSpeed takes any
+        handler = DeepSpeedSequenceParallelConfig(sp_attn_implementation="sdpa")
+        handler.sp_attn_implementation = attn
     return ParallelismConfig(sp_size=size, sp_handler=handler)
 
 
@@ -131,12 +135,15 @@ def test_check_parallelism_refuses_unsafe_combinations():
     check_parallelism(None, config, "sdpa")
     check_parallelism(ParallelismConfig(dp_shard_size=8), config, "sdpa")
     check_parallelism(ulysses(8, "flash_attention_2"), config, "flash_attention_2", 131072)
+    check_parallelism(ulysses(8, VARLEN_ATTENTION), config, VARLEN_ATTENTION, 131072)
     with pytest.raises(ValueError, match="ring attention"):
         check_parallelism(ParallelismConfig(cp_size=2), config, "sdpa")
     with pytest.raises(ValueError, match="sp_attn_implementation='sdpa'"):
         check_parallelism(ulysses(2, None), config, "flash_attention_2")
     with pytest.raises(ValueError, match="attn_implementation='sdpa'"):
         check_parallelism(ulysses(2, "flash_attention_2"), config, "sdpa")
+    with pytest.raises(ValueError, match="attn_implementation='flex_attention'"):
+        check_parallelism(ulysses(2, VARLEN_ATTENTION), config, "flex_attention")
     with pytest.raises(ValueError, match="num_attention_heads=32"):
         check_parallelism(ulysses(3, "flash_attention_2"), config, "flash_attention_2")
     odd_kv = LlamaConfig(hidden_size=3072, num_attention_heads=24, num_key_value_heads=6)

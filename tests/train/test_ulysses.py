@@ -1,97 +1,152 @@
-"""Ulysses sequence parallelism on 2 CPU processes (gloo) equals the 1-process run, unit boundaries included."""
+"""DeepSpeed-Ulysses on 2 CPU processes (gloo), through DeepSpeed's own classes, equals the 1-process run.
 
-import socket
+Each rank's data loader yields its own [`PackedCollator`] batch of three packed rows (102 tokens, 12 units);
+`UlyssesSPDataLoaderAdapter` gathers both batches and hands every rank its half of each (the shard edge, token 51,
+falls inside the unit of tokens 43-56). `UlyssesSPAttentionHF` runs `entropylong_varlen` as the core attention
+(per-unit sdpa on CPU) over the whole sequence, its spans found in the all-gathered `position_ids`, and the loss
+is transformers' own sequence-parallel loss (`deepspeed_sp_compute_loss`, which the Trainer calls). Gradients are
+summed over the group and divided by its size, as DeepSpeed's engine averages them over the sequence-data-parallel
+group. DeepSpeed's CPU accelerator compiles its shared-memory communication op once on first use (about a minute
+on 2 cores, cached in ~/.cache/torch_extensions).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from tiny_models import tiny_llama
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from hf_entropylong.train.spans import PackedCollator
-from hf_entropylong.train.ulysses import (
-    all_reduce_gradients,
-    register_ulysses_attention,
-    shard_packed_batch,
-)
+from hf_entropylong.train.spans import WHOLE_SEQUENCE_KEYS, PackedCollator, ShardableCollator
+from hf_entropylong.train.varlen import VARLEN_ATTENTION, register_varlen_attention
 
+from .conftest import REPO, free_port, tiny_cpt_args
 from .test_spans import SPANS, packed_rows, unit_slices
 
 WORLD_SIZE = 2
-ROWS = 3  # 102 tokens: the shard edge (token 51) falls inside the unit of tokens 43-56
-KV_HEADS = (2, 1)  # 1 key/value head for 2 ranks: the heads are repeated before the all-to-all
+ROWS = 3  # rows per rank's batch: 102 tokens
+KV_HEADS = (2, 1)  # 1 key/value head for 2 ranks: DeepSpeed repeats it before the all-to-all
+SP_LAUNCHER = Path(__file__).with_name("sp_launcher.py")
 
 
 def model(kv_heads: int, attn: str):
     return tiny_llama(
-        hidden_size=64,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=128,
-        attn_implementation=attn,
+        hidden_size=64, num_key_value_heads=kv_heads, max_position_embeddings=128, attn_implementation=attn
     ).train()
 
 
-def batch() -> dict:
-    return PackedCollator(pad_token_id=0)(packed_rows(ROWS))
+def rank_rows(rank: int) -> list[dict]:
+    return packed_rows(WORLD_SIZE * ROWS)[rank * ROWS : (rank + 1) * ROWS]
 
 
-def run_step(kv_heads: int, attn: str, inputs: dict):
-    """The model after one forward/backward, with its loss and logits."""
-    llama = model(kv_heads, attn)
-    output = llama(**inputs, use_cache=False)
-    output.loss.backward()
-    return llama, output.loss.detach(), output.logits.detach()
+def sequence_parallel_run(rank: int, kv_heads: int, collator) -> list[dict]:
+    """One forward/backward per micro-batch through DeepSpeed's adapter and attention; this rank's results."""
+    import deepspeed.utils.groups
+    from accelerate import ParallelismConfig
+    from deepspeed.runtime.sequence_parallel import parallel_state_sp
+    from deepspeed.runtime.sequence_parallel.ulysses_sp import (
+        UlyssesSPAttentionHF,
+        UlyssesSPDataLoaderAdapter,
+    )
+    from transformers.integrations.deepspeed import deepspeed_sp_compute_loss
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-
-def gradients(llama) -> dict[str, torch.Tensor]:
-    return {name: p.grad for name, p in llama.named_parameters()}
+    llama = model(kv_heads, VARLEN_ATTENTION)
+    mpu = UlyssesSPAttentionHF.register_with_transformers(
+        llama, VARLEN_ATTENTION, WORLD_SIZE, micro_batch_size=1
+    )
+    deepspeed.utils.groups.mpu = mpu  # what deepspeed.initialize(mpu=...) sets
+    group = mpu.get_sequence_parallel_group()
+    loader = torch.utils.data.DataLoader(rank_rows(rank), batch_size=ROWS, collate_fn=collator)
+    adapter = UlyssesSPDataLoaderAdapter(loader, rank, group, WORLD_SIZE, torch.device("cpu"))
+    parallelism = ParallelismConfig(sp_size=WORLD_SIZE, sp_backend="deepspeed")
+    outcome = []
+    try:
+        for micro_batch in adapter:
+            keys = sorted(micro_batch)
+            llama.zero_grad()
+            loss, output = deepspeed_sp_compute_loss(None, llama, micro_batch, True, parallelism)
+            loss.backward()
+            grads = {name: p.grad / WORLD_SIZE for name, p in llama.named_parameters()}
+            for grad in grads.values():
+                torch.distributed.all_reduce(grad, group=group)
+            shards = [torch.empty_like(output.logits) for _ in range(WORLD_SIZE)]
+            torch.distributed.all_gather(shards, output.logits.detach().contiguous(), group=group)
+            outcome.append(
+                {"keys": keys, "loss": loss.detach(), "logits": torch.cat(shards, dim=1), "grads": grads}
+            )
+    finally:
+        del ALL_ATTENTION_FUNCTIONS[VARLEN_ATTENTION]  # DeepSpeed's wrapper, over the registered kernel
+        parallel_state_sp._release_sequence_parallel_groups()
+        deepspeed.utils.groups.mpu = None
+    return outcome
 
 
 def sequence_parallel_worker(rank: int, port: int, results: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE)
+    import deepspeed
+
+    address = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(WORLD_SIZE)}
+    os.environ.update(address, RANK=str(rank), LOCAL_RANK=str(rank))
+    deepspeed.init_distributed("gloo", auto_mpi_discovery=False, verbose=False)
     torch.set_num_threads(1)
-    name = register_ulysses_attention()
+    register_varlen_attention()
+    collator = PackedCollator(pad_token_id=0)
     outcome = {}
+    try:  # the collator's own batches, as the adapter received them before ShardableCollator
+        sequence_parallel_run(rank, KV_HEADS[0], collator)
+    except IndexError as error:
+        outcome["raw_collator_error"] = f"IndexError: {error}"
     for kv_heads in KV_HEADS:
-        shard = shard_packed_batch(batch(), rank, WORLD_SIZE)
-        llama, loss, logits = run_step(kv_heads, name, shard)
-        all_reduce_gradients(llama)
-        dist.all_reduce(loss)
-        gathered = [torch.empty_like(logits) for _ in range(WORLD_SIZE)]
-        dist.all_gather(gathered, logits)
-        outcome[kv_heads] = {"loss": loss, "logits": torch.cat(gathered, dim=1), "grads": gradients(llama)}
+        outcome[kv_heads] = sequence_parallel_run(rank, kv_heads, ShardableCollator(collator))
     if rank == 0:
         torch.save(outcome, results)
-    dist.destroy_process_group()
+    torch.distributed.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def sequence_parallel(tmp_path_factory) -> dict:
-    """Loss, gathered logits and summed gradients of the 2-rank Ulysses run, per key/value head count."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    """Per key/value head count, per micro-batch (= the rank whose batch it is): loss, logits, gradients."""
+    pytest.importorskip("deepspeed")
     results = tmp_path_factory.mktemp("ulysses") / "results.pt"
-    mp.spawn(sequence_parallel_worker, args=(port, str(results)), nprocs=WORLD_SIZE)
+    mp.spawn(sequence_parallel_worker, args=(free_port(), str(results)), nprocs=WORLD_SIZE)
     return torch.load(results)
+
+
+def one_process(kv_heads: int, rows: list[dict]):
+    """Loss, logits and gradients of the packed rows on one process (sdpa, the block-diagonal mask)."""
+    llama = model(kv_heads, "sdpa")
+    output = llama(**PackedCollator(pad_token_id=0)(rows), use_cache=False)
+    output.loss.backward()
+    return output.loss.detach(), output.logits.detach(), {n: p.grad for n, p in llama.named_parameters()}
+
+
+def test_collator_batches_stop_deepspeeds_data_loader(sequence_parallel):
+    """Why ShardableCollator exists: the adapter reads `shape[1]` of the 1-D `cu_seq_lens_q`."""
+    assert sequence_parallel["raw_collator_error"].startswith("IndexError")
 
 
 @pytest.mark.parametrize("kv_heads", KV_HEADS)
 def test_loss_and_gradients_equal_one_process(sequence_parallel, kv_heads):
-    llama, loss, logits = run_step(kv_heads, "sdpa", batch())
-    grads = gradients(llama)
-    parallel = sequence_parallel[kv_heads]
-    torch.testing.assert_close(parallel["loss"], loss, atol=1e-6, rtol=1e-6)
-    torch.testing.assert_close(parallel["logits"], logits, atol=1e-5, rtol=1e-5)
-    assert parallel["grads"].keys() == grads.keys()
-    for name, grad in grads.items():
-        torch.testing.assert_close(parallel["grads"][name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    micro_batches = sequence_parallel[kv_heads]
+    assert len(micro_batches) == WORLD_SIZE  # one per rank's batch
+    for rank, parallel in enumerate(micro_batches):
+        assert parallel["keys"] == ["input_ids", "position_ids", "shift_labels"]
+        loss, logits, grads = one_process(kv_heads, rank_rows(rank))
+        torch.testing.assert_close(parallel["loss"], loss, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(parallel["logits"], logits, atol=1e-5, rtol=1e-5)
+        assert parallel["grads"].keys() == grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(parallel["grads"][name], grad, atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_units_never_attend_across_boundaries(sequence_parallel):
-    logits = sequence_parallel[KV_HEADS[0]]["logits"][0]
+    logits = sequence_parallel[KV_HEADS[0]][0]["logits"][0]
     llama = model(KV_HEADS[0], "sdpa").eval()
-    ids = batch()["input_ids"]
+    ids = PackedCollator(pad_token_id=0)(rank_rows(0))["input_ids"]
     with torch.no_grad():
         for row in range(ROWS):
             for unit in unit_slices(row):
@@ -102,16 +157,37 @@ def test_units_never_attend_across_boundaries(sequence_parallel):
     assert not torch.allclose(mixed[SPANS[0] : sum(SPANS)], logits[SPANS[0] : sum(SPANS)], atol=1e-3)
 
 
-def test_shard_packed_batch_cuts_after_shifting():
-    full = batch()
-    shards = [shard_packed_batch(full, rank, WORLD_SIZE) for rank in range(WORLD_SIZE)]
-    half = full["input_ids"].shape[1] // WORLD_SIZE
-    assert [s["input_ids"].shape[1] for s in shards] == [half, half]
-    shift = torch.cat([s["shift_labels"] for s in shards], dim=1)[0]
-    # The target of rank 0's last token is rank 1's first label: the shard edge does not drop it.
-    assert shift[half - 1] == full["labels"][0, half] != -100
-    assert torch.equal(shift[:-1], full["labels"][0, 1:]) and shift[-1] == -100
-    assert all(s["num_items_in_batch"] == int((full["labels"][0, 1:] != -100).sum()) for s in shards)
-    assert all(torch.equal(s["cu_seq_lens_q"], full["cu_seq_lens_q"]) for s in shards)
-    with pytest.raises(ValueError, match="divisible by 4"):
-        shard_packed_batch(full, 0, 4)  # 102 tokens
+@pytest.mark.parametrize("collator", ["cpt", "sft"])
+def test_shardable_collator_keeps_one_entry_per_token(collator):
+    """Both training scripts' collators: PackedCollator (cpt) and TRL's padding-free one (sft, `seq_idx` too)."""
+    rows = packed_rows()
+    if collator == "cpt":
+        batch = ShardableCollator(PackedCollator(pad_token_id=0))(rows)
+    else:
+        trl_collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+        batch = ShardableCollator(trl_collator)([{"input_ids": r["input_ids"]} for r in rows])
+    assert {"input_ids", "labels", "position_ids"} <= set(batch) and not set(WHOLE_SEQUENCE_KEYS) & set(batch)
+    length = batch["input_ids"].shape[1]
+    assert all(value.shape == (1, length) for value in batch.values())
+
+
+@pytest.mark.slow
+def test_accelerate_launch_ulysses_two_processes(packed_dir, tmp_path):
+    """`ulysses_sp8.yaml` on 2 CPU processes (sp_size 2, ZeRO-3, gloo) trains the tiny CPT recipe end to end:
+    Accelerate prepares DeepSpeed's engine, adapter and attention, and the Trainer its sequence-parallel loss.
+    `sp_launcher.py` names `entropylong_varlen` as the sequence-parallel attention after Accelerate's check,
+    which only knows flash-attn's names (and sdpa), none of which keeps units apart on a CPU."""
+    pytest.importorskip("deepspeed")
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [
+        str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate_configs/ulysses_sp8.yaml"),
+        "--num_processes", "2", "--mixed_precision", "no", "--zero3_init_flag", "false",
+        "--main_process_port", free_port(), "--parallelism_config_sp_size", "2", str(SP_LAUNCHER), VARLEN_ATTENTION,
+        *tiny_cpt_args(packed_dir, tmp_path, "--max_steps", "2", "--attn_implementation", VARLEN_ATTENTION),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = (tmp_path / "entropylong_training.json").read_text()
+    assert '"steps": 2' in run and '"sequence parallel size": 2' in run
+    assert (tmp_path / "model.safetensors").exists()

@@ -1,6 +1,8 @@
 """`entropylong_varlen`: registered with transformers, spans from position ids, equal to the block-diagonal sdpa."""
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,12 +12,21 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
 from hf_entropylong.train.spans import PackedCollator
-from hf_entropylong.train.varlen import VARLEN_ATTENTION, cu_seqlens_from_position_ids, per_span_attention
+from hf_entropylong.train.varlen import (
+    VARLEN_ATTENTION,
+    cu_seqlens_from_position_ids,
+    per_span_attention,
+    register_varlen_attention,
+)
 
 from .test_spans import SPANS, packed_rows
 
 
-def test_registered_with_transformers():
+def test_registered_with_transformers_on_request():
+    code = "import hf_entropylong.train, transformers; print('entropylong_varlen' in transformers.AttentionInterface())"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "False"  # importing the package registers nothing
+    assert register_varlen_attention() == VARLEN_ATTENTION
     assert VARLEN_ATTENTION in AttentionInterface() and VARLEN_ATTENTION in ALL_MASK_ATTENTION_FUNCTIONS
     model = tiny_llama(attn_implementation=VARLEN_ATTENTION)
     assert model.config._attn_implementation == VARLEN_ATTENTION
@@ -39,6 +50,7 @@ def test_cu_seqlens_from_position_ids():
 
 @pytest.mark.parametrize("spans_from", ["cu_seq_lens", "position_ids"])
 def test_logits_and_gradients_equal_block_diagonal_sdpa(spans_from):
+    register_varlen_attention()
     batch = PackedCollator(pad_token_id=0)(packed_rows())
     if spans_from == "position_ids":
         batch = {k: batch[k] for k in ("input_ids", "position_ids", "labels")}
@@ -57,6 +69,7 @@ def test_logits_and_gradients_equal_block_diagonal_sdpa(spans_from):
 
 
 def test_refuses_padded_batches():
+    register_varlen_attention()
     model = tiny_llama(attn_implementation=VARLEN_ATTENTION)
     ids = torch.tensor([[5, 6, 7, 0], [5, 6, 7, 8]])
     with pytest.raises(ValueError, match="padding-free"):
