@@ -98,6 +98,20 @@ MUTANTS = (
         ("tests/test_report.py::test_a_build_of_schema_version_1_reads_as_the_current_one",),
     ),
     Mutant(
+        "the trainer never checks the parallelism settings",
+        "hf_entropylong/train/trainer.py",
+        "        check_parallelism(\n",
+        "        (lambda *args: None)(\n",
+        ("tests/train/test_run.py::test_the_trainer_refuses_parallelism_that_mixes_units",),
+    ),
+    Mutant(
+        "under DeepSpeed-Ulysses the trainer keeps the whole-sequence keys DeepSpeed cannot shard",
+        "hf_entropylong/train/trainer.py",
+        'if parallelism is not None and parallelism.sp_backend == "deepspeed" and parallelism.sp_size > 1:',
+        "if False:",
+        ("tests/train/test_ulysses.py::test_accelerate_launch_ulysses_two_processes",),
+    ),
+    Mutant(
         "a stage imports the builder (an import pointing up the layers)",
         "hf_entropylong/stages/entropy.py",
         "from ..models import encode_documents\n",

@@ -122,3 +122,40 @@ def test_a_recipe_and_its_files_are_found_from_any_directory(tmp_path, monkeypat
     assert parse_args(
         with_installed_config(["--config", "recipes/tiny/sft.yaml"]), prog="test"
     ).script.dataset_name == ("recipes/tiny/chat.jsonl")
+
+
+@pytest.mark.parametrize(
+    "parallelism, message",
+    [
+        ({"cp_size": 2}, "context parallelism"),
+        (
+            {"sp_size": 2, "sp_backend": "deepspeed", "sp_attn": "sdpa"},
+            "only varlen kernels keep packed units",
+        ),
+    ],
+    ids=["context-parallel", "ulysses-sdpa"],
+)
+def test_the_trainer_refuses_parallelism_that_mixes_units(
+    packed_dir, tmp_path, monkeypatch, parallelism, message
+):
+    """Built through the recipes' entry point, with the accelerator reporting an unsafe parallelism config."""
+    import accelerate
+    import transformers
+    from accelerate.utils import DeepSpeedSequenceParallelConfig
+
+    attn = parallelism.pop("sp_attn", None)
+    handler = {"sp_handler": DeepSpeedSequenceParallelConfig(sp_attn_implementation=attn)} if attn else {}
+    config = accelerate.ParallelismConfig(**parallelism, **handler)
+    create_accelerator = transformers.Trainer.create_accelerator_and_postprocess
+
+    def create_then_report_the_config(
+        trainer,
+    ):  # the accelerator itself is built as launched (no parallelism)
+        create_accelerator(trainer)
+        monkeypatch.setattr(accelerate.Accelerator, "parallelism_config", property(lambda self: config))
+
+    monkeypatch.setattr(
+        transformers.Trainer, "create_accelerator_and_postprocess", create_then_report_the_config
+    )
+    with pytest.raises(ValueError, match=message):
+        build_trainer("cpt", tiny_cpt_args(packed_dir, tmp_path), cpt.load_packed_data)
