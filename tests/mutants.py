@@ -88,7 +88,7 @@ MUTANTS = (
         "hf_entropylong/publish/packing.py",
         "most_padding = int((1 - settings.min_row_fill) * settings.max_seq_length)",
         "most_padding = settings.max_seq_length",
-        ("tests/test_build.py::test_layout_and_packed_sequences",),
+        ("tests/test_build.py::test_republishing_keeps_or_replaces_the_previous_build_whole",),
     ),
     Mutant(
         "a build of schema version 1 is read with the current names",
