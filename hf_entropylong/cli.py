@@ -44,7 +44,7 @@ COMMANDS = {  # words -> "module:function", the function taking the remaining ar
 # keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, MemoryError)
 # Modules that commands import lazily, and the extra of setup.cfg that installs each.
-EXTRAS = {"lm_eval": "eval", "deepspeed": "gpu", "liger_kernel": "gpu", "faiss": "cpu"}
+EXTRAS = {"lm_eval": "eval", "wonderwords": "eval", "deepspeed": "gpu", "liger_kernel": "gpu", "faiss": "cpu"}
 
 
 def usage() -> str:

@@ -1,16 +1,22 @@
-"""Offline text sources for the long-context tasks: haystacks, word lists and QA sets.
+"""Text sources for the long-context tasks: haystacks, word pools and QA sets.
 
-RULER builds its haystacks from Paul Graham essays, SQuAD and HotpotQA, all downloaded at set-up. Here
-everything comes from what the package can reach offline:
+RULER (NVIDIA/RULER, commit c3f5e3b) downloads Paul Graham's essays, SQuAD and HotpotQA at set-up and
+draws its words from the `wonderwords` package. Here:
 
-- **essay** haystack: the text of a JSON-lines corpus (default: the embedded Wikipedia summaries,
-  `embedded:wiki-summaries`), documents in file order, joined into one stream of words. A haystack of
-  N words is the first N words, split into sentences so that needles go in at sentence boundaries.
+- **essay** haystack: one stream of words from a file the user gives (`--haystack`), or, offline by
+  default, the embedded Wikipedia summaries (`embedded:wiki-summaries`). A file is either RULER's
+  `PaulGrahamEssays.json` (one object `{"text": ...}`, what its `download_paulgraham_essay.py` writes) or
+  JSON lines with a `text` field (documents joined in file order). Whitespace is collapsed to single spaces
+  and the text split on spaces, as RULER does; a haystack of N words is the first N words, the stream
+  repeated when N is larger (as RULER does too), split into sentences so that needles go in at sentence
+  boundaries. RULER splits sentences with NLTK's punkt model, a download; here a regular expression splits
+  after ., ! or ? followed by a capital, digit or quote. Every result names its haystack (`haystack_name`).
 - **noise** haystack: RULER's repeated filler ("The grass is green. The sky is blue. ...").
 - **needle** haystack: distractor needles with random keys and values (built by the task itself).
-- **words**: the vocabulary of the corpus (lower-case alphabetic words of 4-10 letters), used for
-  needle keys (``adjective-noun``-like pairs of two words, as RULER's `wonderwords` pairs) and for the
-  common-words task.
+- **words** (from `wonderwords`, as RULER): needle keys are adjective-noun pairs (`key_words`), the
+  common-words task draws from the nouns, adjectives and verbs (`common_words`). RULER falls back to a
+  larger English word list (8.5 MB, not on PyPI) when a list needs more words than wonderwords has (cwe
+  beyond ~64K tokens); here the fallback is the haystack's own vocabulary (`vocabulary`).
 - **QA**: SQuAD (v1 or v2 JSON, unanswerable questions dropped) and HotpotQA (dev distractor JSON) read
   from a local file. Each question keeps its gold paragraphs; every other paragraph is a distractor.
 """
@@ -20,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from ..models import EMBEDDED_CORPUS, embedded_corpus_file
@@ -28,24 +34,15 @@ from ..models import EMBEDDED_CORPUS, embedded_corpus_file
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _WORD = re.compile(r"[a-z]{4,10}")
+HAYSTACK_FORMATS = "RULER's PaulGrahamEssays.json ({\"text\": ...}) or JSON lines with a 'text' field"
 
 
-def corpus_path(corpus: str) -> Path:
-    """The JSON-lines file behind `corpus` (the embedded name or a local path)."""
-    if corpus == EMBEDDED_CORPUS:
-        return embedded_corpus_file()
-    path = Path(corpus)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Haystack corpus {corpus!r} not found: give a JSON-lines file with a 'text' field."
-        )
-    return path
+def haystack_name(haystack: str) -> str:
+    """How results name a haystack: the embedded name, or the file's name."""
+    return haystack if haystack == EMBEDDED_CORPUS else Path(haystack).name
 
 
-@lru_cache(maxsize=4)
-def corpus_texts(corpus: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
-    """The non-empty `text` values of a JSON-lines corpus, in file order."""
-    path = corpus_path(corpus)
+def _read_jsonl(path: Path) -> list[str]:
     texts = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -57,26 +54,67 @@ def corpus_texts(corpus: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
                 raise ValueError(f"{path}: line {number} is not valid JSON ({error.msg}).") from error
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise ValueError(f"{path}: line {number} has no string 'text' field.")
-            if row["text"].strip():
-                texts.append(" ".join(row["text"].split()))
+            texts.append(row["text"])
+    return texts
+
+
+@lru_cache(maxsize=4)
+def haystack_texts(haystack: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
+    """The non-empty texts of a haystack (the embedded name or a file), whitespace collapsed, in file order."""
+    if haystack == EMBEDDED_CORPUS:
+        texts = _read_jsonl(embedded_corpus_file())
+    else:
+        path = Path(haystack)
+        if not path.is_file():
+            raise FileNotFoundError(f"Haystack {haystack!r} not found: give {HAYSTACK_FORMATS}.")
+        if path.suffix == ".json":
+            data = _load_json(path, "Haystack")
+            if not isinstance(data, dict) or not isinstance(data.get("text"), str):
+                raise ValueError(
+                    f"Haystack file {str(path)!r}: expected an object with a string 'text' (RULER's "
+                    "PaulGrahamEssays.json); for many documents use JSON lines (.jsonl) with a 'text' field."
+                )
+            texts = [data["text"]]
+        else:
+            texts = _read_jsonl(path)
+    texts = [" ".join(text.split()) for text in texts]
+    texts = [text for text in texts if text]
     if not texts:
-        raise ValueError(f"{path}: no non-empty 'text' values.")
+        raise ValueError(f"Haystack {haystack!r}: no non-empty text.")
     return tuple(texts)
 
 
 @lru_cache(maxsize=4)
-def essay_words(corpus: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
-    """The whole corpus as one stream of whitespace-separated words."""
-    return tuple(" ".join(corpus_texts(corpus)).split(" "))
+def essay_words(haystack: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
+    """The whole haystack as one stream of space-separated words."""
+    return tuple(" ".join(haystack_texts(haystack)).split(" "))
 
 
 @lru_cache(maxsize=4)
-def vocabulary(corpus: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
-    """Sorted distinct lower-case alphabetic words (4-10 letters) of the corpus."""
+def vocabulary(haystack: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
+    """Sorted distinct lower-case alphabetic words (4-10 letters) of the haystack (the cwe fallback)."""
     words = set()
-    for text in corpus_texts(corpus):
+    for text in haystack_texts(haystack):
         words.update(word for word in text.split() if _WORD.fullmatch(word))
     return tuple(sorted(words))
+
+
+@cache
+def _wonderwords(category: str) -> tuple[str, ...]:
+    from wonderwords import RandomWord
+
+    return tuple(RandomWord().filter(include_categories=[category]))
+
+
+def key_words() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """wonderwords' adjectives and nouns (sorted, distinct): RULER's needle keys are `adjective-noun`."""
+    return _wonderwords("adjectives"), _wonderwords("nouns")
+
+
+@lru_cache(maxsize=1)
+def common_words() -> tuple[str, ...]:
+    """wonderwords' nouns, adjectives and verbs, sorted and distinct: RULER's cwe pool before its shuffle."""
+    return tuple(sorted({*_wonderwords("nouns"), *_wonderwords("adjectives"), *_wonderwords("verbs")}))
 
 
 def split_sentences(text: str) -> list[str]:

@@ -14,7 +14,7 @@ and `predictions.jsonl`.
 from __future__ import annotations
 
 from .ruler import evaluate, parse_args
-from .ruler_tasks import HEATMAP_DEPTHS
+from .ruler_constants import HEATMAP_DEPTHS
 
 NIAH_DEFAULTS = {
     "lengths": [1024, 2048, 4096, 8192],

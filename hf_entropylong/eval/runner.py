@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models import EMBEDDED_LM, context_window, default_device, load_causal_lm, load_tokenizer
-from .ruler_tasks import DEFAULT_SEED
+from .ruler_constants import DEFAULT_SEED
 from .task_files import TASKS_DIR
 
 

@@ -7,7 +7,11 @@ turning control characters into newlines and stripping:
   NIAH sample with 4 values of which 3 are found scores 0.75.
 - `part` (string_match_part): 1 when any expected string occurs (QA answers are alternatives).
 
-A task's score is the mean over its samples, × 100.
+A task's score is the mean over its samples, × 100. With fewer samples than RULER's 500 a score is an
+estimate, so each cell carries a 95% confidence half-width (`ci95`): the Agresti-Coull interval of a
+proportion (n + 4 trials, 2 added successes), which also bounds a mean of partial scores in [0, 1] (its
+variance is at most p(1 - p)). The average of k cells gets 1.96 · sqrt(Σ p̃ᵢ(1 - p̃ᵢ)/(nᵢ + 4)) / k,
+the cells being independent samples.
 
 `<output_dir>/results.json` holds `{"model", "benchmark", "config", "scores": [{"task", "length",
 "score"}], "summary": {"average", ...}}`; `results.md` holds the same numbers as a Markdown table; the
@@ -17,6 +21,7 @@ needle-in-a-haystack grid is also drawn as a depth × length heatmap (`plot_heat
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import defaultdict
 from dataclasses import asdict
@@ -56,8 +61,22 @@ def score_sample(prediction: str, references: list[str], metric: str) -> float:
     return METRICS[metric](prediction, references)
 
 
+Z95 = 1.96
+
+
+def _adjusted(mean: float, count: int) -> tuple[float, int]:
+    """Agresti-Coull: the proportion and trials with z²/2 ≈ 2 successes and z² ≈ 4 trials added."""
+    return (mean * count + 2) / (count + 4), count + 4
+
+
+def ci95(mean: float, count: int) -> float:
+    """95% confidence half-width, × 100, of a mean score in [0, 1] over `count` samples."""
+    p, n = _adjusted(mean, count)
+    return round(100 * Z95 * math.sqrt(p * (1 - p) / n), 2)
+
+
 def table_scores(rows: list[dict]) -> list[dict]:
-    """Mean score × 100 per (task, length) over per-sample rows with `task`, `max_length` and `score`."""
+    """Mean score × 100 (and its `ci95`) per (task, length) over rows with `task`, `max_length`, `score`."""
     groups: dict[tuple[str, int], list[float]] = defaultdict(list)
     for row in rows:
         groups[(row["task"], row["max_length"])].append(row["score"])
@@ -67,23 +86,31 @@ def table_scores(rows: list[dict]) -> list[dict]:
             "length": length,
             "score": round(100 * sum(values) / len(values), 2),
             "samples": len(values),
+            "ci95": ci95(sum(values) / len(values), len(values)),
         }
         for (task, length), values in groups.items()
     ]
 
 
 def summarize(scores: list[dict]) -> dict:
-    """Overall average and the average per length of a list of {task, length, score}."""
+    """Overall average (with its 95% half-width when the cells give `samples`) and the average per length."""
     by_length: dict = defaultdict(list)
     for entry in scores:
         by_length[entry["length"]].append(entry["score"])
     average = sum(entry["score"] for entry in scores) / len(scores) if scores else 0.0
-    return {
+    summary = {
         "average": round(average, 2),
         "per_length": {
             str(length): round(sum(v) / len(v), 2) for length, v in sorted(by_length.items(), key=str)
         },
     }
+    if scores and all("samples" in entry for entry in scores):
+        variance = 0.0
+        for entry in scores:
+            p, n = _adjusted(entry["score"] / 100, entry["samples"])
+            variance += p * (1 - p) / n
+        summary["average_ci95"] = round(100 * Z95 * math.sqrt(variance) / len(scores), 2)
+    return summary
 
 
 def markdown_table(scores: list[dict], row_key: str = "task", column_key: str = "length") -> str:
@@ -133,7 +160,10 @@ def write_results(
         "model": model,
         "benchmark": benchmark,
         "config": asdict(args) | {"window": window},
-        "scores": [{"task": s["task"], "length": s["length"], "score": s["score"]} for s in result["scores"]],
+        "scores": [
+            {key: s[key] for key in ("task", "length", "score", "samples", "ci95") if key in s}
+            for s in result["scores"]
+        ],
         "summary": result["summary"],
     }
     path = output_dir / "results.json"

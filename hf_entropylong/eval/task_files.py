@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..paths import TASKS_DIR
-from .ruler_tasks import HEATMAP_TASK, TASK_NAMES, tokens_to_generate
+from .ruler_constants import HEATMAP_TASK, TASK_NAMES, tokens_to_generate
 
 TEMPLATE = "_ruler_template_yaml"
 HEATMAP = "entropylong_niah"

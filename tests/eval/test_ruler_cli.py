@@ -6,6 +6,7 @@ import pytest
 
 from hf_entropylong.cli import main as cli_main
 from hf_entropylong.eval import niah, ruler
+from hf_entropylong.eval.chat import use_chat_prompt
 from hf_entropylong.eval.ruler import RulerArguments, evaluate, parse_args, select_tasks
 from hf_entropylong.eval.ruler_tasks import (
     TASK_NAMES,
@@ -102,6 +103,13 @@ def test_ruler_end_to_end_on_a_tiny_model(tiny_model_dir, squad_file, tmp_path):
     }
     assert all(0 <= s["score"] <= 100 for s in results["scores"])
     assert results["summary"]["samples"] == 12 and results["summary"]["skipped_tasks"] == []
+    assert results["summary"]["haystack"] == "embedded:wiki-summaries"
+    assert results["summary"]["average_label"] == (
+        "average of 3 of RULER's 13 tasks (without niah_single_2, niah_single_3, niah_multikey_1, "
+        "niah_multikey_2, niah_multikey_3, niah_multivalue, niah_multiquery, vt, cwe, qa_2) at 512, 768 "
+        "(512, 768 not among RULER's lengths, 4K-128K)"
+    )
+    assert results["summary"]["average_ci95"] > 10  # 2 samples per cell
     assert set(results["summary"]["per_length"]) == {"512", "768"}
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 12 and all(p["length"] <= p["max_length"] for p in predictions)
@@ -190,9 +198,10 @@ def test_lengths_count_the_prompts_lm_eval_sends(tiny_model_dir, tokenizer, squa
     from lm_eval.tasks import TaskManager
 
     lm, _ = load_lm(tiny_model_dir, "float32", 1, 4096, None)
+    use_chat_prompt(lm)  # what `eval ruler --chat_template` does: no default system prompt
     metadata = {
         "tokenizer": tiny_model_dir,
-        "max_seq_lengths": [768],
+        "max_seq_lengths": [1024],  # vt's example alone takes up to 500 tokens
         "num_samples": 2,
         "chat_template": chat_template,
         "squad_file": squad_file,
@@ -206,8 +215,8 @@ def test_lengths_count_the_prompts_lm_eval_sends(tiny_model_dir, tokenizer, squa
         for instance in task.instances:
             doc, prompt = instance.doc, instance.arguments[0]
             assert prompt == lm_eval_prompt(tokenizer, doc["input"], doc["gen_prefix"], chat_template)
-            assert count_tokens(tokenizer, prompt) + tokens_to_generate(doc["task"]) == doc["length"] <= 768
-            assert prompt.startswith("<|im_start|>") == chat_template
+            assert count_tokens(tokenizer, prompt) + tokens_to_generate(doc["task"]) == doc["length"] <= 1024
+            assert prompt.startswith("<|im_start|>user\n") == chat_template
             assert prompt.endswith(
                 " " + doc["gen_prefix"] if not chat_template else "assistant\n" + doc["gen_prefix"]
             )

@@ -1,12 +1,25 @@
 """Task generation at small lengths: templates, needles, length accounting in model tokens, determinism."""
 
+import copy
+import json
+import random
 import re
 
 import pytest
 from transformers import AutoTokenizer
 
-from hf_entropylong.eval.haystack import load_hotpotqa, load_squad, split_sentences
+from hf_entropylong.eval.chat import chat_prompt
+from hf_entropylong.eval.haystack import (
+    common_words,
+    essay_words,
+    haystack_name,
+    key_words,
+    load_hotpotqa,
+    load_squad,
+    split_sentences,
+)
 from hf_entropylong.eval.ruler_tasks import (
+    BUILDERS,
     NOISE,
     TASK_NAMES,
     Resources,
@@ -16,7 +29,7 @@ from hf_entropylong.eval.ruler_tasks import (
     metric_for,
     tokens_to_generate,
 )
-from hf_entropylong.models import EMBEDDED_EMBEDDER, resolve_model
+from hf_entropylong.models import EMBEDDED_CORPUS, EMBEDDED_EMBEDDER, resolve_model
 
 SYNTHETIC = [task for task in TASK_NAMES if not task.startswith("qa")]
 
@@ -64,13 +77,13 @@ def test_length_is_counted_with_the_evaluated_models_tokenizer(tokenizer):
 def test_niah_prompts_follow_rulers_template(tokenizer):
     single = generate_samples("niah_single_1", tokenizer, 1024, 1)[0]
     assert single["input"].startswith("A special magic number is hidden within the following text.")
-    assert re.search(
-        r"What is the special magic number for [a-z]+-[a-z]+ mentioned in the provided text\?",
-        single["input"],
+    key = re.search(
+        r"What is the special magic number for (.+) mentioned in the provided text\?", single["input"]
     )
     assert single["input"].endswith(" mentioned in the provided text?")
-    assert re.fullmatch(
-        r"The special magic number for [a-z]+-[a-z]+ mentioned in the provided text is", single["gen_prefix"]
+    assert (
+        single["gen_prefix"]
+        == f"The special magic number for {key.group(1)} mentioned in the provided text is"
     )
     assert prompt_of(single, tokenizer) == single["input"] + " " + single["gen_prefix"]
     assert NOISE in single["input"]
@@ -190,3 +203,129 @@ def test_clear_errors(tokenizer, tmp_path):
     bad.write_text('[{"question": "q"}]')
     with pytest.raises(ValueError, match="item 0 lacks"):
         load_hotpotqa(bad)
+
+
+def _is_wonderwords_key(key: str) -> bool:
+    adjectives, nouns = key_words()
+    return any(key[:i] in adjectives and key[i + 1 :] in nouns for i, c in enumerate(key) if c == "-")
+
+
+def test_keys_and_word_pools_come_from_wonderwords(tokenizer):
+    from wonderwords import RandomWord
+
+    adjectives, nouns = key_words()
+    assert len(adjectives) > 900 and len(nouns) > 6000 and "that" not in nouns
+    verbs = RandomWord().filter(include_categories=["verbs"])
+    assert set(common_words()) == {*adjectives, *nouns, *verbs}
+    keys = []
+    for task in ("niah_single_2", "niah_multikey_1", "niah_multiquery", "niah_multikey_2"):
+        for sample in generate_samples(task, tokenizer, 1024, 3):
+            keys += re.findall(r"special magic numbers? for (.+?) is: ", sample["input"])
+    assert len(keys) > 20 and all(_is_wonderwords_key(key) for key in keys)
+    cwe = generate_samples("cwe", tokenizer, 1024, 2)
+    pool = set(common_words())
+    for sample in cwe:
+        listed = re.findall(r"\d+\. ([^\d]+?)(?= \d+\.|\n|$)", sample["input"])
+        assert set(sample["outputs"]) <= pool and set(listed) <= pool
+
+
+def test_qa_gold_document_sits_at_one_slot_per_length(tokenizer, squad_file):
+    resources = Resources(qa=load_squad(squad_file))
+    slots = {}
+    for length in (512, 1024):
+        samples = generate_samples("qa_1", tokenizer, length, 6, resources=resources)
+        for sample in samples:
+            documents = re.findall(r"Document (\d+):\n([^\n]+)", sample["input"])
+            answer = "Danube flows" if "Danube" in sample["input"][-100:] else "Kilimanjaro is the"
+            gold = [int(n) for n, text in documents if answer in text]
+            assert len(gold) == 1
+            slots.setdefault((length, len(documents)), set()).add(gold[0])
+    assert all(len(slot) == 1 for slot in slots.values())  # one slot for every sample of a length
+    assert len({length for length, _ in slots}) == 2
+    assert len({next(iter(slot)) for slot in slots.values()}) > 1  # the slot depends on the document count
+
+
+def test_vt_puts_each_statement_on_its_own_line(tokenizer):
+    sample = generate_samples("vt", tokenizer, 2048, 1)[0]
+    example, task = sample["input"].split("\n\nMemorize and track", 1)
+    assert example.startswith("Memorize and track") and "they are:  " in example  # RULER's double space
+    assert re.search(r"they are:  [A-Z]{3}( [A-Z]{3}){4}$", example)
+    assert count_tokens(tokenizer, example.rsplit(" they are: ", 1)[0] + " they are: ") <= 500
+    for text in (example, task):
+        context = text.split("following text.\n\n", 1)[1].split("\nQuestion:", 1)[0]
+        lines = context.split("\n")
+        statements = [line for line in lines if line.startswith("VAR ")]
+        assert len(statements) == 5 and set(lines) - set(statements) == {NOISE}
+        assert re.fullmatch(r"VAR [A-Z]+ = \d{5}", statements[0])
+        assert all(re.fullmatch(r"VAR [A-Z]+ = VAR [A-Z]+ ", line) for line in statements[1:])
+    names = sample["outputs"]
+    assert all(f"VAR {b} = VAR {a} " in task for a, b in zip(names, names[1:], strict=False))
+
+
+def test_needles_take_distinct_lines_before_the_last(tokenizer):
+    for index in range(30):
+        rng = random.Random(index)
+        text, _, _ = BUILDERS["niah"](
+            rng, 3, Resources(), seed=1, index=0, haystack="noise", key="words", value="numbers", num_k=3
+        )
+        lines = text.split("\n")[1:-1]
+        assert len(lines) == 6 and lines[-1] == NOISE  # three needles among three lines, never after the last
+
+
+def test_fwe_vocabulary_is_rulers(tokenizer):
+    for length in (1024, 4096):
+        text, _, answer = BUILDERS["fwe"](
+            random.Random(0), 200_000, Resources(), seed=1, alpha=2.0, max_length=length, index=0
+        )
+        words = text.split("coded words. ")[1].split("\nQuestion")[0].split()
+        assert len(set(words)) == (length - 50) // 50  # every coded word occurs at this size
+        ranked = sorted(set(words) - {"..."}, key=words.count, reverse=True)
+        assert ranked[:3] == answer and words.count("...") > words.count(answer[0])
+    with pytest.raises(ValueError, match="too short for fwe"):
+        generate_samples("fwe", tokenizer, 200, 1)
+
+
+def test_essay_haystack_from_rulers_file_or_jsonl(tokenizer, tmp_path):
+    essay = "Startups grow fast. " * 30 + "Founders should talk to users.  \n\n Hiring is hard."
+    ruler_file = tmp_path / "PaulGrahamEssays.json"
+    ruler_file.write_text(json.dumps({"text": essay}))
+    jsonl = tmp_path / "essays.jsonl"
+    jsonl.write_text(json.dumps({"text": essay[:300]}) + "\n" + json.dumps({"text": essay[300:]}) + "\n")
+    assert essay_words(str(ruler_file)) == tuple(essay.split())
+    assert haystack_name(str(ruler_file)) == "PaulGrahamEssays.json"
+    assert haystack_name(EMBEDDED_CORPUS) == EMBEDDED_CORPUS
+    sample = generate_samples("niah_single_2", tokenizer, 1024, 1, resources=Resources(str(ruler_file)))[0]
+    assert "Startups grow fast." in sample["input"] and "Founders should talk" in sample["input"]
+    assert sample["length"] > 900  # the 100-word haystack repeats to fill the length, as in RULER
+    assert generate_samples("niah_single_2", tokenizer, 512, 1, resources=Resources(str(jsonl)))
+    bad = tmp_path / "list.json"
+    bad.write_text(json.dumps([{"text": essay}]))
+    with pytest.raises(ValueError, match="PaulGrahamEssays.json"):
+        essay_words(str(bad))
+    with pytest.raises(FileNotFoundError, match="Haystack 'absent.json' not found"):
+        essay_words("absent.json")
+
+
+def test_chat_prompt_has_no_default_system_prompt(tokenizer):
+    messages = [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A:"}]
+    assert "You are a helpful" in tokenizer.apply_chat_template(messages, tokenize=False)
+    assert chat_prompt(tokenizer, messages) == "<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\nA:"
+    assert chat_prompt(tokenizer, messages[:1], add_generation_prompt=True).endswith(
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_chat_prompt_keeps_the_head_of_a_llama3_style_template(tokenizer):
+    llama = copy.deepcopy(tokenizer)
+    llama.chat_template = (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: 2023\n\n"
+        "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}{% set messages = messages[1:] %}"
+        "{% endif %}<|eot_id|>{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+        "{{ m['content'] }}{% if not (loop.last and m['role'] == 'assistant' and continue_final_message) %}"
+        "<|eot_id|>{% endif %}{% endfor %}"
+    )
+    messages = [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A:"}]
+    assert chat_prompt(llama, messages, False) == (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nQ?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nA:"
+    )

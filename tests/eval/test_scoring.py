@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from hf_entropylong.eval.ruler import RulerArguments
+from hf_entropylong.eval.ruler import RulerArguments, average_label
+from hf_entropylong.eval.ruler_constants import STANDARD_LENGTHS, TASK_NAMES
 from hf_entropylong.eval.scoring import (
+    ci95,
     markdown_table,
     postprocess,
     score_sample,
@@ -95,7 +97,32 @@ def test_write_results_follows_the_shared_schema(tmp_path):
         and results["config"]["lengths"] == [1024]
         and results["config"]["window"] == 4096
     )
-    assert results["scores"] == [{"task": "vt", "length": 1024, "score": 50.0}]
+    assert results["scores"] == [{"task": "vt", "length": 1024, "score": 50.0, "samples": 2}]
     assert results["summary"]["average"] == 50.0
     assert (tmp_path / "results.md").read_text().startswith("# ruler: m")
     assert json.loads((tmp_path / "predictions.jsonl").read_text())["prediction"] == "X"
+
+
+def test_confidence_intervals_shrink_with_samples_and_cover_perfect_cells():
+    # Agresti-Coull: 1 of 1 correct is no proof of 100%; 500 samples at 50% give about ±4.4 points
+    assert 40 < ci95(1.0, 1) < 50 and ci95(1.0, 500) < 1.0
+    assert ci95(0.5, 500) == pytest.approx(100 * 1.96 * (0.25 / 504) ** 0.5, abs=0.01)
+    assert ci95(0.5, 5) > ci95(0.5, 50) > ci95(0.5, 500)
+    rows = [{"task": t, "max_length": 1024, "score": float(i % 2)} for t in ("vt", "cwe") for i in range(10)]
+    scores = table_scores(rows)
+    assert all(s["ci95"] == ci95(0.5, 10) for s in scores)
+    # two independent cells: the average's half-width is the cells' divided by sqrt(2)
+    assert summarize(scores)["average_ci95"] == pytest.approx(ci95(0.5, 10) / 2**0.5, abs=0.01)
+
+
+def test_only_the_full_suite_at_rulers_lengths_is_the_ruler_average():
+    assert average_label(list(TASK_NAMES), [4096, 131072]) == "RULER average"
+    assert average_label(list(TASK_NAMES), list(STANDARD_LENGTHS)) == "RULER average"
+    synthetic = [task for task in TASK_NAMES if not task.startswith("qa")]
+    assert average_label(synthetic, [4096, 8192]) == (
+        "average of 11 of RULER's 13 tasks (without qa_1, qa_2) at 4K, 8K"
+    )
+    assert average_label(list(TASK_NAMES), [1024, 4096]) == (
+        "average of 13 of RULER's 13 tasks at 1K, 4K (1K not among RULER's lengths, 4K-128K)"
+    )
+    assert "RULER average" not in average_label(["vt"], [1000])

@@ -4,9 +4,11 @@
         --include_path hf_entropylong/eval/lm_eval_tasks --tasks entropylong_ruler_synthetic \
         --metadata '{"max_seq_lengths": [4096, 8192], "num_samples": 50}'
 
-Metadata keys: `max_seq_lengths` (default [4096]), `num_samples` (default 500), `seed` (42), `corpus`
-(haystack JSON-lines file, default the embedded Wikipedia summaries), `chat_template` (false; pass true
-together with `--apply_chat_template`, so lengths count the template), `squad_file` / `hotpotqa_file`
+Metadata keys: `max_seq_lengths` (default [4096]), `num_samples` (default 500), `seed` (42), `haystack`
+(the essay haystack: RULER's PaulGrahamEssays.json or a JSON-lines file with `text`; default the embedded
+Wikipedia summaries), `chat_template` (false; pass true together with `--apply_chat_template`, so lengths
+count the template; plain lm_eval keeps the template's default system prompt, which `hf-entropylong eval
+ruler --chat_template` removes), `squad_file` / `hotpotqa_file`
 (for entropylong_qa_1 / entropylong_qa_2), `tokenizer` (default: the model's `pretrained`),
 `model_max_length` (a window larger than the config declares), and for `entropylong_niah` the needle
 `depths` in percent. The task files themselves are written by `hf_entropylong.eval.task_files`.
@@ -17,15 +19,15 @@ from __future__ import annotations
 import datasets
 
 from hf_entropylong.eval.haystack import load_hotpotqa, load_squad
-from hf_entropylong.eval.ruler_tasks import (
+from hf_entropylong.eval.ruler_constants import (
     DEFAULT_LENGTHS,
+    DEFAULT_SAMPLES,
     DEFAULT_SEED,
     HEATMAP_DEPTHS,
     HEATMAP_TASK,
     QA_DATASETS,
-    Resources,
-    generate_samples,
 )
+from hf_entropylong.eval.ruler_tasks import Resources, generate_samples
 from hf_entropylong.eval.runner import check_window
 from hf_entropylong.eval.scoring import score_sample
 from hf_entropylong.eval.task_files import METRIC_LENGTHS
@@ -52,10 +54,10 @@ def _setup(metadata: dict, qa_dataset: str | None = None):
         qa = (load_squad if qa_dataset == "squad" else load_hotpotqa)(metadata[key])
     settings = {
         "seed": int(metadata.get("seed", DEFAULT_SEED)),
-        "resources": Resources(corpus=metadata.get("corpus") or EMBEDDED_CORPUS, qa=qa),
+        "resources": Resources(haystack=metadata.get("haystack") or EMBEDDED_CORPUS, qa=qa),
         "chat_template": bool(metadata.get("chat_template", False)),
     }
-    return load_tokenizer(name), lengths, int(metadata.get("num_samples", 500)), settings
+    return load_tokenizer(name), lengths, int(metadata.get("num_samples", DEFAULT_SAMPLES)), settings
 
 
 def _as_dataset(rows: list[dict]) -> dict[str, datasets.Dataset]:
