@@ -4,6 +4,8 @@ hf-entropylong build --config recipes/build/demo.yaml
 hf-entropylong report outputs/demo [OUTPUT_DIR ...]   # a static HTML page of builds, side by side
 hf-entropylong train {cpt,sft} --config recipes/tiny/cpt.yaml
 hf-entropylong eval {ruler,niah,longbench-v2} --model PATH_OR_ID ...
+hf-entropylong eval attention MODEL [MODEL ...]   # attention from question to answer, by length and depth
+hf-entropylong eval short --model PATH_OR_ID --base_model BASE   # the six short-text tasks, side by side
 hf-entropylong eval tasks-path          # the installed lm-eval task folder
 hf-entropylong recipes-path             # the installed recipes (`--config recipes/...` finds them from anywhere)
 hf-entropylong --version
@@ -36,6 +38,8 @@ COMMANDS = {  # words -> "module:function", the function taking the remaining ar
     ("eval", "ruler"): "hf_entropylong.eval.ruler:main",
     ("eval", "niah"): "hf_entropylong.eval.niah:main",
     ("eval", "longbench-v2"): "hf_entropylong.eval.longbench_v2:main",
+    ("eval", "attention"): "hf_entropylong.eval.attention:main",
+    ("eval", "short"): "hf_entropylong.eval.short_text:main",
     ("eval", "tasks-path"): "hf_entropylong.paths:tasks_path",
     ("recipes-path",): "hf_entropylong.paths:recipes_path",
 }

@@ -97,7 +97,7 @@ class Resources:
         return vocabulary(self.haystack)
 
 
-def _word_key(rng: random.Random) -> str:
+def word_key(rng: random.Random) -> str:
     """An adjective-noun key, uniform over wonderwords' pairs (RULER: `random.choice` of the sorted pairs)."""
     adjectives, nouns = key_words()
     pick = rng.randrange(len(adjectives) * len(nouns))
@@ -109,10 +109,10 @@ def _random_value(rng: random.Random, kind: str) -> str:
         return str(rng.randint(1_000_000, 9_999_999))
     if kind == "uuids":
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    return _word_key(rng)
+    return word_key(rng)
 
 
-def _repeat(words: tuple[str, ...], size: int) -> tuple[str, ...]:
+def repeat_words(words: tuple[str, ...], size: int) -> tuple[str, ...]:
     """The first `size` words of the stream, repeated when it is shorter (as RULER does)."""
     return (words * (size // len(words) + 1))[:size] if size > len(words) else words[:size]
 
@@ -126,7 +126,7 @@ def _niah(rng, size, res, *, seed, haystack, key, value, num_k=1, num_v=1, num_q
         needles += [NEEDLE.format(type_needle_v=value, key=keys[-1], value=v) for v in values[-1]]
     random.Random(seed).shuffle(needles)
     if haystack == "essay":
-        sentences = split_sentences(" ".join(_repeat(res.essay, size)))
+        sentences = split_sentences(" ".join(repeat_words(res.essay, size)))
         depths = [depth] * len(needles) if depth is not None else rng.sample(DEPTHS, len(needles))
         cuts = [0, *sorted(int(len(sentences) * d / 100) for d in depths), len(sentences)]
         parts = []
@@ -302,7 +302,7 @@ def _size_limit(kind: str, res: Resources) -> int:
     return 10**9  # essays repeat; noise, needles and coded words are generated
 
 
-def _largest_fitting(fits: Callable[[int], bool], low: int, limit: int) -> int:
+def largest_fitting(fits: Callable[[int], bool], low: int, limit: int) -> int:
     """The largest size in [low, limit] for which `fits` holds, given that it holds for `low`."""
     high = low * 2
     while high <= limit and fits(high):
@@ -322,7 +322,7 @@ def _vt_example_noises(tokenizer, seed: int, num_hops: int) -> int:
         text, prefix, _ = _vt_text(rng, size, num_hops, 3)
         return count_tokens(tokenizer, text + prefix) <= VT_EXAMPLE_TOKENS
 
-    return _largest_fitting(fits, num_hops + 1, 10**9)
+    return largest_fitting(fits, num_hops + 1, 10**9)
 
 
 def generate_samples(
@@ -383,7 +383,7 @@ def generate_samples(
             f"Length {length} is too short for {task}: its smallest prompt plus {budget} generated tokens "
             f"takes {probe['length']} tokens."
         )
-    size = _largest_fitting(
+    size = largest_fitting(
         lambda size: build(0, size)["length"] <= length, smallest, _size_limit(kind, resources)
     )
     samples = []
