@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--niah_samples", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--haystack", default=RulerArguments.haystack, help="RULER's PaulGrahamEssays.json")
     parser.add_argument("--squad_file")
     parser.add_argument("--hotpotqa_file")
     parser.add_argument("--output_dir", default="outputs/bench/eval")
@@ -39,7 +40,12 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     output = Path(options.output_dir)
 
-    shared = {"model": options.model, "dtype": options.dtype, "batch_size": options.batch_size}
+    shared = {
+        "model": options.model,
+        "dtype": options.dtype,
+        "batch_size": options.batch_size,
+        "haystack": options.haystack,
+    }
 
     start = time.perf_counter()
     ruler = evaluate(
@@ -64,14 +70,17 @@ def main() -> None:
         niah = evaluate(RulerArguments(**NIAH_DEFAULTS | shared | grid))
         niah_seconds = time.perf_counter() - start
 
+    summary = ruler["summary"]
     print(
-        f"\n## RULER, {options.model}, {options.samples} samples per cell, greedy, {options.dtype}, {device}\n"
+        f"\n## RULER, {options.model}, {options.samples} samples per cell, greedy, {options.dtype}, {device}, "
+        f"haystack {summary['haystack']}\n"
     )
     print(markdown_table(ruler["scores"]))
+    print(f"\n{summary['average_label']}: {summary['average']:.2f} ± {summary['average_ci95']:.2f} (95% CI)")
     print(
-        f"\nRULER: {ruler['summary']['samples']} samples in {ruler_seconds:.0f} s "
+        f"RULER: {summary['samples']} samples in {ruler_seconds:.0f} s "
         f"(data generation, loading and decoding, batch {options.batch_size}); "
-        f"skipped: {ruler['summary']['skipped_tasks'] or 'none'}"
+        f"skipped: {summary['skipped_tasks'] or 'none'}"
     )
     if niah is not None:
         print(f"\n## NIAH heatmap (depth × length), {options.niah_samples} samples per cell\n")

@@ -24,6 +24,7 @@ import logging
 logger = logging.getLogger(__name__)
 
 _SENTINEL = "hf-entropylong-system-sentinel"
+_TURNS: dict[str, tuple[int, int] | None] = {}  # chat template text → its system turn (found once)
 
 
 def _render(tokenizer, messages: list[dict], add_generation_prompt: bool, closed: bool = False) -> str:
@@ -65,11 +66,14 @@ def chat_prompt(tokenizer, messages: list[dict], add_generation_prompt: bool = F
         add_generation_prompt: end with the assistant header; otherwise the final (assistant) message is
             continued, as lm-eval renders a `gen_prefix`.
     """
-    try:
-        turn = _system_turn(tokenizer)
-    except ValueError:
-        logger.warning("Could not remove the default system prompt of this chat template; keeping it.")
-        turn = None
+    template = str(tokenizer.chat_template)
+    if template not in _TURNS:
+        try:
+            _TURNS[template] = _system_turn(tokenizer)
+        except ValueError:
+            logger.warning("Could not remove the default system prompt of this chat template; keeping it.")
+            _TURNS[template] = None
+    turn = _TURNS[template]
     if turn is None:
         return _render(tokenizer, messages, add_generation_prompt)
     start, close_length = turn
