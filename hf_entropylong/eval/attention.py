@@ -15,7 +15,9 @@ middle"), reporting the relative gain of one model over the other. Its code is n
   haystack grows until the sequence has the length in the model's tokens; the answer goes after the
   given share of the haystack's sentences.
 - **Score.** Per layer: the attention weights from each question token to the answer's tokens, summed
-  over the answer and averaged over the question's tokens and all heads. A model's score for a cell is
+  over the answer and averaged over the question's tokens and all heads. The sequence's first token never
+  counts as answer: models park much of their attention on it whatever it holds (the attention sink), so
+  without a BOS token an answer at the front would otherwise measure the sink. A model's score for a cell is
   the mean over layers and probes (the per-layer means are kept too).
 - **Cost.** Nothing of size length × length is built. An attention function registered with transformers'
   `AttentionInterface` receives each layer's rotated queries and keys: it scores only the question's
@@ -122,7 +124,7 @@ def build_probe(tokenizer, sentences: list[str], depth: int, key: str, value: st
     return Probe(
         input_ids=encoding["input_ids"],
         rows=_token_span(offsets, len(text) - len(question) + 1, len(text)),
-        columns=_token_span(offsets, start, start + len(answer)),
+        columns=[i for i in _token_span(offsets, start, start + len(answer)) if i > 0],  # not the sink
     )
 
 

@@ -66,7 +66,7 @@ def test_probe_layout(tokenizer):
     )
     assert 0.4 < text.index(answer.strip()) / len(text) < 0.6
     front = build_probe(tokenizer, sentences, 0, "brave-otter", "1234567")
-    assert front.columns[0] <= 1  # right after BOS, if any
+    assert front.columns[0] == 1  # the answer opens the sequence, but its first token is the attention sink
     probes = probes_for(tokenizer, 512, 75, 3, EMBEDDED_CORPUS, seed=0)
     assert all(480 < len(p.input_ids) <= 512 for p in probes)
     assert len({tuple(p.columns) for p in probes}) >= 1 and probes[0].input_ids != probes[1].input_ids
