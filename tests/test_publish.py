@@ -152,3 +152,18 @@ def test_a_push_without_network_is_one_line(demo_build, monkeypatch, capsys):
     assert exit_info.value.code == 2 and len(error.splitlines()) == 1
     assert "org/name" in error and "name resolution" in error and "is complete" in error
     assert "--push_to_hub" in error and "Traceback" not in error
+
+
+def test_a_marker_never_makes_the_tool_remove_files_outside_its_dataset(
+    versions, docs_file, tmp_path, monkeypatch
+):
+    old, _, counts = versions
+    folder = _fresh(tmp_path, "out", versions, docs_file, monkeypatch)
+    outside = tmp_path / "precious.txt"
+    outside.write_text("mine")
+    (folder / "notes.txt").write_text("mine")
+    marker = json.loads((folder / MARKER).read_text())
+    marker["published"] += ["../precious.txt", str(outside), "notes.txt"]
+    (folder / MARKER).write_text(json.dumps(marker))
+    publish(folder, *old, counts, small_config(docs_file, folder))
+    assert outside.read_text() == "mine" and (folder / "notes.txt").read_text() == "mine"

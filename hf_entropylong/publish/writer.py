@@ -117,6 +117,9 @@ def read_marker(output_dir: Path) -> Marker:
         return Marker()
     files = []
     for name in published:  # an older marker lists whole folders: every file in them was published with them
+        parts = Path(name).parts
+        if not parts or parts[0] not in PUBLISHED or ".." in parts or Path(name).is_absolute():
+            continue  # never a path outside what a build publishes, whatever the marker says
         entry = output_dir / name
         files += (
             sorted(str(f.relative_to(output_dir)) for f in entry.rglob("*") if f.is_file())
