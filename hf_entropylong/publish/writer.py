@@ -86,9 +86,8 @@ TABLES = ("default", "dependencies")  # the dataset's configs, one folder of par
 PLOTS = PLOTS_DIR  # the build's distributions as PNG files, embedded in the card (`plots.write_build_plots`)
 CARD = "README.md"
 PUBLISHED = (*TABLES, PLOTS, CARD, "build_config.yaml", "stats.json")
-STAGING_PREFIX = (
-    "publish-"  # `.cache/publish-<random>/`: a dataset being written, recorded in the marker first
-)
+# `.cache/publish-<random>/`: a dataset being written, recorded in the marker before it is made
+STAGING_PREFIX = "publish-"
 
 
 class OutputDirError(ValueError):
