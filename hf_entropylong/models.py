@@ -29,6 +29,7 @@ from typing import ClassVar, Literal, NamedTuple
 
 import torch
 
+from .files import file_digest, user_cache_dir
 from .settings import require_positive, setting
 
 EMBEDDED_PREFIX = "embedded:"
@@ -80,16 +81,17 @@ class EmbedderSettings:
     embed_batch_size: int = setting(64, help="Texts per embedder forward pass.")
 
     def __post_init__(self):
-        require_positive(self, "embed_batch_size")
+        require_positive(self, "embed_batch_size", "embedder_max_seq_length")
 
 
 def model_identity(name_or_path: str) -> str:
     """What names a model's weights in cache keys.
 
-    A local folder is named by its files' names and sizes plus a hash of each weight file's first and last MiB
-    (the safetensors header and some weights), so other weights behind the same path give another identity and
-    a touched file does not. A Hub id is named by the revision it resolves to (from the local Hub cache when
-    offline); embedded names (pinned packages) and ids that resolve to nothing are their own identity.
+    A local folder is named by its files' names and the SHA-256 of each whole file (`files.file_digest`: hashed
+    once, then reused while a file keeps its path, size and time stamps), so any weight changed behind the same
+    path gives another identity and a touched file does not. A Hub id is named by the revision it resolves to
+    (from the local Hub cache when offline); embedded names (pinned packages) and ids that resolve to nothing are
+    their own identity.
     """
     path = Path(name_or_path)
     if is_embedded(name_or_path):
@@ -98,14 +100,7 @@ def model_identity(name_or_path: str) -> str:
         return _hub_revision(str(name_or_path))
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        size = file.stat().st_size
-        digest.update(f"{file.relative_to(path)}:{size}\n".encode())
-        if file.suffix in (".safetensors", ".bin", ".gguf", ".json", ".model"):
-            with file.open("rb") as handle:
-                digest.update(handle.read(1 << 20))
-                if size > 2 << 20:
-                    handle.seek(-(1 << 20), os.SEEK_END)
-                    digest.update(handle.read())
+        digest.update(f"{file.relative_to(path)}:{file_digest(file)}\n".encode())
     return f"{path.resolve()}@{digest.hexdigest()[:16]}"
 
 
@@ -123,7 +118,7 @@ def _hub_revision(repo_id: str) -> str:
 
 def embedded_files_dir() -> Path:
     """The folder where the embedded models and corpus are kept once converted (`HF_ENTROPYLONG_CACHE`)."""
-    return Path(os.environ.get("HF_ENTROPYLONG_CACHE", Path.home() / ".cache" / "hf_entropylong"))
+    return user_cache_dir()
 
 
 def package_dir(package: str) -> Path:

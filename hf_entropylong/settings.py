@@ -1,7 +1,7 @@
 """Settings groups: dataclasses whose fields are YAML keys and flags, each with its help text.
 
 Every settings group (the build's, per stage and method, and the run's) declares its fields with `setting`, checks
-them in `__post_init__` (`require_positive` for counts and sizes), and names the fields that change how work runs
+them in `__post_init__` (`require_positive` for counts and sizes, `require_non_negative` for the rest), and names the fields that change how work runs
 but never what it writes in an `output_neutral` class variable (batch sizes, devices, where to write): those are
 in no cache key. `settings_of` cuts one group out of a config that inherits many; `output_settings` is the part of
 a group that belongs in a cache key.
@@ -28,6 +28,14 @@ def require_positive(settings, *names: str, flag_prefix: str = "") -> None:
         value = getattr(settings, name)
         if value is not None and (value < 1 or (isinstance(value, float) and not math.isfinite(value))):
             raise ValueError(f"{flag_prefix}{name} must be positive, got {value}.")
+
+
+def require_non_negative(settings, *names: str) -> None:
+    """Raise a ValueError naming the first of the fields `names` of `settings` that is negative, NaN or infinite."""
+    for name in names:
+        value = getattr(settings, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be >= 0 (and finite), got {value}.")
 
 
 def is_output_neutral(settings_type: type, name: str) -> bool:

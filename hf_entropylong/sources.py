@@ -6,6 +6,10 @@ missing, empty or whitespace-only are dropped and counted; a missing text column
 empty file or a file that is not UTF-8 is an error that names the source, the column and the row or line
 (counted from 1, as editors do).
 
+Ids. A row's id is its `id_column` value; where that column is unset, absent or empty (null) in a row, the id is
+`<source>#<row>`, the row's number in the source counted from 0: the same on every run. Roots must have distinct
+ids (`check_unique_ids`): two roots with one id would be published as two units of one root.
+
 Identity. A local file or folder is identified by a hash of its bytes, and `datasets` converts it into a cache
 folder named by that hash: `datasets` alone keys a local file by its path and modification time, so a file
 edited with its time stamp restored would give the old rows back. A Hub source is identified by the
@@ -15,6 +19,7 @@ fingerprint `datasets` gives it (which follows the repository's revision).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +43,8 @@ class RootSettings:
     roots_split: str = setting("train", help="Split of the roots source.")
     roots_text_column: str = setting("text", help="Column holding each root's text.")
     roots_id_column: str | None = setting(
-        "id", help="Column holding a stable id; row numbers (<source>#<row>) when unset or absent."
+        "id",
+        help="Column holding a stable, unique id; <source>#<row> (row number from 0) where unset, absent or empty.",
     )
     num_roots: int | None = setting(
         100_000, help="Roots sampled from the source (seeded by `seed`); all of them when unset."
@@ -63,7 +69,8 @@ class CorpusSettings:
     corpus_split: str = setting("train", help="Split of every corpus source.")
     corpus_text_column: str = setting("text", help="Column holding each corpus document's text.")
     corpus_id_column: str | None = setting(
-        "id", help="Column holding a stable id; row numbers (<source>#<row>) when unset or absent."
+        "id",
+        help="Column holding a stable, unique id; <source>#<row> (row number from 0) where unset, absent or empty.",
     )
 
     def __post_init__(self):
@@ -185,6 +192,41 @@ def _load_local(path: Path, split: str, cache_dir: str) -> datasets.Dataset:
     return datasets.load_dataset(str(path), split=split, cache_dir=cache_dir)
 
 
+def first_broken_json_line(path: Path) -> str | None:
+    """Where a JSON-lines file first fails to parse ("line N (counted from 1) is not valid JSON: why"), if it does.
+
+    pyarrow's own message counts rows from 0 and skips blank lines; this reads the file as an editor shows it.
+    """
+    if path.suffix.lower() not in (".jsonl", ".json") or not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except ValueError as error:
+                    if (
+                        number == 1
+                        and line.lstrip().startswith(("[", "{"))
+                        and path.suffix.lower() == ".json"
+                    ):
+                        return None  # a JSON document over several lines, not JSON lines
+                    return f"line {number} is not valid JSON ({error.msg}, column {error.colno})"
+    return None
+
+
+def check_unique_ids(dataset: datasets.Dataset, source: str, role: str = "roots") -> None:
+    """Refuse a source whose `id` column repeats an id: its rows would be published as one root twice."""
+    seen: set[str] = set()
+    for value in dataset["id"]:
+        if value in seen:
+            raise SourceError(
+                f"{role} {source!r}: the id {value!r} is used by more than one row; give every row its own id, or "
+                f"set --{role}_id_column to a column that has one."
+            )
+        seen.add(value)
+
+
 def load_text_source(
     source: str,
     split: str = "train",
@@ -198,7 +240,8 @@ def load_text_source(
         source: Hub id (`org/name` or `org/name::config`), local file or folder, or `embedded:wiki-summaries`.
         split: the split to read.
         text_column: the column holding the document text.
-        id_column: the column holding a stable document id; when `None` or absent, `"<source>#<row>"` is used.
+        id_column: the column holding a stable document id; when `None` or absent, or empty in a row, that row's id
+            is `"<source>#<row>"` (its row number in the source, counted from 0).
         role: `"roots"` or `"corpus"`, used in error messages.
 
     Returns:
@@ -208,6 +251,9 @@ def load_text_source(
         raw, identity = _load_with_identity(source, split)
     except datasets.exceptions.DatasetGenerationError as error:
         cause = error.__cause__ or error
+        broken = first_broken_json_line(Path(source))
+        if broken:
+            raise SourceError(f"{role} {source!r}: {broken}; fix or remove that line.") from error
         raise SourceError(f"{role} {source!r} could not be read: {cause}") from error
     except (FileNotFoundError, ConnectionError) as error:  # DatasetNotFoundError included
         raise SourceError(
@@ -230,11 +276,11 @@ def load_text_source(
                     "not text."
                 )
             texts.append(text or "")
-        ids = (
-            [str(value) for value in batch[id_column]]
-            if has_ids
-            else [f"{source}#{index}" for index in indices]
-        )
+        values = batch[id_column] if has_ids else [None] * len(indices)
+        ids = [
+            f"{source}#{index}" if value is None else str(value)
+            for index, value in zip(indices, values, strict=True)
+        ]
         return {"id": ids, "text": texts}
 
     table = raw.map(

@@ -2,6 +2,7 @@
 their tables are compared."""
 
 import pytest
+import yaml
 
 from hf_entropylong.builder import BuildConfig
 
@@ -59,6 +60,24 @@ def small_config(docs_file, output_dir, **overrides) -> BuildConfig:
         output_dir=str(output_dir),
     )
     return BuildConfig(**{**settings, **overrides})
+
+
+def rebuild_settings(folder) -> dict:
+    """The settings of `folder/build_config.yaml`, its local paths (written relative to the folder) made absolute."""
+    settings = yaml.safe_load((folder / "build_config.yaml").read_text())
+
+    def local(value):
+        return str((folder / value).resolve()) if (folder / value).exists() else value
+
+    return {**settings, "roots": local(settings["roots"]), "corpus": [local(c) for c in settings["corpus"]]}
+
+
+def draw_two_plots(folder) -> list[tuple[str, str]]:
+    """A stand-in for `write_build_plots` where only the files matter (the real plots take seconds each)."""
+    (folder / "plots").mkdir(exist_ok=True)
+    for name in ("a.png", "b.png"):
+        (folder / "plots" / name).write_bytes(folder.name.encode())
+    return [("plots/a.png", "a"), ("plots/b.png", "b")]
 
 
 def assert_close(got, expected, where: str) -> None:

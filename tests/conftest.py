@@ -47,3 +47,18 @@ def demo_build(docs_file, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("build") / "out"
     counts = build(small_config(docs_file, output_dir))
     return output_dir, counts
+
+
+@pytest.fixture(scope="session")
+def versions(demo_build):
+    """The reference build's tables (a previous dataset) and other tables (a new one), with its counts, ready to
+    publish."""
+    import datasets
+
+    output_dir, counts = demo_build
+    old = [
+        datasets.Dataset.from_parquet([str(p) for p in sorted((output_dir / name).glob("*.parquet"))])
+        for name in ("default", "dependencies")
+    ]
+    new = [old[0].map(lambda row: {"text": row["text"].upper()}), old[1].select(range(len(old[1]) - 1))]
+    return old, new, counts

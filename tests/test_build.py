@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 import yaml
-from builds import DOCS, assert_close, small_config
+from builds import DOCS, assert_close, rebuild_settings, small_config
 from datasets import load_dataset
 
 from hf_entropylong import cli
@@ -201,7 +201,7 @@ def test_republishing_keeps_or_replaces_the_previous_build_whole(demo_build, tmp
     reference_dir, reference_counts = demo_build
     output_dir = tmp_path / "copy"
     shutil.copytree(reference_dir, output_dir)  # stage caches included: only packing runs again
-    config = yaml.safe_load((output_dir / "build_config.yaml").read_text())
+    config = rebuild_settings(output_dir)
     config["output_dir"] = str(output_dir)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(config))
@@ -225,7 +225,7 @@ def test_overwrite_output_dir_keeps_the_users_files(demo_build, tmp_path, capsys
     shutil.copytree(reference_dir / ".cache", output_dir / ".cache")
     (output_dir / "notes.txt").write_text("my notes")
     (output_dir / "README.md").write_text("my readme")
-    config = yaml.safe_load((reference_dir / "build_config.yaml").read_text())
+    config = rebuild_settings(reference_dir)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({**config, "output_dir": str(output_dir)}))
 

@@ -149,7 +149,8 @@ def test_push_sends_only_the_published_dataset(tmp_path, monkeypatch):
     output_dir = tmp_path / "out"
     output_dir.mkdir()
     write_dataset(output_dir, *tables(), make_counts(), config)
-    (output_dir / publish.MARKER).write_text("{}")
+    written = sorted(p.relative_to(output_dir).as_posix() for p in output_dir.rglob("*") if p.is_file())
+    publish.write_marker(output_dir, publish.Marker(written))  # as `publish` records them
     (output_dir / ".cache").mkdir(exist_ok=True)
     (output_dir / ".cache/entropy-0-00000-of-00001.arrow").write_text("cache")
     (output_dir / "notes.txt").write_text("the user's")

@@ -28,6 +28,7 @@ def workdir(tmp_path, monkeypatch):
         )
     )
     (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "twice.jsonl").write_text('{"id": "a", "text": "One."}\n{"id": "a", "text": "Two."}\n')
     (tmp_path / "bad_key.yaml").write_text(yaml.safe_dump({"alpha": 2.0, "no_such_setting": 1}))
     (tmp_path / "broken.yaml").write_text("alpha: [2.0\n")
     return tmp_path
@@ -69,6 +70,20 @@ MISTAKES = {
     "missing model": (
         ["build", *SOURCES, "--lm", "./no/such/model"],
         "'./no/such/model': no such local folder",
+    ),
+    "negative seed": (["build", "--seed", "-1"], "seed must be >= 0"),
+    "nan alpha": (["build", "--alpha", "nan"], "alpha must be >= 0 (and finite), got nan"),
+    "zero embedder length": (
+        ["build", "--embedder_max_seq_length", "0"],
+        "embedder_max_seq_length must be positive",
+    ),
+    "duplicate root ids": (
+        ["build", "--roots", "twice.jsonl", *SOURCES[2:]],
+        "the id 'a' is used by more than one row",
+    ),
+    "index factory faiss cannot make": (
+        ["build", *SOURCES, "--index_factory", "Bogus"],
+        "index_factory 'Bogus' is not a FAISS index for the embedder's 384-dimensional vectors",
     ),
     "zero eval samples": (["eval", "ruler", "--samples", "0"], "--samples must be positive, got 0"),
     "bad eval depth": (["eval", "niah", "--depths", "150"], "--depths are percents from 0 to 100"),

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hf_entropylong.sources import SourceError, check_utf8, load_text_source
+from hf_entropylong.sources import SourceError, check_unique_ids, check_utf8, load_text_source
 
 
 def write_jsonl(path, rows):
@@ -97,3 +97,34 @@ def test_a_file_edited_with_its_time_stamp_restored_is_read_again(tmp_path):
     edited, edited_counts = load_text_source(str(source))
     assert dataset["text"] == ["first"] and edited["text"] == ["other"]
     assert counts.identity != edited_counts.identity
+
+
+def test_rows_without_an_id_are_numbered_by_their_row(tmp_path):
+    rows = [{"id": "a", "text": "one"}, {"text": "two"}, {"id": None, "text": "three"}]
+    source = write_jsonl(tmp_path / "r.jsonl", rows)
+    dataset, _ = load_text_source(str(source))
+    assert dataset["id"] == ["a", f"{source}#1", f"{source}#2"]  # never "None"
+    again, _ = load_text_source(str(source))
+    assert again["id"] == dataset["id"]
+
+
+def test_duplicate_ids_are_refused_by_name(tmp_path):
+    source = write_jsonl(tmp_path / "r.jsonl", [{"id": "x", "text": "one"}, {"id": "x", "text": "two"}])
+    dataset, _ = load_text_source(str(source), role="roots")
+    with pytest.raises(SourceError, match=r"the id 'x' is used by more than one row.*--roots_id_column"):
+        check_unique_ids(dataset, str(source), role="roots")
+    check_unique_ids(load_text_source(str(source), id_column=None)[0], str(source))  # numbered rows: distinct
+
+
+@pytest.mark.parametrize("blank_lines", [0, 2])
+def test_a_broken_json_line_is_named_by_its_line_number(tmp_path, blank_lines):
+    source = tmp_path / "broken.jsonl"
+    lines = [
+        '{"id": "a", "text": "one"}',
+        *[""] * blank_lines,
+        '{"id": "b", "text": "two"}',
+        '{"id": "c", "text": ]',
+    ]
+    source.write_text("\n".join(lines) + '\n{"id": "d", "text": "four"}\n')
+    with pytest.raises(SourceError, match=rf"broken.jsonl': line {3 + blank_lines} is not valid JSON"):
+        load_text_source(str(source), role="roots")

@@ -185,6 +185,31 @@ def test_bad_values_are_refused_by_their_group(overrides, message):
         BuildConfig(**overrides)
 
 
+ZERO_MEANS_SOMETHING = {"alpha", "min_left_context", "seed", "min_row_fill"}
+
+
+def _numeric_settings() -> list[tuple[str, bool]]:
+    """(name, takes floats) of every number-valued build setting."""
+    hints = typing.get_type_hints(BuildConfig)
+    found = []
+    for field in dataclasses.fields(BuildConfig):
+        types = set(typing.get_args(hints[field.name]) or (hints[field.name],))
+        if types & {int, float} and bool not in types:
+            found.append((field.name, float in types))
+    return found
+
+
+def test_every_number_setting_refuses_negative_zero_and_non_finite_values_by_name():
+    numeric = _numeric_settings()
+    assert {"seed", "alpha", "epsilon", "embedder_max_seq_length", "top_k"} <= {name for name, _ in numeric}
+    for name, takes_floats in numeric:
+        bad = [-1, *([] if name in ZERO_MEANS_SOMETHING else [0])]
+        bad += [float("nan"), float("inf"), float("-inf")] if takes_floats else []
+        for value in bad:
+            with pytest.raises(ValueError, match=rf"^{name} must "):
+                BuildConfig(**{name: value})
+
+
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.name)
 def test_build_recipes_parse(recipe):
     from trl import TrlParser

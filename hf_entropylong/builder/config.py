@@ -22,7 +22,7 @@ from ..models import EmbedderSettings, LMSettings
 from ..paths import RECIPES_DIR
 from ..publish.packing import PackSettings
 from ..publish.writer import OutputSettings
-from ..settings import require_positive, setting
+from ..settings import require_non_negative, require_positive, setting
 from ..sources import CorpusSettings, RootSettings
 from ..stages.entropy import EntropySettings
 from ..stages.retrieval import RetrievalSettings
@@ -54,6 +54,7 @@ class RunSettings:
 
     def __post_init__(self):
         require_positive(self, "shard_size")
+        require_non_negative(self, "seed")
 
 
 SETTINGS_GROUPS: tuple[type, ...] = (

@@ -17,11 +17,14 @@ from datasets.fingerprint import Hasher
 
 from .. import models
 from .._version import __version__
+from ..files import cache_is_sound
 from ..index.corpus_index import (
     IndexSettings,
     build_corpus_index,
     embed_corpus_shards,
+    embedding_dimension,
     load_index,
+    new_index,
     num_corpus_shards,
 )
 from ..methods import stages_of
@@ -115,9 +118,15 @@ class BuildInputs:
             self.corpus, self.embedder, self.index_path, shards=list(shards), **self._embedding_settings()
         )
 
+    def check_index_factory(self) -> None:
+        """Refuse an `index_factory` FAISS cannot make for the embedder's dimension, before anything is embedded."""
+        dimension = embedding_dimension(self.embedder)
+        if dimension:
+            new_index(dimension, self.config.index_factory)
+
     def build_index(self) -> None:
-        """Embed the corpus (what no rank embedded yet) and write its index, unless the index file exists."""
-        if self.index_path.exists():
+        """Embed the corpus (what no rank embedded yet) and write its index, unless a sound index file exists."""
+        if cache_is_sound(self.index_path):
             return
         config = self.config
         build_corpus_index(

@@ -22,6 +22,10 @@ the previous stage's key, its own output-relevant settings, the identities of it
 its columns: builds sharing a `cache_dir` share the stages they have in common, and a killed build restarted
 with the same config reuses every finished shard, and a changed setting reruns exactly the stages it reaches.
 Each root's row keeps a `status` saying where and why it stopped; the counts on the card are computed from them.
+A shard cache (and the index) is read back only once it matches the checksum recorded beside it when it was written
+(`files.cached_map`); a damaged one is named, set aside and computed again. Settings are checked before any work:
+each group's values when the config is made, root ids once the roots are read, and the index factory by FAISS, with
+the embedder's dimension, before the corpus is embedded.
 
 Scale-out is the launcher's (`accelerate launch`, `torchrun`): rank r takes the root and corpus shards whose index
 is r modulo the number of ranks; what must happen once (training the index, packing, publishing) runs on the main
@@ -40,12 +44,13 @@ from pathlib import Path
 import datasets
 import torch
 
+from ..files import cache_is_sound, cached_map, write_text
 from ..methods import stages_of
 from ..publish.counts import BuildCounts, print_summary
 from ..publish.packing import PackSettings, pack_sequences
 from ..publish.writer import OutputSettings, claim_output_dir, lock_output_dir, publish, push_folder
 from ..settings import settings_of
-from ..sources import load_text_source
+from ..sources import check_unique_ids, load_text_source
 from ..stages import InputView, Stage
 from ..stages.entropy import ENTROPY_STAGE
 from ..stages.retrieval import RETRIEVAL_STAGE
@@ -97,8 +102,9 @@ def run_shard(
 ) -> datasets.Dataset:
     """Shard `shard` of the roots through every stage, each result cached as `.cache/<stage>-<key>-<shard>.arrow`.
 
-    A cached result is read back, not recomputed; a computed one is recorded beside its cache with the rank that
-    computed it (`<cache>.json`, `{"rank": rank}`); `timings[stage]` accumulates the seconds each stage took.
+    A cached result is read back, not recomputed, once it matches the checksum recorded beside it; one that does
+    not is set aside and recomputed (`files.cached_map`). A computed one is recorded beside its cache with the rank
+    that computed it (`<cache>.json`, `{"rank": rank}`); `timings[stage]` accumulates the seconds each stage took.
     """
     cache = stage_cache_dir(config)
     num_shards = math.ceil(len(roots) / config.shard_size)
@@ -107,21 +113,19 @@ def run_shard(
         clock = time.perf_counter()
         key = keys[stage.name]
         cache_file = cache / f"{stage.name}-{key}-{shard:05d}-of-{num_shards:05d}.arrow"
-        computed = not cache_file.exists()
-        rows = rows.map(
-            _apply,
+        rows, computed = cached_map(
+            rows,
+            cache_file,
+            function=_apply,
             batched=True,
             batch_size=stage.rows_per_call or config.shard_size,
             fn_kwargs={"stage": stage, "settings": settings_of(config, stage.settings), "inputs": inputs},
             features=datasets.Features({**rows.features, **stage.columns}),
-            cache_file_name=str(cache_file),
             new_fingerprint=f"{key}-{shard}",
             desc=f"{stage.name} [{shard + 1}/{num_shards}]",
         )
         if computed:
-            written = cache_file.with_name(cache_file.name + ".json.partial")
-            written.write_text(json.dumps({"rank": rank}) + "\n")
-            written.replace(cache_file.with_name(cache_file.name + ".json"))
+            write_text(cache_file.with_name(cache_file.name + ".json"), json.dumps({"rank": rank}) + "\n")
         timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - clock
     return rows
 
@@ -203,6 +207,7 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     )
     if config.num_roots is not None and config.num_roots < len(roots):
         roots = roots.shuffle(seed=config.seed).select(range(config.num_roots))
+    check_unique_ids(roots, config.roots)
     corpus_parts = [
         load_text_source(
             source, config.corpus_split, config.corpus_text_column, config.corpus_id_column, role="corpus"
@@ -226,7 +231,11 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     searches = any(
         "index" in stage.inputs for stage in stages_of(config.method)
     )  # concat and quest never search
+    if searches and state.is_main_process:
+        cache_is_sound(inputs.index_path)  # a damaged index file is set aside, and built again below
+    state.wait_for_everyone()
     if searches and not inputs.index_path.exists():  # read by every rank before any of them can write it
+        inputs.check_index_factory()  # before any embedding
         inputs.embed_corpus(rank, world)
         state.wait_for_everyone()
         if state.is_main_process:

@@ -11,8 +11,11 @@ more than one shard, each shard becomes its own index file and the inverted list
 (`faiss.contrib.ondisk`): the merged index then memory-maps `<index>.ivfdata` instead of holding the corpus
 in RAM. Corpus row i is vector id i.
 
-The index is written to `index_path` and loaded from it when the file exists: the path must name everything the
-index depends on (corpus, embedder and its prompt, factory); the caller picks it (`builder.inputs.stage_keys`).
+The factory is made by FAISS for the embedder's dimension before anything is embedded, so a factory FAISS cannot
+make fails at once. The index is written to `index_path` with its checksum beside it (`files.record_checksum`), and
+loaded from it when the file exists and matches that checksum (a damaged file is set aside and the index built
+again): the path must name everything the index depends on (corpus, embedder and its prompt, factory); the caller
+picks it (`builder.inputs.stage_keys`). Embedding shards are checked the same way before they are reused.
 
 Search. `search_corpus` embeds a batch of queries and asks the index for 2k + 2 neighbours each: the hits past
 k absorb the exclusions (`index.exclusion`) that follow.
@@ -29,6 +32,7 @@ from typing import ClassVar
 import datasets
 import numpy as np
 
+from ..files import cache_is_sound, cached_map, record_checksum
 from ..settings import require_positive, setting
 
 logger = logging.getLogger(__name__)
@@ -131,13 +135,35 @@ def _is_ivf(index) -> bool:
 
 
 def _write(index, path: Path) -> None:
-    """Write atomically: a killed write never leaves a file that looks finished."""
+    """Write atomically (a killed write never leaves a file that looks finished), and record its checksum."""
     faiss = _faiss()
     partial = path.with_name(path.name + ".partial")
     faiss.write_index(
         faiss.index_gpu_to_cpu(index) if hasattr(faiss, "index_gpu_to_cpu") else index, str(partial)
     )
     partial.replace(path)
+    record_checksum(path)
+
+
+def embedding_dimension(embedder) -> int | None:
+    """The embedder's vector size, when it declares one (sentence-transformers 6 and 5 name it differently)."""
+    for name in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
+        if hasattr(embedder, name):
+            return getattr(embedder, name)()
+    return None
+
+
+def new_index(dimension: int, factory: str):
+    """An empty inner-product index from `faiss.index_factory`; a factory FAISS cannot make is one ValueError."""
+    faiss = _faiss()
+    try:
+        return faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        reason = str(error).rsplit(": ", 1)[-1].strip()
+        raise ValueError(
+            f"index_factory {factory!r} is not a FAISS index for the embedder's {dimension}-dimensional vectors "
+            f"({reason}); give a faiss.index_factory string such as Flat or IVF4096,SQ8."
+        ) from None
 
 
 def num_corpus_shards(corpus: datasets.Dataset, shard_size: int) -> int:
@@ -195,15 +221,16 @@ def _embed_shards(
         rows = texts.select(range(shard * shard_size, min((shard + 1) * shard_size, len(corpus))))
         name = f"shard-{shard:05d}-of-{num_shards:05d}"
         done.append(
-            rows.map(
-                embed,
+            cached_map(
+                rows,
+                folder / f"{name}.arrow",
+                function=embed,
                 batched=True,
                 batch_size=batch_size * 16,
                 remove_columns=[text_column],
-                cache_file_name=str(folder / f"{name}.arrow"),
                 new_fingerprint=f"{folder.name}-{name}",
                 desc=f"Embedding corpus ({shard + 1}/{num_shards})",
-            ).with_format("numpy")
+            )[0].with_format("numpy")
         )
     return done
 
@@ -253,16 +280,18 @@ def build_corpus_index(
     index_path = Path(index_path)
     if use_gpu:
         _to_gpu(faiss.IndexFlatIP(1))  # fail before any embedding when FAISS has no GPU support
-    if index_path.exists():
+    if cache_is_sound(index_path):
         return load_index(index_path, use_gpu)
     if len(corpus) == 0:
         raise ValueError("cannot index an empty corpus.")
+    dimension = embedding_dimension(embedder)
+    if dimension:
+        new_index(dimension, index_factory)  # a factory FAISS cannot make fails before any embedding
     index_path.parent.mkdir(parents=True, exist_ok=True)
     shards = _embed_shards(
         corpus, embedder, text_column, Path(f"{index_path}.embeddings"), batch_size, prompt_name, shard_size
     )
-    dimension = len(shards[0][0]["embedding"])
-    index = faiss.index_factory(dimension, index_factory, faiss.METRIC_INNER_PRODUCT)
+    index = new_index(len(shards[0][0]["embedding"]), index_factory)
     if use_gpu:
         index = _to_gpu(index)
     if not index.is_trained:
@@ -295,7 +324,7 @@ def _merge_on_disk(trained, shards: list[datasets.Dataset], index_path: Path, us
     names, offset = [], 0
     for number, shard in enumerate(shards):
         path = folder / f"shard-{number:05d}.index"
-        if not path.exists():
+        if not cache_is_sound(path):
             part = faiss.clone_index(trained)
             part = _to_gpu(part) if use_gpu else part
             part.add_with_ids(

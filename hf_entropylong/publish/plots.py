@@ -40,7 +40,21 @@ PLOT_TITLES = {
 
 
 def table_files(folder: Path, table: str) -> list[Path]:
-    return sorted((folder / table).glob("*.parquet"))
+    """The parquet files of config `table` that the folder's card names (all of `<table>/*.parquet` without a card):
+    files a killed publish left beside them are not part of the dataset."""
+    patterns = [f"{table}/*.parquet"]
+    card = folder / "README.md"
+    if card.is_file():
+        header = card.read_text(encoding="utf-8").split("---")
+        configs = (yaml.safe_load(header[1]) or {}).get("configs", []) if len(header) > 2 else []
+        named = [
+            files["path"]
+            for entry in configs
+            if entry.get("config_name") == table
+            for files in entry.get("data_files", [])
+        ]
+        patterns = named or patterns
+    return sorted({path for pattern in patterns for path in folder.glob(pattern)})
 
 
 @dataclass

@@ -22,7 +22,7 @@ import datasets
 import numpy as np
 
 from ..models import encode_documents
-from ..settings import require_positive, setting
+from ..settings import require_non_negative, require_positive, setting
 from . import Stage
 from .retrieval import query_window
 from .token_scores import batch_document_scores
@@ -83,12 +83,7 @@ class EntropySettings:
     )
 
     def __post_init__(self):
-        if self.alpha < 0:
-            raise ValueError(
-                f"alpha must be >= 0 (a negative one marks almost every token), got {self.alpha}."
-            )
-        if self.min_left_context < 0:
-            raise ValueError(f"min_left_context must be >= 0, got {self.min_left_context}.")
+        require_non_negative(self, "alpha", "min_left_context")
         require_positive(
             self, "max_positions_per_root", "window_words", "entropy_batch_size", "logits_chunk_size"
         )

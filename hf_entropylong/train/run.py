@@ -159,7 +159,11 @@ def build_trainer(
 def train_and_save(trainer: EntropyLongTrainer) -> None:
     """Train (resuming when `resume_from_checkpoint` is set), save weights, tokenizer and card, push if asked."""
     args = trainer.args
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    # "true" (YAML or flag) resumes from the newest checkpoint in output_dir, as Trainer does for True
+    resume = args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "false"):
+        resume = resume.lower() == "true"
+    result = trainer.train(resume_from_checkpoint=resume)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
