@@ -330,8 +330,10 @@ def search(index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tup
         (scores, ids), each [n, min(k, ntotal)], best first. An IVF index may find fewer than k documents in the
         lists it visits: those slots have id -1 (score -inf or the metric's worst) and the caller skips them.
     """
-    if nprobe is not None:
-        _faiss().ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
+    if nprobe is not None:  # a GPU build's parameter space also reaches GPU indexes (and their shards)
+        faiss = _faiss()
+        space = faiss.GpuParameterSpace() if hasattr(faiss, "GpuParameterSpace") else faiss.ParameterSpace()
+        space.set_index_parameter(index, "nprobe", nprobe)
     if k > index.ntotal:
         logger.warning(
             "top-%d asked of an index of %d documents: searching %d.", k, index.ntotal, index.ntotal
