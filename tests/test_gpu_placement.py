@@ -30,7 +30,10 @@ class GpuFaiss:
     class StandardGpuResources:
         pass
 
-    class GpuMultipleClonerOptions:
+    class GpuClonerOptions:
+        useFloat16 = False
+
+    class GpuMultipleClonerOptions(GpuClonerOptions):
         shard = False
 
     def __init__(self, num_gpus: int):
@@ -42,8 +45,8 @@ class GpuFaiss:
     def get_num_gpus(self):
         return self.num_gpus
 
-    def index_cpu_to_gpu(self, resources, device, index):
-        self.clones.append(("one gpu", device, index))
+    def index_cpu_to_gpu(self, resources, device, index, co=None):
+        self.clones.append(("one gpu", device, index, co.useFloat16))
         return index
 
     def index_cpu_to_all_gpus(self, index, co=None, ngpu=-1):
@@ -110,6 +113,13 @@ def test_sharded_placement_clones_once_over_the_nodes_gpus(gpu_faiss):
     assert [clone[:3] for clone in gpu_faiss.clones] == [("all gpus", True, 8)]
 
 
+@pytest.mark.parametrize("factory, float16", [("IVF4,PQ64", True), ("IVF4,PQ32", False), ("IVF4,SQ8", False)])
+def test_pq_codes_over_48_bytes_get_the_float16_tables_gpu_ivfpq_needs(gpu_faiss, factory, float16):
+    index = faiss.index_factory(128, factory, faiss.METRIC_INNER_PRODUCT)
+    place_index(index, IndexPlacement("copy", 1), NodeGpus(0, 1, (H100,)))
+    assert gpu_faiss.clones[-1][3] == float16
+
+
 def test_cpu_placement_leaves_the_index_alone(gpu_faiss):
     index = faiss.IndexFlatIP(4)
     assert place_index(index, IndexPlacement("cpu"), NodeGpus(0, 1, ())) is index and not gpu_faiss.clones
@@ -138,8 +148,8 @@ def test_on_disk_index_is_read_into_memory_then_cloned_to_the_gpu(gpu_faiss, on_
     )
     node = NodeGpus(3, 8, (H100,) * 8)
     placed = load_index(path, plan_placement(index_file_bytes(path), node), node)
-    ((where, device, cloned),) = gpu_faiss.clones
-    assert (where, device) == ("one gpu", 3) and cloned is placed
+    ((where, device, cloned, float16),) = gpu_faiss.clones
+    assert (where, device, float16) == ("one gpu", 3, False) and cloned is placed
     lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(cloned).invlists)
     assert isinstance(lists, faiss.ArrayInvertedLists) and cloned.ntotal == 300
     queries = vectors[[0, 150, 299]]

@@ -150,6 +150,20 @@ def in_memory(index):
     return index
 
 
+def _with_lookup_tables(index, options):
+    """`options` with float16 lookup tables when `index` has PQ codes over 48 bytes: FAISS's GPU IVFPQ takes such
+    codes only with them (up to 96 bytes). Other indexes keep float32 (on a Flat index the flag would store fp16)."""
+    faiss = faiss_module()
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return options
+    ivf = faiss.downcast_index(ivf)
+    if isinstance(ivf, faiss.IndexIVFPQ) and ivf.pq.M > 48:
+        options.useFloat16 = True
+    return options
+
+
 def place_index(index, placement: IndexPlacement, node: NodeGpus):
     """`index` on the GPUs the plan names: its rank's GPU (copy), all the node's GPUs (shard), or as it is."""
     if placement.kind == "cpu":
@@ -157,8 +171,9 @@ def place_index(index, placement: IndexPlacement, node: NodeGpus):
     faiss = faiss_module()
     index = in_memory(index)
     if placement.kind == "copy":
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), node.device, index)
-    options = faiss.GpuMultipleClonerOptions()
+        options = _with_lookup_tables(index, faiss.GpuClonerOptions())
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), node.device, index, options)
+    options = _with_lookup_tables(index, faiss.GpuMultipleClonerOptions())
     options.shard = True
     return faiss.index_cpu_to_all_gpus(index, co=options, ngpu=placement.num_gpus)
 
