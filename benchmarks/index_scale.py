@@ -18,6 +18,7 @@ index, at several nprobe.
 
     python benchmarks/index_scale.py                       # both parts (a few minutes on 2 cores)
     python benchmarks/index_scale.py --measure false        # the computed table only
+    python benchmarks/index_scale.py --num_vectors 20000 --num_train 10000 --nlist 128 --opq_iterations 10
 
 Prints Markdown tables.
 """
@@ -61,6 +62,7 @@ class ScaleArguments:
     num_train: int = field(default=40_000, metadata={"help": "Training vectors (≥ 39 per list)."})
     num_queries: int = field(default=1_000, metadata={"help": "Queries of the recall measurement."})
     nlist: int = field(default=1024, metadata={"help": "Inverted lists of the measured indexes."})
+    opq_iterations: int = field(default=50, metadata={"help": "OPQ training iterations (FAISS's default: 50)."})
     nprobes: list[int] = field(default_factory=lambda: [2, 16, 64, 128], metadata={"help": "nprobe values."})
 
 
@@ -133,6 +135,8 @@ def measured_table(args: ScaleArguments) -> None:
     for code in FACTORIES:
         clock = time.perf_counter()
         index = faiss.index_factory(args.dim, factory_string(code, args.nlist), faiss.METRIC_INNER_PRODUCT)
+        if isinstance(index, faiss.IndexPreTransform):
+            faiss.downcast_VectorTransform(index.chain.at(0)).niter = args.opq_iterations
         index.train(train)
         index.add(base)
         seconds = time.perf_counter() - clock
