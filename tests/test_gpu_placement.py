@@ -86,6 +86,8 @@ def test_ranks_sharing_gpus_take_them_in_turn():
     [
         (20, 8, 8, "copy"),  # the recipe's 20M documents as SQ8 codes: one copy per GPU
         (30, 8, 4, "shard"),  # two ranks per GPU would need two copies (63 GiB of 56)
+        (30, 8, 1, "copy"),  # each rank sees the one GPU the launcher bound to it
+        (72, 8, 1, "cpu"),  # ... which cannot hold it, and there is nothing to shard over
         (72, 8, 8, "shard"),  # 1B documents as PQ64 codes + ids: 9 GiB per GPU sharded
         (500, 8, 8, "cpu"),  # 1B documents as SQ8 codes: over the node's memory
         (1, 1, 0, "cpu"),  # no GPU visible

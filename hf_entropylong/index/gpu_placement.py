@@ -100,14 +100,16 @@ def plan_placement(index_bytes: int, node: NodeGpus, reserve_bytes: int = 0) -> 
         reserve_bytes: free memory of each GPU left to the LM stages.
 
     Returns:
-        copy when a copy per rank fits every GPU (ranks sharing a GPU each need their own), else shard when an
-        equal share fits every GPU, else cpu, with the memory each choice needs in `reason`.
+        copy when a copy per rank fits every GPU (ranks sharing a GPU each need their own; a rank that sees a
+        single GPU is taken to own it), else shard when an equal share fits every GPU, else cpu, with the memory
+        each choice needs in `reason`.
     """
     gpus = len(node.free_bytes)
     if gpus == 0:
         return IndexPlacement("cpu", reason="no GPU is visible: searching the index on the CPU.")
     usable = min(node.free_bytes) - reserve_bytes
-    copies_per_gpu = -(-node.ranks_on_node // gpus)
+    # A rank that sees one GPU on a node of several ranks was bound to a GPU of its own by the launcher (Slurm).
+    copies_per_gpu = 1 if gpus == 1 else -(-node.ranks_on_node // gpus)
     copy_need = copies_per_gpu * (index_bytes + FAISS_TEMP_BYTES)
     shard_need = -(-index_bytes // gpus) + FAISS_TEMP_BYTES
     if copy_need <= usable:
