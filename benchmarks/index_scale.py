@@ -1,7 +1,8 @@
 """Index memory and search cost from 20M to 1B documents, and recall@10 against exact search at a buildable size.
 
 Computed part (no data needed). For each corpus size N and factory, the memory an IVF index holds is
-N × (code bytes + 8 bytes of id) + nlist × d × 4 (coarse centroids) + the OPQ rotation (d × d × 4): the code bytes
+N × (code bytes + 8 bytes of id) + nlist × d × 4 (coarse centroids) + the OPQ rotation (d × d × 4) and PQ codebooks
+(256 × d × 4): the code bytes
 are read from FAISS itself (`index_factory(...).code_size`, through `extract_index_ivf`), d = 1,024 (jina-embeddings-v3).
 nlist grows with N (32,768 at 20M, the recipe's; 65,536 at 100M; 262,144 at 1B, ≈ 8·√N). Search cost per query:
 the codes it scans, nprobe × N / nlist, and their bytes, at two shares of the lists: 1/16 (the recipe's nprobe
@@ -62,7 +63,9 @@ class ScaleArguments:
     num_train: int = field(default=40_000, metadata={"help": "Training vectors (≥ 39 per list)."})
     num_queries: int = field(default=1_000, metadata={"help": "Queries of the recall measurement."})
     nlist: int = field(default=1024, metadata={"help": "Inverted lists of the measured indexes."})
-    opq_iterations: int = field(default=50, metadata={"help": "OPQ training iterations (FAISS's default: 50)."})
+    opq_iterations: int = field(
+        default=50, metadata={"help": "OPQ training iterations (FAISS's default: 50)."}
+    )
     nprobes: list[int] = field(default_factory=lambda: [2, 16, 64, 128], metadata={"help": "nprobe values."})
 
 
@@ -72,15 +75,16 @@ def factory_string(code: str, nlist: int) -> str:
 
 
 def index_shape(code: str, dim: int, nlist: int) -> tuple[int, int]:
-    """(code bytes per vector, bytes of the pre-transform) of an untrained index, read from FAISS."""
+    """(code bytes per vector, bytes of the OPQ rotation and PQ codebooks) of an untrained index, read from FAISS."""
     index = faiss.index_factory(dim, factory_string(code, nlist), faiss.METRIC_INNER_PRODUCT)
-    transform = 0
+    tables = 0
     if isinstance(index, faiss.IndexPreTransform):
         chain = index.chain
-        transform = sum(
-            faiss.downcast_VectorTransform(chain.at(i)).d_in * dim * 4 for i in range(chain.size())
-        )
-    return faiss.extract_index_ivf(index).code_size, transform
+        tables = sum(faiss.downcast_VectorTransform(chain.at(i)).d_in * dim * 4 for i in range(chain.size()))
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        tables += ivf.pq.centroids.size() * 4
+    return ivf.code_size, tables
 
 
 def index_bytes(num: int, code_bytes: int, transform_bytes: int, nlist: int, dim: int) -> int:
