@@ -71,13 +71,14 @@ def shard_tables(cache: Path) -> dict[int, dict[str, Path]]:
     return {shard: files for shard, files in sorted(found.items()) if set(files) == set(STAGES)}
 
 
-def stage_seconds(shards: dict[int, dict[str, Path]]) -> dict[int, dict[str, float]]:
-    """Each stage's seconds per shard: its file's modification time minus the one before it (the first shard's
-    entropy has no predecessor and is left out)."""
+def stage_seconds(shards: dict[int, dict[str, Path]], cache: Path) -> dict[int, dict[str, float]]:
+    """Each stage's seconds per shard: its file's modification time minus the one before it (before the first
+    shard's entropy: the index file's, so that one includes loading the LM)."""
     order = [(shard, stage) for shard in shards for stage in STAGES]
     times = [shards[shard][stage].stat().st_mtime for shard, stage in order]
+    index = [path.stat().st_mtime for path in cache.glob("index-*.faiss")]
     seconds: dict[int, dict[str, float]] = defaultdict(dict)
-    for (shard, stage), before, after in zip(order[1:], times, times[1:], strict=True):
+    for (shard, stage), before, after in zip(order, [*index[:1], *times[:-1]], times, strict=False):
         seconds[shard][stage] = after - before
     return seconds
 
@@ -160,7 +161,8 @@ def print_tables(roots: list[dict], seconds: dict[int, dict[str, float]], shard_
 
 
 def main(args: StatsArguments) -> None:
-    shards = shard_tables(Path(args.output_dir) / ".cache")
+    cache = Path(args.output_dir) / ".cache"
+    shards = shard_tables(cache)
     if not shards:
         raise SystemExit(f"{args.output_dir}/.cache has no shard through the units stage yet.")
     corpus = datasets.concatenate_datasets([load_text_source(s, role="corpus")[0] for s in args.corpus])
@@ -178,7 +180,7 @@ def main(args: StatsArguments) -> None:
             roots.append(root_stats(row, candidate_tokens, query_tokens, args.alpha))
             shard_of[row["id"]] = shard
     print(f"{len(roots)} roots in {len(shards)} finished shards of {args.output_dir}\n")
-    print_tables(roots, stage_seconds(shards), shard_of, args)
+    print_tables(roots, stage_seconds(shards, cache), shard_of, args)
 
 
 if __name__ == "__main__":
