@@ -141,13 +141,13 @@ class BuildInputs:
             **self._embedding_settings(),
         )
 
-    def plan_index_placement(self) -> IndexPlacement:
-        """Copy per rank, shard over the node or CPU for the written index on `self.node` (`index.gpu_placement`)."""
-        if not self.config.index_on_gpu or self.node is None:
+    def plan_index_placement(self, node: NodeGpus) -> IndexPlacement:
+        """Copy per rank, shard over the node or CPU for the written index on `node` (`index.gpu_placement`)."""
+        if not self.config.index_on_gpu:
             return IndexPlacement("cpu", reason="index_on_gpu is off: searching the index on the CPU.")
         require_gpu_faiss()
         reserve = int(self.config.index_gpu_reserve_gib * GIB)
-        return plan_placement(index_file_bytes(self.index_path), self.node, reserve)
+        return plan_placement(index_file_bytes(self.index_path), node, reserve)
 
     @property
     def index(self):

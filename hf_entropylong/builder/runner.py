@@ -37,7 +37,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import datasets
@@ -146,7 +146,13 @@ def _plan_index(inputs: BuildInputs, state) -> None:
     if not inputs.config.index_on_gpu:
         return
     inputs.node = this_node()
-    plan = [inputs.plan_index_placement() if state.is_main_process else None]
+    least_free = min(inputs.node.free_bytes, default=0)
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        least_free = min(gather_object([least_free]))
+    node = replace(inputs.node, free_bytes=(least_free,) * len(inputs.node.free_bytes))
+    plan = [inputs.plan_index_placement(node) if state.is_main_process else None]
     if state.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 

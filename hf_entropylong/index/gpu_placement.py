@@ -15,8 +15,8 @@ The memory an index needs is read from its files before anything is loaded (the 
 inverted lists `<index>.ivfdata` of an on-disk IVF index): codes, ids and quantizer are what the GPU holds, and
 FAISS adds its scratch memory on each GPU (`FAISS_TEMP_BYTES`, `StandardGpuResources`' default on GPUs over 8 GiB).
 The LM stages share the GPUs with the index, so `index_gpu_reserve_gib` of each GPU's free memory is left to them.
-The free memory is that of the main process's node, measured once and sent to every rank (all ranks follow one
-plan; nodes are assumed alike).
+Each rank measures its own GPU's free memory; the main process plans with the least any rank reported and sends
+the plan to every rank (all ranks follow one plan; nodes are assumed alike).
 
 An on-disk index (lists memory-mapped from `.ivfdata`) goes to the GPU by way of host memory: its lists are read
 into ordinary in-memory lists first (`in_memory`), then cloned.
@@ -68,12 +68,15 @@ def local_rank_and_size() -> tuple[int, int]:
 
 
 def this_node() -> NodeGpus:
-    """This process's node: its local rank (accelerate / torchrun) and the free memory of every visible GPU."""
+    """This process's node: its local rank (accelerate / torchrun), and its own GPU's free memory given for each of
+    the node's visible GPUs (measuring the others would open a CUDA context on each of them)."""
     import torch
 
     local_rank, ranks_on_node = local_rank_and_size()
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return NodeGpus(local_rank, ranks_on_node, tuple(torch.cuda.mem_get_info(i)[0] for i in range(count)))
+    if count == 0:
+        return NodeGpus(local_rank, ranks_on_node, ())
+    return NodeGpus(local_rank, ranks_on_node, (torch.cuda.mem_get_info(local_rank % count)[0],) * count)
 
 
 @dataclass(frozen=True)
