@@ -169,6 +169,7 @@ def test_node_root_shards_are_those_of_its_ranks():
     )
 
 
+@pytest.mark.slow
 def test_sharded_index_build_searches_on_the_nodes_main_process_and_matches(
     docs_file, demo_build, tmp_path, gpu_faiss, monkeypatch, capsys
 ):
