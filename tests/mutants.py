@@ -36,6 +36,27 @@ class Mutant:
 
 MUTANTS = (
     Mutant(
+        "every rank clones the index onto GPU 0",
+        "hf_entropylong/index/gpu_placement.py",
+        "        return self.local_rank % len(self.free_bytes)\n",
+        "        return 0\n",
+        ("tests/test_gpu_placement.py::test_each_rank_clones_one_copy_onto_its_own_gpu",),
+    ),
+    Mutant(
+        "ranks sharing a GPU counted as one copy",
+        "hf_entropylong/index/gpu_placement.py",
+        "copies_per_gpu = 1 if gpus == 1 else -(-node.ranks_on_node // gpus)",
+        "copies_per_gpu = 1",
+        ("tests/test_gpu_placement.py::test_placement_decision",),
+    ),
+    Mutant(
+        "an on-disk index cloned from its memory-mapped lists",
+        "hf_entropylong/index/gpu_placement.py",
+        "    index = in_memory(index)\n",
+        "",
+        ("tests/test_gpu_placement.py::test_on_disk_index_is_read_into_memory_then_cloned_to_the_gpu",),
+    ),
+    Mutant(
         "rank 1 of 2 computes no shard (the main process computes them after the barrier)",
         "hf_entropylong/builder/runner.py",
         "    for shard in range(rank, num_shards, world):\n",

@@ -20,6 +20,7 @@ NEUTRAL_VALUES = {
     "logits_chunk_size": 7,
     "verify_batch_size": 2,
     "index_shard_size": 5,
+    "index_gpu_reserve_gib": 8.0,
     "shard_size": 2,
     "trust_remote_code": True,
     "dataset_license": "mit",

@@ -27,6 +27,14 @@ from ..index.corpus_index import (
     new_index,
     num_corpus_shards,
 )
+from ..index.gpu_placement import (
+    GIB,
+    IndexPlacement,
+    NodeGpus,
+    index_file_bytes,
+    plan_placement,
+    require_gpu_faiss,
+)
 from ..methods import stages_of
 from ..models import EmbedderSettings, LMSettings, context_window, model_identity
 from ..settings import output_settings, settings_of
@@ -60,8 +68,8 @@ def _embedder(name: str, device: str | None, max_seq_length: int | None, trust_r
 
 
 @functools.cache
-def _index(path: str, use_gpu: bool):
-    return load_index(path, use_gpu)
+def _index(path: str, placement: IndexPlacement | None, node: NodeGpus | None):
+    return load_index(path, placement, node)
 
 
 def same_source(config: BuildConfig) -> bool:
@@ -76,6 +84,8 @@ class BuildInputs:
         self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, device: str | None = None
     ):
         self.config, self.corpus, self.index_path, self.device = config, corpus, index_path, device
+        self.node: NodeGpus | None = None  # this rank's node (index_on_gpu), set by the runner
+        self.placement: IndexPlacement | None = None  # the job's plan for the index; None: the CPU
 
     @property
     def tokenizer(self):
@@ -140,10 +150,18 @@ class BuildInputs:
             **self._embedding_settings(),
         )
 
+    def plan_index_placement(self, node: NodeGpus) -> IndexPlacement:
+        """Copy per rank, shard over the node or CPU for the written index on `node` (`index.gpu_placement`)."""
+        if not self.config.index_on_gpu:
+            return IndexPlacement("cpu", reason="index_on_gpu is off: searching the index on the CPU.")
+        require_gpu_faiss()
+        reserve = int(self.config.index_gpu_reserve_gib * GIB)
+        return plan_placement(index_file_bytes(self.index_path), node, reserve)
+
     @property
     def index(self):
         self.build_index()
-        return _index(str(self.index_path), self.config.index_on_gpu)
+        return _index(str(self.index_path), self.placement, self.node)
 
     @property
     def max_seq_length(self) -> int:

@@ -30,6 +30,9 @@ the embedder's dimension, before the corpus is embedded.
 Scale-out is the launcher's (`accelerate launch`, `torchrun`): rank r takes the root and corpus shards whose index
 is r modulo the number of ranks; what must happen once (training the index, packing, publishing) runs on the main
 process after a barrier. Caches are named by shard, never by rank, so any number of ranks resumes any build.
+With `index_on_gpu` the main process plans where the index goes (`index/gpu_placement.py`) and every rank follows:
+a copy on each rank's GPU; or, when only the node's GPUs together hold it, sharded over them by the node's main
+process, which then runs the stages that read the index for every root shard of its node.
 """
 
 from __future__ import annotations
@@ -38,13 +41,14 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import datasets
 import torch
 
 from ..files import cache_is_sound, cached_map, write_text
+from ..index.gpu_placement import this_node
 from ..methods import stages_of
 from ..publish.counts import BuildCounts, print_summary
 from ..publish.packing import PackSettings, pack_sequences
@@ -99,8 +103,10 @@ def run_shard(
     inputs: BuildInputs,
     timings,
     rank: int = 0,
+    through: int | None = None,
 ) -> datasets.Dataset:
-    """Shard `shard` of the roots through every stage, each result cached as `.cache/<stage>-<key>-<shard>.arrow`.
+    """Shard `shard` of the roots through every stage (the first `through`), each result cached as
+    `.cache/<stage>-<key>-<shard>.arrow`.
 
     A cached result is read back, not recomputed, once it matches the checksum recorded beside it; one that does
     not is set aside and recomputed (`files.cached_map`). A computed one is recorded beside its cache with the rank
@@ -109,7 +115,7 @@ def run_shard(
     cache = stage_cache_dir(config)
     num_shards = math.ceil(len(roots) / config.shard_size)
     rows = roots.select(range(shard * config.shard_size, min(len(roots), (shard + 1) * config.shard_size)))
-    for stage in stages_of(config.method):
+    for stage in stages_of(config.method)[:through]:
         clock = time.perf_counter()
         key = keys[stage.name]
         cache_file = cache / f"{stage.name}-{key}-{shard:05d}-of-{num_shards:05d}.arrow"
@@ -128,6 +134,52 @@ def run_shard(
             write_text(cache_file.with_name(cache_file.name + ".json"), json.dumps({"rank": rank}) + "\n")
         timings[stage.name] = timings.get(stage.name, 0.0) + time.perf_counter() - clock
     return rows
+
+
+def node_root_shards(first_rank: int, ranks_on_node: int, world: int, num_shards: int) -> list[int]:
+    """The root shards of the ranks `first_rank`, … `first_rank + ranks_on_node - 1` (one node's ranks)."""
+    return sorted(
+        shard
+        for rank in range(first_rank, first_rank + ranks_on_node)
+        for shard in range(rank, num_shards, world)
+    )
+
+
+def _plan_index(inputs: BuildInputs, state) -> None:
+    """Every rank takes the main process's plan for the index (copy / shard / cpu) and places it on its node."""
+    if not inputs.config.index_on_gpu:
+        return
+    inputs.node = this_node()
+    least_free = min(inputs.node.free_bytes, default=0)
+    if state.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        least_free = min(gather_object([least_free]))
+    node = replace(inputs.node, free_bytes=(least_free,) * len(inputs.node.free_bytes))
+    plan = [inputs.plan_index_placement(node) if state.is_main_process else None]
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(plan)
+    inputs.placement = plan[0]
+    if state.is_main_process:
+        print(f"Index placement: {inputs.placement.kind}: {inputs.placement.reason}", file=sys.stderr)
+
+
+def _search_on_node_main(roots, keys, config: BuildConfig, inputs: BuildInputs, timings, state) -> None:
+    """A sharded index is searched by its node's main process only: every rank runs its root shards up to the
+    first stage that reads the index, then the node's main process runs the node's shards through the last one."""
+    stages = stages_of(config.method)
+    reading = [number for number, stage in enumerate(stages) if "index" in stage.inputs]
+    num_shards = math.ceil(len(roots) / config.shard_size)
+    for shard in range(state.process_index, num_shards, state.num_processes):
+        run_shard(roots, shard, keys, config, inputs, timings, state.process_index, reading[0])
+    state.wait_for_everyone()
+    if state.is_local_main_process:
+        first_rank = state.process_index - state.local_process_index
+        for shard in node_root_shards(first_rank, inputs.node.ranks_on_node, state.num_processes, num_shards):
+            run_shard(roots, shard, keys, config, inputs, timings, state.process_index, reading[-1] + 1)
+    state.wait_for_everyone()
 
 
 def stage_cache_dir(config: BuildConfig) -> Path:
@@ -243,6 +295,9 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
         state.wait_for_everyone()
     if searches:
         timings["index"] = time.perf_counter() - clock
+        _plan_index(inputs, state)
+        if inputs.placement is not None and inputs.placement.kind == "shard":
+            _search_on_node_main(roots, keys, config, inputs, timings, state)
 
     num_shards = math.ceil(len(roots) / config.shard_size)
     for shard in range(rank, num_shards, world):

@@ -17,6 +17,10 @@ loaded from it when the file exists and matches that checksum (a damaged file is
 again): the path must name everything the index depends on (corpus, embedder and its prompt, factory); the caller
 picks it (`builder.inputs.stage_keys`). Embedding shards are checked the same way before they are reused.
 
+Placement (`index_on_gpu`, `gpu_placement`): a copy on each rank's GPU when one fits, else sharded over the
+node's GPUs and searched by the node's main process, else the CPU with the memory it would need in the log; a
+merged on-disk index goes through host memory to the GPUs.
+
 Search. `search_corpus` embeds a batch of queries and asks the index for 2k + 2 neighbours each: the hits past
 k absorb the exclusions (`index.exclusion`) that follow.
 """
@@ -34,6 +38,8 @@ import numpy as np
 
 from ..files import cache_is_sound, cached_map, record_checksum
 from ..settings import require_positive, setting
+from .gpu_placement import IndexPlacement, NodeGpus, place_index, require_gpu_faiss
+from .gpu_placement import faiss_module as _faiss
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ logger = logging.getLogger(__name__)
 class IndexSettings:
     """The FAISS index over the corpus embeddings."""
 
-    output_neutral: ClassVar[tuple[str, ...]] = ("index_shard_size", "index_on_gpu")
+    output_neutral: ClassVar[tuple[str, ...]] = ("index_shard_size", "index_on_gpu", "index_gpu_reserve_gib")
 
     index_factory: str = setting(
         "Flat", help="faiss.index_factory string: Flat (exact) or e.g. IVF32768,SQ8 (trained, approximate)."
@@ -54,10 +60,19 @@ class IndexSettings:
     index_shard_size: int = setting(
         1_000_000, help="Documents per embedding shard; IVF shards merge on disk."
     )
-    index_on_gpu: bool = setting(False, help="Build and search the index on the GPUs (faiss-gpu).")
+    index_on_gpu: bool = setting(
+        False,
+        help="Build and search the index on the GPUs (faiss-gpu): a copy on each rank's GPU when it fits, else "
+        "sharded over the node's GPUs, else on the CPU with the memory it would need in the log.",
+    )
+    index_gpu_reserve_gib: float = setting(
+        24.0, help="GPU memory (GiB) left free for the LM stages when placing the index (index_on_gpu)."
+    )
 
     def __post_init__(self):
         require_positive(self, "index_train_size", "index_shard_size")
+        if self.index_gpu_reserve_gib < 0:
+            raise ValueError(f"index_gpu_reserve_gib must be >= 0, got {self.index_gpu_reserve_gib}.")
 
 
 @dataclass
@@ -110,20 +125,10 @@ def embed_texts(
     return np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 
-def _faiss():
-    import faiss
-
-    return faiss
-
-
 def _to_gpu(index):
-    faiss = _faiss()
-    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-        raise ImportError(
-            "index_on_gpu needs a CUDA build of FAISS and a visible GPU: install the [gpu] extra (faiss-gpu-cu12) "
-            "instead of [cpu] (`pip uninstall faiss-cpu` first), or set index_on_gpu to false."
-        )
-    return faiss.index_cpu_to_all_gpus(index)
+    """The index replicated on every visible GPU: how the one process that builds it trains and fills it."""
+    require_gpu_faiss()
+    return _faiss().index_cpu_to_all_gpus(index)
 
 
 def _is_ivf(index) -> bool:
@@ -235,11 +240,13 @@ def _embed_shards(
     return done
 
 
-def load_index(index_path: str | Path, use_gpu: bool = False):
-    """Read a saved index; on the GPUs when asked, unless its lists live on disk (merged IVF shards)."""
+def load_index(index_path: str | Path, placement: IndexPlacement | None = None, node: NodeGpus | None = None):
+    """Read a saved index and place it as `placement` says (`gpu_placement.plan_placement`): on this rank's GPU,
+    sharded over the node's GPUs (an on-disk index's lists are read into memory first), or on the CPU (None)."""
     index = _faiss().read_index(str(index_path))
-    on_disk = Path(f"{index_path}.ivfdata").exists()
-    return _to_gpu(index) if use_gpu and not on_disk else index
+    if placement is None or placement.kind == "cpu":
+        return index
+    return place_index(index, placement, node)
 
 
 def build_corpus_index(
@@ -267,21 +274,20 @@ def build_corpus_index(
         text_column: the corpus column to embed.
         batch_size: texts per embedding forward pass.
         prompt_name: the embedder's prompt for documents (e.g. "retrieval.passage").
-        use_gpu: train and fill the index on all GPUs (a CUDA build of FAISS: the `[gpu]` extra); an in-memory
-            index is returned on the GPUs, an on-disk merged one stays on the CPU.
+        use_gpu: train and fill the index on all GPUs (a CUDA build of FAISS: the `[gpu]` extra).
         shard_size: documents per embedding/indexing shard.
         train_size: vectors sampled to train factories that need training (IVF, PQ).
         seed: seed of the training sample.
 
     Returns:
-        The FAISS index.
+        The FAISS index, in host memory (`load_index` places a saved one on GPUs).
     """
     faiss = _faiss()
     index_path = Path(index_path)
     if use_gpu:
-        _to_gpu(faiss.IndexFlatIP(1))  # fail before any embedding when FAISS has no GPU support
+        require_gpu_faiss()  # fail before any embedding
     if cache_is_sound(index_path):
-        return load_index(index_path, use_gpu)
+        return load_index(index_path)
     if len(corpus) == 0:
         raise ValueError("cannot index an empty corpus.")
     dimension = embedding_dimension(embedder)
@@ -306,6 +312,7 @@ def build_corpus_index(
     else:
         for shard in shards:
             index.add(np.asarray(shard["embedding"], dtype=np.float32))
+    index = faiss.index_gpu_to_cpu(index) if use_gpu else index
     _write(index, index_path)
     for folder in (f"{index_path}.embeddings", f"{index_path}.shards"):  # the index file now holds everything
         shutil.rmtree(folder, ignore_errors=True)
@@ -352,8 +359,10 @@ def search(index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tup
         (scores, ids), each [n, min(k, ntotal)], best first. An IVF index may find fewer than k documents in the
         lists it visits: those slots have id -1 (score -inf or the metric's worst) and the caller skips them.
     """
-    if nprobe is not None:
-        _faiss().ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
+    if nprobe is not None:  # a GPU build's parameter space also reaches GPU indexes (and their shards)
+        faiss = _faiss()
+        space = faiss.GpuParameterSpace() if hasattr(faiss, "GpuParameterSpace") else faiss.ParameterSpace()
+        space.set_index_parameter(index, "nprobe", nprobe)
     if k > index.ntotal:
         logger.warning(
             "top-%d asked of an index of %d documents: searching %d.", k, index.ntotal, index.ntotal

@@ -1,0 +1,180 @@
+"""GPU-hours of a paper-scale build, per stage: counts per root × roots ÷ measured or assumed rates.
+
+Per root of L tokens (the counts' ratios come from a long-root build, `--from_build`, or the flags):
+
+- entropy: L LM tokens (one forward per root within the LM window);
+- positions: P = `positions_per_token` × L high-entropy positions (or `--positions` fixed, e.g. the paper's 292);
+- retrieval: P queries of `query_tokens` embedded tokens, each scanning `scan_bytes_per_query` of the index;
+- verification: P × `top_k` × `distinct_share` distinct (root, candidate) sequences of `candidate_tokens` +
+  `last_position_share` × L tokens, the exact minimum (`stages/verify.py`; the builder forwards ≤ 1.1× of it,
+  1.01× on 2.9K-token roots in BENCHMARKS.md);
+- the corpus index, once: `corpus_documents` × `document_tokens` embedded tokens.
+
+Rates per H100 (tokens/s): entropy 29,298 and verification 37,102, measured on an H100 with a Llama-3-8B-shaped model
+in bfloat16 (BENCHMARKS.md, "LM stages at the paper's model size"); embedding `embed_tokens_per_s` and the index
+scan `scan_tb_per_s` are assumptions (not measured here: no GPU build of FAISS or jina-embeddings-v3 run yet).
+Node-hours are GPU-hours / 8 (8×H100 per node: every stage splits by root or corpus shard across ranks).
+
+    python benchmarks/build_cost.py --from_build outputs/longdocs --corpus outputs/linux-doc/passages.jsonl embedded:wiki-summaries
+    python benchmarks/build_cost.py --positions 292 --root_tokens 8000   # the paper's positions per root
+
+Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+
+@dataclass
+class CostArguments:
+    roots: int = field(default=100_000, metadata={"help": "Roots of the build (the paper: 100K)."})
+    root_tokens: list[int] = field(
+        default_factory=lambda: [1000, 4000, 8000], metadata={"help": "Root lengths L."}
+    )
+    positions: int | None = field(default=None, metadata={"help": "Positions per root (else the ratio × L)."})
+    positions_per_token: float = field(
+        default=0.03, metadata={"help": "High-entropy positions per root token."}
+    )
+    top_k: int = field(default=5, metadata={"help": "Candidates per position (the recipe: 5)."})
+    distinct_share: float = field(
+        default=0.9, metadata={"help": "Distinct (root, candidate) per pair tried."}
+    )
+    candidate_tokens: float = field(default=1000, metadata={"help": "Mean candidate length (LM tokens)."})
+    last_position_share: float = field(
+        default=0.5, metadata={"help": "Last tested position / L, per candidate."}
+    )
+    query_tokens: float = field(
+        default=45, metadata={"help": "Embedded tokens per query (16 words each side)."}
+    )
+    corpus_documents: int = field(
+        default=20_000_000, metadata={"help": "Corpus documents (the recipe: ~20M)."}
+    )
+    document_tokens: float = field(default=1000, metadata={"help": "Embedded tokens per corpus document."})
+    scan_bytes_per_query: float = field(default=1.28e9, metadata={"help": "Index bytes scanned per query."})
+    entropy_tokens_per_s: float = field(
+        default=29_298, metadata={"help": "Measured, H100, Llama-3-8B shape."}
+    )
+    verify_tokens_per_s: float = field(default=37_102, metadata={"help": "Measured, H100, Llama-3-8B shape."})
+    embed_tokens_per_s: float = field(
+        default=350_000, metadata={"help": "Assumed, H100, jina-embeddings-v3."}
+    )
+    scan_tb_per_s: float = field(default=1.0, metadata={"help": "Assumed IVF scan rate per H100 (TB/s)."})
+    gpus_per_node: int = field(default=8, metadata={"help": "GPUs per node."})
+    from_build: str | None = field(
+        default=None, metadata={"help": "Take the per-root ratios from this build."}
+    )
+    corpus: list[str] = field(
+        default_factory=lambda: ["outputs/linux-doc/passages.jsonl", "embedded:wiki-summaries"],
+        metadata={"help": "That build's corpus sources (candidate lengths)."},
+    )
+
+
+def ratios_from_build(args: CostArguments) -> None:
+    """Replace the per-root ratios of `args` by those of a finished long-root build (`longdoc_stats`)."""
+    import datasets
+    from longdoc_stats import STAGES, root_stats, shard_tables
+
+    from hf_entropylong.models import EMBEDDED_EMBEDDER, EMBEDDED_LM, load_tokenizer
+    from hf_entropylong.sources import load_text_source
+
+    corpus = datasets.concatenate_datasets([load_text_source(s, role="corpus")[0] for s in args.corpus])
+    tokenizer, embed_tokenizer = load_tokenizer(EMBEDDED_LM), load_tokenizer(EMBEDDED_EMBEDDER)
+    lengths: dict[int, int] = {}
+
+    def candidate_tokens(row: int) -> int:
+        if row not in lengths:
+            lengths[row] = len(tokenizer(corpus[row]["text"])["input_ids"])
+        return lengths[row]
+
+    roots, last_shares = [], []
+    for files in shard_tables(Path(args.from_build) / ".cache").values():
+        assert set(files) == set(STAGES)
+        for row in datasets.Dataset.from_file(str(files["units"])):
+            roots.append(
+                root_stats(row, candidate_tokens, lambda q: len(embed_tokenizer(q)["input_ids"]), 2.0)
+            )
+            last = {}
+            for c in row["candidates"]:
+                last[c["corpus_index"]] = max(last.get(c["corpus_index"], 0), c["token_index"])
+            last_shares += [p / row["num_tokens"] for p in last.values()]
+    tokens = sum(r["tokens"] for r in roots)
+    pairs, tested = sum(r["pairs"] for r in roots), sum(r["tested"] for r in roots)
+    args.positions_per_token = sum(r["above"] for r in roots) / tokens
+    args.distinct_share = sum(r["distinct"] for r in roots) / pairs
+    args.last_position_share = sum(last_shares) / len(last_shares)
+    args.query_tokens = sum(r["embedded"] for r in roots) / tested
+    print(
+        f"From {args.from_build} ({len(roots)} roots, {tokens:,} tokens): {args.positions_per_token:.4f} "
+        f"high-entropy positions per token, {args.distinct_share:.2f} distinct candidates per pair, last tested "
+        f"position at {args.last_position_share:.2f} of the root, {args.query_tokens:.0f} tokens per query, "
+        f"{sum(r['contexts'] for r in roots) / tested:.3f} verified contexts per tested position.\n"
+    )
+
+
+def stage_hours(args: CostArguments, root_tokens: int) -> dict[str, tuple[float, str, float]]:
+    """{stage: (work, its unit, H100-hours)} for the whole build at roots of `root_tokens`."""
+    positions = args.positions if args.positions is not None else args.positions_per_token * root_tokens
+    queries = args.roots * positions
+    verify = (
+        queries
+        * args.top_k
+        * args.distinct_share
+        * (args.candidate_tokens + args.last_position_share * root_tokens)
+    )
+    corpus = args.corpus_documents * args.document_tokens
+    return {
+        "corpus embedding (once)": (corpus, "tokens", corpus / args.embed_tokens_per_s / 3600),
+        "entropy": (
+            args.roots * root_tokens,
+            "tokens",
+            args.roots * root_tokens / args.entropy_tokens_per_s / 3600,
+        ),
+        "query embedding": (
+            queries * args.query_tokens,
+            "tokens",
+            queries * args.query_tokens / args.embed_tokens_per_s / 3600,
+        ),
+        "index search": (
+            queries * args.scan_bytes_per_query,
+            "bytes",
+            queries * args.scan_bytes_per_query / (args.scan_tb_per_s * 1e12) / 3600,
+        ),
+        "verification": (verify, "tokens", verify / args.verify_tokens_per_s / 3600),
+    }
+
+
+def main(args: CostArguments) -> None:
+    if args.from_build:
+        ratios_from_build(args)
+    header = " | ".join(f"L = {length:,}: work / H100-h / node-h" for length in args.root_tokens)
+    print(f"| stage ({args.roots:,} roots) | rate per H100 | {header} |")
+    print("|---|---|" + "---|" * len(args.root_tokens))
+    tables = {length: stage_hours(args, length) for length in args.root_tokens}
+    rates = {
+        "corpus embedding (once)": f"{args.embed_tokens_per_s:,.0f} tok/s (assumed)",
+        "entropy": f"{args.entropy_tokens_per_s:,.0f} tok/s (measured)",
+        "query embedding": f"{args.embed_tokens_per_s:,.0f} tok/s (assumed)",
+        "index search": f"{args.scan_tb_per_s:g} TB/s scanned (assumed)",
+        "verification": f"{args.verify_tokens_per_s:,.0f} tok/s (measured)",
+    }
+    for stage, rate in rates.items():
+        cells = []
+        for length in args.root_tokens:
+            work, unit, hours = tables[length][stage]
+            cells.append(f"{work:.2e} {unit} / {hours:,.1f} / {hours / args.gpus_per_node:,.1f}")
+        print(f"| {stage} | {rate} | " + " | ".join(cells) + " |")
+    totals = [sum(h for _, _, h in tables[length].values()) for length in args.root_tokens]
+    print(
+        "| total | | "
+        + " | ".join(f"{t:,.0f} H100-h / {t / args.gpus_per_node:,.0f} node-h" for t in totals)
+        + " |"
+    )
+
+
+if __name__ == "__main__":
+    (arguments,) = HfArgumentParser((CostArguments,)).parse_args_into_dataclasses()
+    main(arguments)
