@@ -31,6 +31,7 @@ process after a barrier. Caches are named by shard, never by rank, so any number
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
@@ -52,7 +53,9 @@ from ..stages.retrieval import RETRIEVAL_STAGE
 from ..stages.units import UNIT_STAGE
 from ..stages.verify import VERIFY_STAGE
 from .config import BuildConfig
-from .inputs import BuildInputs, stage_keys
+from .inputs import INDEXES, BuildInputs, stage_keys
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = {
     name: feature
@@ -220,19 +223,22 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
 
     keys = stage_keys(config, root_counts.identity, "+".join(c.identity for _, c in corpus_parts))
     device = str(state.device) if state.device.type == "cuda" else None
-    inputs = BuildInputs(config, corpus, stage_cache_dir(config) / f"index-{keys['index']}.faiss", device)
+    inputs = BuildInputs(config, corpus, stage_cache_dir(config), keys, device)
     rank, world = state.process_index, state.num_processes
     clock = time.perf_counter()
-    searches = any(
-        "index" in stage.inputs for stage in stages_of(config.method)
-    )  # concat and quest never search
-    if searches and not inputs.index_path.exists():  # read by every rank before any of them can write it
-        inputs.embed_corpus(rank, world)
-        state.wait_for_everyone()
-        if state.is_main_process:
-            inputs.build_index()  # every embedding shard is cached now: trains and writes the index once
-        state.wait_for_everyone()
-    if searches:
+    declared = {name for stage in stages_of(config.method) for name in stage.inputs}
+    searched = [name for name in INDEXES if name in declared]  # concat and quest never search
+    for name in searched:
+        if not inputs.index_path(name).exists():  # read by every rank before any of them can write it
+            if name == "chunk_index":
+                with state.main_process_first():  # the chunk dataset is written once, then read by every rank
+                    logger.info("Indexing %d chunks of %d corpus documents.", len(inputs.chunks), len(corpus))
+            inputs.embed_rows(name, rank, world)
+            state.wait_for_everyone()
+            if state.is_main_process:
+                inputs.build_index(name)  # every embedding shard is cached now: trains and writes it once
+            state.wait_for_everyone()
+    if searched:
         timings["index"] = time.perf_counter() - clock
 
     num_shards = math.ceil(len(roots) / config.shard_size)

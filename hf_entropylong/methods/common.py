@@ -1,15 +1,25 @@
-"""What the methods that do not verify share: their columns in EntropyLong's schema, and their first stage's frame.
+"""What the methods that do not verify share: their columns in EntropyLong's schema, their first stage's frame, and
+how they fill a whole row.
 
 Every method's per-root table has EntropyLong's columns (`builder.runner.conform` adds what a method's stages do
 not write, empty). A method that places documents without the ΔI test writes them as `contexts` with `verified`
 false and ΔI NaN, and as `candidates` with `kept` true; its keywords or meta-chunks are its `positions` (entropy
 NaN, `query` the keyword or the chunk), so a position's candidates are the documents found for it.
+
+Full rows. The baselines follow their originals in filling a whole row with one sample that trains as one attention
+span: `assemble_row` joins the sample's pieces (documents, chunks) into one plain text, tokenizes it once
+(`models.encode_documents`: the tokenizer's BOS when it adds one, one EOS at the end) and cuts it to exactly
+`max_seq_length` tokens, keeping its start (NExtLong) or its end (concat and Quest, whose root comes last); a
+sample that falls short is dropped. `token_lengths` gives the pieces' lengths to choose how many fill a row.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
 
 from ..models import encode_documents
 from ..stages.entropy import ENTROPY_STAGE
@@ -26,6 +36,8 @@ FIRST_COLUMNS = {
 }
 """The columns a baseline's first stage writes (it replaces entropy, retrieval and verification)."""
 FIRST_DROP_REASONS = ("root_too_long", "no_candidate")
+FILL_MARGIN = 1.02
+"""Documents are chosen to fill 2% more than the row: tokenizing the joined text merges a few tokens."""
 
 
 @dataclass
@@ -79,3 +91,47 @@ def finish_row(out: dict, row: int, positions, documents, excluded: Counter) -> 
     out["num_excluded_near_duplicate"].append(excluded["near_duplicate"])
     if out["status"][row] == "ok" and not documents:
         out["status"][row] = "no_candidate"
+
+
+def token_at(offsets: list[tuple[int, int]], char: int) -> int:
+    """The first text token that ends after character `char` (-1 when there is none)."""
+    return next((t for t, (start, end) in enumerate(offsets) if start < end and end > char), -1)
+
+
+def token_lengths(tokenizer, texts: list[str]) -> list[int]:
+    """Tokens of each text alone, without special tokens (to choose how many pieces fill a row)."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def assemble_row(
+    tokenizer, pieces: list[str], separator: str, max_length: int, keep: Literal["start", "end"]
+) -> tuple[list[int], list[tuple[int, int]]] | None:
+    """`pieces` joined by `separator`, tokenized once, cut to exactly `max_length` tokens keeping its start or end.
+
+    Returns:
+        The row's ids and each piece's token span in the row (start, end), empty (start == end) for a piece cut
+        away; None when the text has fewer than `max_length` tokens.
+    """
+    text = separator.join(pieces)
+    encoded = encode_documents(tokenizer, [text])
+    ids, offsets = encoded.ids[0], encoded.offsets[0]
+    if len(ids) < max_length:
+        return None
+    cut = 0 if keep == "start" else len(ids) - max_length
+    ids, offsets = ids[cut : cut + max_length], offsets[cut : cut + max_length]
+    text_tokens = np.array([t for t, (start, end) in enumerate(offsets) if start < end], dtype=np.int64)
+    starts = np.array([offsets[t][0] for t in text_tokens], dtype=np.int64)
+    ends = np.array([offsets[t][1] for t in text_tokens], dtype=np.int64)
+    spans, char = [], 0
+    for piece in pieces:
+        first = int(np.searchsorted(ends, char, side="right"))
+        last = int(np.searchsorted(starts, char + len(piece), side="left"))
+        if last > first:
+            spans.append((int(text_tokens[first]), int(text_tokens[last - 1]) + 1))
+        else:
+            position = int(text_tokens[first]) if first < len(text_tokens) else max_length
+            spans.append((position, position))
+        char += len(piece) + len(separator)
+    return ids, spans
