@@ -93,8 +93,13 @@ class BuildInputs:
         keys: dict[str, str],
         device: str | None = None,
     ):
-        self.config, self.corpus, self.device = config, corpus, device
+        self.config, self.corpus, self._device = config, corpus, device
         self.cache_dir, self.keys = Path(cache_dir), keys
+
+    @property
+    def device(self) -> str | None:
+        """The rank's device (None: the CPU)."""
+        return self._device
 
     @property
     def tokenizer(self):
@@ -226,6 +231,7 @@ def input_identities(config: BuildConfig, corpus_identity: str) -> dict[str, obj
         "lm_window": lm,
         "embedder": embedder,
         "embed_batch_size": None,
+        "device": None,
         "corpus": corpus,
         "index": (corpus, *index_settings),
         "chunks": chunks,

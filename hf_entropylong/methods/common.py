@@ -22,8 +22,10 @@ from typing import Literal
 import numpy as np
 
 from ..models import encode_documents
+from ..stages import Stage
 from ..stages.entropy import ENTROPY_STAGE
 from ..stages.retrieval import RETRIEVAL_STAGE
+from ..stages.units import UNIT_COLUMNS, add_unit
 from ..stages.verify import VERIFY_STAGE
 
 POSITION = ENTROPY_STAGE.columns["positions"].feature
@@ -106,13 +108,19 @@ def token_lengths(tokenizer, texts: list[str]) -> list[int]:
 
 
 def assemble_row(
-    tokenizer, pieces: list[str], separator: str, max_length: int, keep: Literal["start", "end"]
-) -> tuple[list[int], list[tuple[int, int]]] | None:
+    tokenizer,
+    pieces: list[str],
+    separator: str,
+    max_length: int,
+    keep: Literal["start", "end"],
+    points: list[int] = (),
+) -> tuple[list[int], list[tuple[int, int]], list[int]] | None:
     """`pieces` joined by `separator`, tokenized once, cut to exactly `max_length` tokens keeping its start or end.
 
     Returns:
-        The row's ids and each piece's token span in the row (start, end), empty (start == end) for a piece cut
-        away; None when the text has fewer than `max_length` tokens.
+        The row's ids; each piece's token span in the row (start, end), empty (start == end) for a piece cut
+        away; and the row token holding each of `points` (characters of the joined text; -1 when cut away). None
+        when the text has fewer than `max_length` tokens.
     """
     text = separator.join(pieces)
     encoded = encode_documents(tokenizer, [text])
@@ -134,4 +142,60 @@ def assemble_row(
             position = int(text_tokens[first]) if first < len(text_tokens) else max_length
             spans.append((position, position))
         char += len(piece) + len(separator)
-    return ids, spans
+    located = [int(np.searchsorted(ends, point, side="right")) for point in points]
+    return ids, spans, [int(text_tokens[t]) if t < len(text_tokens) else -1 for t in located]
+
+
+FILL_SEPARATOR = "\n\n"
+"""Joins the documents of a concat or Quest row (the separator of the released Quest-style concatenation)."""
+
+
+def fill_rows(batch: dict, settings: NoSettings, inputs) -> dict:
+    """The fill stage of concat and Quest: [documents; root] as one text, tokenized once, cut to exactly
+    `max_seq_length` tokens at its start (the first document is cut; the root stays whole); a root whose row falls
+    short gets the status `too_short`.
+
+    A document's length is its tokens in the row; a dependency distance is the row tokens between the end of a
+    document and the root token it serves (a Quest keyword; concat's documents serve none).
+    """
+    out = {name: [] for name in UNIT_COLUMNS} | {"status": list(batch["status"])}
+    for row, (text, positions, contexts) in enumerate(
+        zip(batch["text"], batch["positions"], batch["contexts"], strict=True)
+    ):
+        assembled = None
+        if out["status"][row] == "ok":
+            documents = inputs.corpus[[c["corpus_index"] for c in contexts]]["text"]
+            root_start = sum(len(d) + len(FILL_SEPARATOR) for d in documents)
+            by_token = {p["token_index"]: root_start + p["char_start"] for p in positions}
+            assembled = assemble_row(
+                inputs.tokenizer, [*documents, text], FILL_SEPARATOR, inputs.max_seq_length, "end",
+                points=list(by_token.values()),
+            )  # fmt: skip
+            if assembled is None:
+                out["status"][row] = "too_short"
+        unit, spans, points = assembled or ([], [], [])
+        at = dict(zip(by_token, points, strict=True)) if assembled else {}
+        placed = [i for i, (start, end) in enumerate(spans[:-1]) if end > start]
+        distances = [
+            at[p] - spans[i][1] for i in placed for p in contexts[i]["token_indices"] if at.get(p, -1) >= 0
+        ]
+        add_unit(
+            out,
+            unit,
+            [contexts[i]["corpus_id"] for i in placed],
+            [spans[i][1] - spans[i][0] for i in placed],
+            len(contexts) - len(placed) if unit else 0,
+            distances,
+        )
+    return out
+
+
+FILL_STAGE = Stage(
+    name="fill",
+    settings=NoSettings,
+    inputs=("tokenizer", "corpus", "max_seq_length"),
+    columns=UNIT_COLUMNS,
+    drop_reasons=("too_short",),
+    function=fill_rows,
+    rows_per_call=16,
+)

@@ -296,7 +296,7 @@ def interleave(batch: dict, settings: ChunkSettings, inputs) -> dict:
             assembled = assemble_row(inputs.tokenizer, pieces, SEPARATOR, inputs.max_seq_length, keep="start")
             if assembled is None:
                 out["status"][row] = "too_short"
-        unit, spans = assembled or ([], [])
+        unit, spans, _ = assembled or ([], [], [])
         placed = [
             (kind, span) for kind, span in zip(kinds, spans, strict=True) if kind >= 0 and span[1] > span[0]
         ]
