@@ -242,15 +242,14 @@ def test_nextlong_keeps_the_root_in_order_between_its_negatives(method_builds):
     for row in chunked:
         spans = [(p["char_start"], p["char_end"]) for p in row["positions"]]
         assert all(end - start <= 120 for start, end in spans)
-        assert len(row["dependency_distances"]) == len(spans) - 1
-        assert sum(row["dependency_distances"]) <= sum(row["unit_context_lengths"]) + len(
-            spans
-        )  # + separators
         sample = sample_of[row["root_id"]]
         chunks = [row["root_text"][start:end] for start, end in spans]
         found = [sample.find(chunk) for chunk in chunks]
-        assert -1 not in found and found == sorted(found)  # every chunk, in order, negatives in between
-        assert all(sample[found[i] + len(chunks[i]) :].startswith("\n") for i in range(len(chunks) - 1))
+        in_row = [place for place in found if place >= 0]
+        assert in_row and found[: len(in_row)] == sorted(in_row)  # a prefix of the chunks, in order
+        # one distance between consecutive chunks in the row (the last may be cut partway: it counts)
+        assert len(in_row) - 1 <= len(row["dependency_distances"]) <= len(in_row)
+        assert all(sample[found[i] + len(chunks[i]) :].startswith("\n") for i in range(len(in_row) - 1))
 
 
 @pytest.mark.slow
@@ -263,8 +262,12 @@ def test_no_nextlong_negative_is_a_chunk_of_its_root_or_of_a_near_copy(method_bu
         for context in row["contexts"]:
             document, offset = context["corpus_id"].rsplit("@", 1)
             assert document != row["root_id"]
-            assert not is_near_duplicate(row["root_text"], texts[document][int(offset) :])
-            assert not is_near_duplicate(row["root_text"], texts[document])
+            chunk = next(
+                texts[document][a:b] for a, b in meta_chunks(texts[document], 120, True) if a == int(offset)
+            )
+            assert not is_near_duplicate(row["root_text"], chunk)
+            if row["root_id"] == "velmora":
+                assert document != "velmora-copy"
 
 
 @pytest.mark.slow
@@ -295,8 +298,8 @@ def test_quest_groups_are_disjoint_and_by_each_documents_best_kept_keyword(docs_
             assert next(k for k in keywords[row] if k in groups.usable) == keyword
     frequency = {k: sum(k in ks for ks in keywords) for k in groups.usable}
     assert all(2 <= n <= 0.5 * len(corpus) for n in frequency.values())  # filtered by document frequency
-    generic = dataclasses.replace(settings, quest_max_keyword_share=1.0)
-    assert keyword_groups(corpus, generic).usable > groups.usable  # a keyword of more documents, kept now
+    strict = dataclasses.replace(settings, quest_max_keyword_share=0.3)
+    assert keyword_groups(corpus, strict).usable < groups.usable  # "velmora accord", in 3 of 8, filtered out
 
 
 def test_concat_draws_per_root_seeded_documents(docs_file):
