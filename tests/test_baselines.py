@@ -363,3 +363,44 @@ def test_concat_and_quest_honour_the_near_copy_threshold(docs_file, stage):
         placed[threshold] = {c["corpus_id"] for c in out["contexts"][0]}
         assert out["num_excluded_near_duplicate"][0] == (threshold < 1)
     assert "velmora-copy" not in placed[0.3] and "velmora-copy" in placed[1.0]
+
+
+@pytest.fixture(scope="module")
+def tiny_query_model(tmp_path_factory):
+    """A tiny random sequence-to-sequence model saved with the embedded tokenizer: a doc2query stand-in."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from hf_entropylong.models import load_tokenizer
+
+    tokenizer = load_tokenizer("embedded:SmolLM2-135M-Instruct")
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("doc2query")
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_quest_keywords_come_from_the_predicted_queries_when_a_model_is_given(tiny_query_model):
+    from hf_entropylong.methods.quest import predict_queries
+
+    texts = [text for _, text in DOCS[:3]]
+    settings = dataclasses.replace(
+        KEYWORD_STAGE.settings(), quest_query_model=tiny_query_model, quest_queries_per_document=2,
+        quest_query_batch_size=2,
+    )  # fmt: skip
+    queries = predict_queries(texts, settings, device=None, seed=1)
+    assert [len(q) for q in queries] == [2, 2, 2]  # two batches, two queries per document
+    assert queries == predict_queries(texts, settings, device=None, seed=1)  # seeded
+    keywords = document_keywords(texts, settings, seed=1)
+    for per_document, predicted in zip(keywords, queries, strict=True):
+        assert per_document == [k for k, _ in rake_keywords(". ".join(predicted), 10)]
+    assert document_keywords(texts, dataclasses.replace(settings, quest_query_model=None)) == [
+        [k for k, _ in rake_keywords(text, 10)] for text in texts
+    ]  # no model: RAKE over the text
