@@ -216,12 +216,12 @@ def hard_negatives(batch: dict, settings: NegativeSearchSettings, inputs) -> dic
         documents=chunks_data,
     )
     rows = sorted({hit for per_chunk, _ in found for hits in per_chunk for hit, _, _ in hits})
-    found_rows = chunks_data[rows] if rows else {"text": [], "document_index": [], "char_start": []}
+    found_rows = chunks_data[rows] if rows else {"id": [], "text": [], "document_index": [], "char_start": []}
     lengths = dict(zip(rows, token_lengths(inputs.tokenizer, found_rows["text"]), strict=True))
-    where = {
-        row: (document, start)
-        for row, document, start in zip(
-            rows, found_rows["document_index"], found_rows["char_start"], strict=True
+    where = {  # a chunk row → its document's corpus row and its corpus_id, `<document id>@<offset>`
+        row: (document, f"{document_id}@{start}")
+        for row, document, document_id, start in zip(
+            rows, found_rows["document_index"], found_rows["id"], found_rows["char_start"], strict=True
         )
     }
     for row, (text, chunks, (per_chunk, excluded)) in enumerate(zip(texts, spans, found, strict=True)):
@@ -240,8 +240,7 @@ def hard_negatives(batch: dict, settings: NegativeSearchSettings, inputs) -> dic
                           "query": text[start:end]}, POSITION)
             )  # fmt: skip
             for hit in chosen[1][chunk] if chosen else []:
-                document, offset = where[hit]
-                corpus_id = f"{chunks_data[hit]['id']}@{offset}"
+                document, corpus_id = where[hit]
                 documents.append((document, corpus_id, score[hit], [token]))
         finish_row(out, row, positions, documents, excluded)
         if chosen is None and any(ranked):  # negatives were found, but too few to fill the row
