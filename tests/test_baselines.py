@@ -232,6 +232,17 @@ def test_noverify_places_the_top_retrieved_document_of_every_position(method_bui
 
 
 @pytest.mark.slow
+def test_the_training_collator_trains_a_baseline_row_as_one_span(method_builds):
+    from hf_entropylong.train.spans import PackedCollator
+
+    config, _ = method_builds["nextlong"]
+    row = load_dataset(config.output_dir, split="train")[0]
+    batch = PackedCollator(pad_token_id=0)([row])
+    assert batch["position_ids"][0].tolist() == list(range(FULL_ROW))  # no restart: one attention span
+    assert (batch["labels"][0, 1:] != -100).all() and batch["labels"][0, 0] == -100
+
+
+@pytest.mark.slow
 def test_nextlong_keeps_the_root_in_order_between_its_negatives(method_builds):
     config, counts = method_builds["nextlong"]
     roots = load_dataset(config.output_dir, "dependencies", split="train")
