@@ -103,6 +103,12 @@ def main() -> None:
     parser.add_argument("--num_roots", type=int, default=20)
     parser.add_argument("--max_seq_length", type=int, default=2048)
     parser.add_argument("--joined", type=int, default=500)
+    parser.add_argument(
+        "--quest_max_keyword_share",
+        type=float,
+        default=0.01,
+        help="Quest's document-frequency cap (a share).",
+    )
     parser.add_argument("--work_dir", default=None)
     args = parser.parse_args()
 
@@ -127,6 +133,7 @@ def main() -> None:
             output_dir=str(work / method),
             cache_dir=str(work / "cache"),
             min_row_fill=0.0,  # every packed row counts, the last under-filled ones too
+            quest_max_keyword_share=args.quest_max_keyword_share,
             overwrite_output_dir=True,
         )
         try:
