@@ -12,8 +12,9 @@ it). The page has:
   dependencies, contexts, mean ΔI, units, sequences, tokens, padding, mean dependency distance, ...);
 - the distributions, builds overlaid in one PNG each (`plots.plot_distributions`): per-token entropy (the sum of the
   roots' `entropy_histogram`), ΔI of kept and rejected candidates (candidates without a ΔI, as baselines write
-  them, are counted apart), high-entropy positions per root, contexts per unit, unit length in tokens, and the
-  dependency distance (tokens between the end of a context and the position it serves, inside the unit);
+  them, are counted apart), high-entropy positions per root, contexts per unit, the attention span length in
+  tokens (an EntropyLong unit; a full-row baseline's whole row), and the dependency distance (tokens between the
+  end of a context and the position it serves; NExtLong: between consecutive root chunks), per method side by side;
 - the dependency viewer: per build, at most `--viewer_roots` roots (a uniform sample, seed 0, when there are
   more; the page says how many of how many), paginated and filtered by status, kept or not, and text. Each
   root's text shows its high-entropy positions highlighted (green when a candidate was kept there); clicking one

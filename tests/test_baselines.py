@@ -1,7 +1,6 @@
 """The ablation and baselines: their pieces on their own, then a build of each on the crafted corpus."""
 
 import dataclasses
-import itertools
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,10 +13,11 @@ from datasets import load_dataset
 from hf_entropylong.builder import BuildConfig, build
 from hf_entropylong.builder.runner import statuses_of
 from hf_entropylong.methods import METHODS, stages_of
+from hf_entropylong.methods.common import assemble_row
 from hf_entropylong.methods.concat import RANDOM_STAGE
-from hf_entropylong.methods.nextlong import INTERLEAVE_STAGE, meta_chunks
+from hf_entropylong.methods.nextlong import meta_chunks, select_negatives
 from hf_entropylong.methods.noverify import top_one
-from hf_entropylong.methods.quest import KEYWORD_STAGE, rake_keywords
+from hf_entropylong.methods.quest import KEYWORD_STAGE, document_keywords, keyword_groups, rake_keywords
 from hf_entropylong.stages.units import dependency_distances
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"
@@ -32,17 +32,57 @@ def test_rake_scores_phrases_by_degree_over_frequency():
     assert list(keywords)[:2] == ["merchant kept", "toll ledger"] and keywords["merchant kept"] == 4.0
 
 
-def test_meta_chunks_cover_the_text_within_the_limit():
-    text = "First line is short.\nSecond line has two sentences. Here is the other one.\n" + "word " * 80
+def released_group_segments(text: str, max_length: int) -> list[str]:
+    """The released chunker's behaviour (NExtLong/chunking.py), written from its description: lines grouped while
+    their summed length stays within the limit, a group closed only when it has length."""
+    groups, group, length = [], [], 0
+    for line in text.split("\n"):
+        if length + len(line) > max_length:
+            if length:
+                groups.append("\n".join(group))
+            group, length = [line], len(line)
+        else:
+            group.append(line)
+            length += len(line)
+    return [*groups, "\n".join(group)] if group else groups
+
+
+TEXTS = [
+    "First line is short.\nSecond line has two sentences. Here is the other one.\n" + "word " * 80,
+    "\n\n" + "x" * 70 + "\nshort\n\nagain short\n" + "y" * 30 + "\n",
+    "One line only.",
+    "a\nb\nc\n" * 30,
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_meta_chunks_are_the_released_groups_of_whole_lines(text):
     chunks = meta_chunks(text, 60)
+    assert [text[start:end] for start, end in chunks] == released_group_segments(text, 60)
+    for start, end in chunks:  # never a cut inside a line
+        assert start == 0 or text[start - 1] == "\n"
+        assert end == len(text) or text[end] == "\n"
+
+
+def test_meta_chunks_cut_long_lines_at_sentences_only_when_asked():
+    text = TEXTS[0]
+    assert meta_chunks(text, 60)[-1] == (text.index("word"), len(text))  # an oversized line, whole
+    chunks = meta_chunks(text, 60, sentences=True)
     assert all(end - start <= 60 for start, end in chunks)
-    assert chunks[0][0] == 0 and all(a[1] <= b[0] for a, b in itertools.pairwise(chunks))
-    covered = " ".join(text[start:end] for start, end in chunks)
-    assert covered.split() == text.split()  # every word once, in order
-    # pieces (lines, then sentences of a long line, then words) are grouped greedily up to the limit
-    assert text[slice(*chunks[0])] == "First line is short.\nSecond line has two sentences. "
-    assert text[chunks[1][0] :].startswith("Here is the other one.")
-    assert meta_chunks("One line only.", 2048) == [(0, 14)]
+    assert " ".join(text[start:end] for start, end in chunks).split() == text.split()
+    assert [text[slice(*span)] for span in chunks[:2]] == [  # lines within the limit are never cut
+        "First line is short.", "Second line has two sentences. Here is the other one."
+    ]  # fmt: skip
+
+
+def test_select_negatives_takes_the_least_k_that_fills_and_never_repeats_a_negative():
+    candidates = [[1, 2, 3, 4], [2, 5, 6, 7]]
+    lengths = dict.fromkeys(range(1, 8), 10)
+    assert select_negatives(candidates, lengths, 35, limit=4) == (2, [[1, 2], [5, 6]])  # 2 is chunk 1's
+    assert select_negatives(candidates, lengths, 40, limit=4) == (2, [[1, 2], [5, 6]])
+    assert select_negatives(candidates, lengths, 41, limit=4) == (3, [[1, 2, 3], [5, 6, 7]])
+    assert select_negatives(candidates, lengths, 41, limit=2) is None  # k may not pass the limit
+    assert select_negatives(candidates, lengths, 200, limit=9) is None  # every candidate falls short
 
 
 def test_dependency_distances_count_the_tokens_in_between():
@@ -62,40 +102,23 @@ def test_noverify_keeps_the_best_retrieved_document_of_each_position():
     ]
 
 
-def test_nextlong_interleaves_chunks_and_negatives():
-    class Tokenizer:
-        eos_token_id = 0
+def test_a_row_is_one_text_tokenized_once_and_cut_to_the_length():
+    from hf_entropylong.models import load_tokenizer
 
-        def __call__(self, texts, return_offsets_mapping):
-            words = [text.split() for text in texts]
-            return {
-                "input_ids": [[len(w) for w in ws] for ws in words],
-                "offset_mapping": [[(0, 1)] * len(ws) for ws in words],
-            }
-
-    class Corpus:
-        def __getitem__(self, rows):
-            return {"text": [["aa bb", "ccc", "d e f g"][row] for row in rows]}
-
-    class Inputs:
-        tokenizer, max_seq_length, corpus = Tokenizer(), 12, Corpus()
-
-    batch = {
-        "text": ["x yy zzz wwww"],  # ids [1, 2, 3, 4] + EOS
-        "status": ["ok"],
-        "positions": [[{"token_index": 0}, {"token_index": 2}]],
-        "contexts": [
-            [
-                {"corpus_index": 0, "corpus_id": "n0", "token_indices": [0]},
-                {"corpus_index": 1, "corpus_id": "n1", "token_indices": [2]},
-                {"corpus_index": 2, "corpus_id": "n2", "token_indices": [2]},  # does not fit in 12 tokens
-            ]
-        ],
-    }
-    out = INTERLEAVE_STAGE.function(batch, None, Inputs())
-    assert out["unit_input_ids"][0] == [1, 2, 2, 2, 0, 3, 4, 0, 3, 0]  # chunk, n0, chunk + EOS, n1
-    assert out["unit_context_ids"][0] == ["n0", "n1"] and out["num_contexts_trimmed"][0] == 1
-    assert out["dependency_distances"][0] == [3]  # n0's 3 tokens separate the two chunks
+    tokenizer = load_tokenizer("embedded:SmolLM2-135M-Instruct")
+    pieces = [
+        "The first piece of text.",
+        "A second one, a bit longer than the first.",
+        "The root comes last.",
+    ]
+    whole = tokenizer("\n\n".join(pieces))["input_ids"] + [tokenizer.eos_token_id]
+    assert assemble_row(tokenizer, pieces, "\n\n", len(whole) + 1, "end") is None  # falls short: dropped
+    ids, spans, _ = assemble_row(tokenizer, pieces, "\n\n", 12, "end")
+    assert ids == whole[-12:]  # the start cut away; the last piece whole, then EOS
+    assert spans[0] == (0, 0) and spans[2][1] == 11 and tokenizer.decode(ids[slice(*spans[2])]) == pieces[2]
+    ids, spans, _ = assemble_row(tokenizer, pieces, "\n", 8, "start")
+    assert ids == (tokenizer("\n".join(pieces))["input_ids"])[:8]
+    assert tokenizer.decode(ids[slice(*spans[0])]) == pieces[0] and spans[2] == (8, 8)
 
 
 def test_every_method_has_a_recipe_that_differs_from_the_demo_only_in_method_and_folders():
@@ -115,6 +138,15 @@ def test_an_unknown_method_is_refused():
         BuildConfig(method="random")
 
 
+FULL_ROW = 160
+"""The row length of the crafted corpus's full-row baselines (its documents are a few dozen tokens)."""
+
+
+def document_of(corpus_id: str, method: str) -> str:
+    """The corpus document a placed context comes from (NExtLong places chunks: `<document id>@<offset>`)."""
+    return corpus_id.rsplit("@", 1)[0] if method == "nextlong" else corpus_id
+
+
 @pytest.fixture(scope="module")
 def method_builds(docs_file, demo_build, tmp_path_factory):
     """A build of every baseline on the crafted corpus, sharing the reference build's caches."""
@@ -127,8 +159,9 @@ def method_builds(docs_file, demo_build, tmp_path_factory):
             method=method,
             cache_dir=str(reference_dir / ".cache"),
             meta_chunk_chars=120,
-            concat_documents=2,
-            quest_documents=2,
+            meta_chunk_sentences=True,  # the crafted roots are one line each: cut them to get several chunks
+            quest_max_keyword_share=0.5,  # eight documents: a keyword shared by up to four groups them
+            max_seq_length=1024 if method == "noverify" else FULL_ROW,
         )
         builds[method] = (config, build(config))
     return builds
@@ -152,13 +185,31 @@ def test_a_baseline_publishes_the_same_schema_from_the_same_roots(method, method
     assert by_id["long"]["status"] == "root_too_long" and not by_id["long"]["unit_context_ids"]
     for row in roots:
         placed = [c["corpus_id"] for c in row["contexts"]]
-        assert row["root_id"] not in placed  # never the root itself
+        documents = {document_of(corpus_id, method) for corpus_id in placed}
+        assert row["root_id"] not in documents  # never the root itself (nor, for nextlong, a chunk of it)
         if row["root_id"] == "velmora":
-            assert "velmora-copy" not in placed  # nor its near-copy
+            assert "velmora-copy" not in documents  # nor its near-copy
         assert set(row["unit_context_ids"]) <= set(placed)
-        assert row["num_unit_tokens"] == 0 or row["num_unit_tokens"] == row["num_tokens"] + sum(
-            row["unit_context_lengths"]
-        )
+        if method == "noverify":  # a unit of its own, packed with others
+            assert row["num_unit_tokens"] in (0, row["num_tokens"] + sum(row["unit_context_lengths"]))
+        else:  # the whole row, one span
+            assert row["num_unit_tokens"] == (FULL_ROW if row["status"] == "ok" else 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["concat", "quest", "nextlong"])
+def test_a_full_row_baseline_gives_each_root_one_row_of_one_span(method, method_builds):
+    config, counts = method_builds[method]
+    rows = load_dataset(config.output_dir, split="train")
+    roots = load_dataset(config.output_dir, "dependencies", split="train")
+    ok = [row["root_id"] for row in roots if row["status"] == "ok"]
+    assert ok and sorted(r for ids in rows["root_ids"] for r in ids) == sorted(ok)  # one row per kept root
+    assert all(
+        spans == [FULL_ROW] and len(ids) == FULL_ROW
+        for spans, ids in zip(rows["seq_lengths"], rows["input_ids"], strict=True)
+    )
+    assert counts.roots_by_status["ok"] == counts.sequences == len(ok)
+    assert sum(counts.roots_by_status.values()) == counts.roots  # the dropped ones counted by reason
 
 
 @pytest.mark.slow
@@ -181,16 +232,53 @@ def test_noverify_places_the_top_retrieved_document_of_every_position(method_bui
 
 
 @pytest.mark.slow
+def test_the_training_collator_trains_a_baseline_row_as_one_span(method_builds):
+    from hf_entropylong.train.spans import PackedCollator
+
+    config, _ = method_builds["nextlong"]
+    row = load_dataset(config.output_dir, split="train")[0]
+    batch = PackedCollator(pad_token_id=0)([row])
+    assert batch["position_ids"][0].tolist() == list(range(FULL_ROW))  # no restart: one attention span
+    assert (batch["labels"][0, 1:] != -100).all() and batch["labels"][0, 0] == -100
+
+
+@pytest.mark.slow
 def test_nextlong_keeps_the_root_in_order_between_its_negatives(method_builds):
     config, counts = method_builds["nextlong"]
     roots = load_dataset(config.output_dir, "dependencies", split="train")
+    packed = load_dataset(config.output_dir, split="train")
+    sample_of = {ids[0]: text for ids, text in zip(packed["root_ids"], packed["text"], strict=True)}
     chunked = [row for row in roots if row["status"] == "ok" and len(row["positions"]) > 1]
     assert chunked and counts.mean_dependency_distance > 0
     for row in chunked:
         spans = [(p["char_start"], p["char_end"]) for p in row["positions"]]
         assert all(end - start <= 120 for start, end in spans)
-        assert len(row["dependency_distances"]) == len(spans) - 1
-        assert sum(row["dependency_distances"]) <= sum(row["unit_context_lengths"])
+        sample = sample_of[row["root_id"]]
+        chunks = [row["root_text"][start:end] for start, end in spans]
+        found = [sample.find(chunk) for chunk in chunks]
+        in_row = [place for place in found if place >= 0]
+        assert in_row and found[: len(in_row)] == sorted(in_row)  # a prefix of the chunks, in order
+        # one distance between consecutive chunks in the row (the last may be cut partway: it counts)
+        assert len(in_row) - 1 <= len(row["dependency_distances"]) <= len(in_row)
+        assert all(sample[found[i] + len(chunks[i]) :].startswith("\n") for i in range(len(in_row) - 1))
+
+
+@pytest.mark.slow
+def test_no_nextlong_negative_is_a_chunk_of_its_root_or_of_a_near_copy(method_builds):
+    from hf_entropylong.index.exclusion import is_near_duplicate
+
+    config, _ = method_builds["nextlong"]
+    texts = dict(DOCS)
+    for row in load_dataset(config.output_dir, "dependencies", split="train"):
+        for context in row["contexts"]:
+            document, offset = context["corpus_id"].rsplit("@", 1)
+            assert document != row["root_id"]
+            chunk = next(
+                texts[document][a:b] for a, b in meta_chunks(texts[document], 120, True) if a == int(offset)
+            )
+            assert not is_near_duplicate(row["root_text"], chunk)
+            if row["root_id"] == "velmora":
+                assert document != "velmora-copy"
 
 
 @pytest.mark.slow
@@ -208,6 +296,23 @@ def test_quest_places_documents_that_share_a_keyword_of_the_root(method_builds, 
         assert keyword in texts[context["corpus_id"]].lower() and keyword in grennick["root_text"].lower()
 
 
+def test_quest_groups_are_disjoint_and_by_each_documents_best_kept_keyword(docs_file):
+    corpus = load_dataset("json", data_files=str(docs_file), split="train")
+    settings = dataclasses.replace(KEYWORD_STAGE.settings(), quest_max_keyword_share=0.5)
+    groups = keyword_groups(corpus, settings)
+    members = [int(row) for rows in groups.members.values() for row in rows]
+    assert members and len(members) == len(set(members))  # every document in one group at most
+    keywords = document_keywords(corpus["text"], settings)
+    for keyword, rows in groups.members.items():
+        assert keyword in groups.usable
+        for row in rows:
+            assert next(k for k in keywords[row] if k in groups.usable) == keyword
+    frequency = {k: sum(k in ks for ks in keywords) for k in groups.usable}
+    assert all(2 <= n <= 0.5 * len(corpus) for n in frequency.values())  # filtered by document frequency
+    strict = dataclasses.replace(settings, quest_max_keyword_share=0.3)
+    assert keyword_groups(corpus, strict).usable < groups.usable  # "velmora accord", in 3 of 8, filtered out
+
+
 def test_concat_draws_per_root_seeded_documents(docs_file):
     """Pure draw: the same seed gives the same documents; another seed other ones."""
     from hf_entropylong.models import load_tokenizer
@@ -218,14 +323,14 @@ def test_concat_draws_per_root_seeded_documents(docs_file):
     class Inputs:
         def __init__(self, seed):
             self.tokenizer, self.corpus, self.seed = tokenizer, corpus, seed
-            self.max_seq_length, self.same_source = 1024, True
+            self.max_seq_length, self.same_source = 128, True
 
     batch = {"id": ["violin"], "text": [dict(DOCS)["violin"]]}
-    settings = dataclasses.replace(RANDOM_STAGE.settings(), concat_documents=3)
+    settings = RANDOM_STAGE.settings()
     first, again = (RANDOM_STAGE.function(batch, settings, Inputs(1)) for _ in range(2))
     ids = [c["corpus_id"] for c in first["contexts"][0]]
-    assert ids == [c["corpus_id"] for c in again["contexts"][0]]
-    assert len(ids) == len(set(ids)) == 3 and "violin" not in ids
+    assert ids == [c["corpus_id"] for c in again["contexts"][0]] and first["status"] == ["ok"]
+    assert len(ids) == len(set(ids)) >= 2 and "violin" not in ids  # documents until the row is full
     draws = {tuple(c["corpus_id"] for c in RANDOM_STAGE.function(batch, settings, Inputs(s))["contexts"][0]) for s in range(6)}  # fmt: skip
     assert len(draws) > 1
 
@@ -233,7 +338,14 @@ def test_concat_draws_per_root_seeded_documents(docs_file):
 @pytest.mark.slow
 def test_methods_that_never_search_build_no_index(docs_file, tmp_path):
     counts = build(
-        small_config(docs_file, tmp_path / "out", method="quest", cache_dir=str(tmp_path / "cache"))
+        small_config(
+            docs_file,
+            tmp_path / "out",
+            method="quest",
+            cache_dir=str(tmp_path / "cache"),
+            quest_max_keyword_share=0.5,
+            max_seq_length=FULL_ROW,
+        )
     )
     assert counts.units > 0 and "index" not in counts.seconds
     assert not list((tmp_path / "cache").glob("index-*")) and not list((tmp_path / "cache").glob("*embed*"))
@@ -251,13 +363,55 @@ def test_concat_and_quest_honour_the_near_copy_threshold(docs_file, stage):
     )
 
     inputs = SimpleNamespace(
-        tokenizer=tokenizer, corpus=corpus, seed=0, max_seq_length=1024, same_source=True
+        tokenizer=tokenizer, corpus=corpus, seed=0, max_seq_length=1024, same_source=True, device=None
     )
     batch = {"id": ["velmora"], "text": [dict(DOCS)["velmora"]]}
     placed = {}
     for threshold in (0.3, 1.0):
-        settings = dataclasses.replace(stage.settings(), near_duplicate_threshold=threshold)
+        extra = {"quest_max_keyword_share": 1.0} if stage is KEYWORD_STAGE else {}  # three documents
+        settings = dataclasses.replace(stage.settings(), near_duplicate_threshold=threshold, **extra)
         out = stage.function(batch, settings, inputs)
         placed[threshold] = {c["corpus_id"] for c in out["contexts"][0]}
         assert out["num_excluded_near_duplicate"][0] == (threshold < 1)
     assert "velmora-copy" not in placed[0.3] and "velmora-copy" in placed[1.0]
+
+
+@pytest.fixture(scope="module")
+def tiny_query_model(tmp_path_factory):
+    """A tiny random sequence-to-sequence model saved with the embedded tokenizer: a doc2query stand-in."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from hf_entropylong.models import load_tokenizer
+
+    tokenizer = load_tokenizer("embedded:SmolLM2-135M-Instruct")
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("doc2query")
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_quest_keywords_come_from_the_predicted_queries_when_a_model_is_given(tiny_query_model):
+    from hf_entropylong.methods.quest import predict_queries
+
+    texts = [text for _, text in DOCS[:3]]
+    settings = dataclasses.replace(
+        KEYWORD_STAGE.settings(), quest_query_model=tiny_query_model, quest_queries_per_document=2,
+        quest_query_batch_size=2,
+    )  # fmt: skip
+    queries = predict_queries(texts, settings, device=None, seed=1)
+    assert [len(q) for q in queries] == [2, 2, 2]  # two batches, two queries per document
+    assert queries == predict_queries(texts, settings, device=None, seed=1)  # seeded
+    keywords = document_keywords(texts, settings, seed=1)
+    for per_document, predicted in zip(keywords, queries, strict=True):
+        assert per_document == [k for k, _ in rake_keywords(". ".join(predicted), 10)]
+    assert document_keywords(texts, dataclasses.replace(settings, quest_query_model=None)) == [
+        [k for k, _ in rake_keywords(text, 10)] for text in texts
+    ]  # no model: RAKE over the text

@@ -206,10 +206,35 @@ def test_card_states_how_much_of_each_document_the_embedder_reads(tmp_path):
     "method, says",
     [
         ("entropylong", ["model-verified long-range dependencies", "| verified dependencies (ΔI ≥ 0.4) |"]),
-        ("noverify", ["NoVerify ablation", "**without\nverification**", "pairs placed, not verified"]),
-        ("concat", ["drawn at random", "pairs placed, not verified"]),
-        ("quest", ["Quest (Gao et al. 2024)", "RAKE keywords"]),
-        ("nextlong", ["NExtLong (Gao et al. 2025)", "hard-negative distractors", "chunk, negatives, chunk"]),
+        (
+            "noverify",
+            [
+                "NoVerify ablation",
+                "**without\nverification**",
+                "pairs placed, not verified",
+                "each unit is its own attention span",
+            ],
+        ),
+        ("concat", ["drawn at random", "pairs placed, not verified", "**one attention span**"]),
+        (
+            "quest",
+            [
+                "Quest (Gao et al. 2024)",
+                "RAKE's over each document's own text",
+                "the offline default",
+                "**one attention span**",
+            ],
+        ),
+        (
+            "nextlong",
+            [
+                "NExtLong (Gao et al. 2025)",
+                "hard-negative distractors",
+                "chunk, negatives, chunk",
+                "a chunk-level index",
+                "**one attention span**",
+            ],
+        ),
     ],
 )
 def test_the_card_describes_the_method_that_built_the_data(method, says, tmp_path):

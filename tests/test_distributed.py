@@ -13,6 +13,7 @@ from builds import assert_close, small_config
 from datasets import load_dataset
 
 from hf_entropylong import build
+from hf_entropylong.methods import stages_of
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -78,16 +79,28 @@ def test_two_processes_build_the_one_process_dataset(docs_file, demo_build, tmp_
     assert len(list(cache.glob("verify-*.arrow"))) == 3 and len(list(cache.glob("index-*.faiss"))) == 1
 
 
-def test_two_processes_build_a_baseline_as_one_process_does(docs_file, tmp_path):
-    """NExtLong, the baseline that searches the index and writes its own units, under two ranks."""
-    settings = {"method": "nextlong", "meta_chunk_chars": 120}
+BASELINES = {
+    "noverify": {},
+    "concat": {"max_seq_length": 160},
+    "quest": {"max_seq_length": 160, "quest_max_keyword_share": 0.5},
+    "nextlong": {"max_seq_length": 160, "meta_chunk_chars": 120, "meta_chunk_sentences": True},
+}
+"""Every method but EntropyLong (tested above), with settings that fill whole rows from the crafted corpus."""
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_two_processes_build_every_baseline_as_one_process_does(method, docs_file, tmp_path):
+    settings = {"method": method, **BASELINES[method]}
     build(small_config(docs_file, tmp_path / "one", **settings))
     torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"]
     recipe = str(recipe_for(docs_file, tmp_path, tmp_path / "two", **settings))
     done = launch(*torchrun, "-m", "hf_entropylong", "build", "--config", recipe, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_dataset(tmp_path / "two", tmp_path / "one")
-    assert writers(tmp_path / "two" / ".cache", "negatives") == {0: 0, 1: 1, 2: 0}
+    first_stage = stages_of(method)[0].name
+    assert writers(tmp_path / "two" / ".cache", first_stage) == {0: 0, 1: 1, 2: 0}  # shard 1 on rank 1
+    if method == "nextlong":  # the chunk dataset, written once
+        assert len(list((tmp_path / "two" / ".cache").glob("chunks-*.arrow"))) == 1
 
 
 @pytest.mark.parametrize("resume_ranks", [1, 3])

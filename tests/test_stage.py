@@ -18,6 +18,7 @@ from hf_entropylong.stages import InputView
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"
 INDEX_FIELDS = {"corpus", "corpus_split", "corpus_text_column", "corpus_id_column", "embedder",
                 "embedder_max_seq_length", "index_factory", "document_prompt_name", "index_train_size", "seed"}  # fmt: skip
+CHUNK_FIELDS = {"meta_chunk_chars", "meta_chunk_sentences"}
 # Output-relevant fields that no stage owns: the first stage each must rerun (None: only the uncached packing).
 SHARED_FIELDS = {
     **dict.fromkeys(["roots", "roots_split", "roots_text_column", "roots_id_column", "num_roots"], "entropy"),
@@ -111,8 +112,31 @@ def _check_keys_of(name: str, method: str) -> None:
         first = None  # a setting of another method's stage
     expected = set(names[names.index(first) :]) if first else set()
     if name in INDEX_FIELDS:
-        expected.add("index")
+        expected |= {"index", "chunk_index"}
+    if name in CHUNK_FIELDS or name in {"corpus", "corpus_split", "corpus_text_column", "corpus_id_column"}:
+        expected |= {"chunks", "chunk_index"}  # the corpus's meta-chunks (NExtLong's index)
     assert changed == expected, method
+
+
+ABLATIONS = {
+    "alpha": ([1.5, 2.5], "entropy"),
+    "window_words": ([8, 32], "entropy"),
+    "epsilon": ([0.2, 0.6, 0.8], "verify"),
+    "order": (["sequence"], "units"),
+}
+"""The paper's ablations (README, "Comparing data recipes"): each value, and the first stage it reruns."""
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_an_ablation_reruns_only_the_stages_from_the_one_it_changes(name):
+    values, first = ABLATIONS[name]
+    names = [stage.name for stage in stages_of("entropylong")]
+    base = _keys(BASE)
+    for value in values:
+        keys = _keys(dataclasses.replace(BASE, **{name: value}))
+        rerun = {stage for stage in names if keys[stage] != base[stage]}
+        assert rerun == set(names[names.index(first) :]), (name, value)
+        assert keys["index"] == base["index"]  # every variant shares the corpus index
 
 
 def test_noverify_reuses_the_entropy_and_retrieval_of_entropylong():

@@ -15,7 +15,6 @@ import yaml
 from ..index.corpus_index import IndexSettings, SearchSettings
 from ..index.exclusion import ExclusionSettings
 from ..methods import MethodSettings
-from ..methods.concat import ConcatSettings
 from ..methods.nextlong import NExtLongSettings
 from ..methods.quest import QuestSettings
 from ..models import EmbedderSettings, LMSettings
@@ -71,7 +70,6 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     VerifySettings,
     UnitSettings,
     PackSettings,
-    ConcatSettings,
     QuestSettings,
     NExtLongSettings,
     RunSettings,

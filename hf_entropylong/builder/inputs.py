@@ -1,7 +1,10 @@
 """What the stages read besides their own settings (`BuildInputs`), what each input is, and the stages' cache keys.
 
 `BuildInputs` loads the models, the corpus index and the rest lazily, once per process, on the rank's device: a
-stage whose shards are all cached loads nothing. `input_identities` says what each input is (a model by its
+stage whose shards are all cached loads nothing. Two indexes can be searched: `index` over the corpus documents
+(EntropyLong's retrieval, NoVerify) and `chunk_index` over `chunks`, the corpus cut into NExtLong's meta-chunks
+(a row per chunk: its document's id and row, its character offset), both built by `index.corpus_index` and cached
+in the cache folder under their key. `input_identities` says what each input is (a model by its
 weights, the corpus by its sources' fingerprints, the index by what it is built from), and `stage_keys` chains
 them into each stage's cache key: hash(previous stage's key, the stage's output-relevant settings, the identities
 of the inputs it declares, its columns, the package version).
@@ -36,6 +39,7 @@ from ..index.gpu_placement import (
     require_gpu_faiss,
 )
 from ..methods import stages_of
+from ..methods.nextlong import ChunkSettings, chunk_corpus
 from ..models import EmbedderSettings, LMSettings, context_window, model_identity
 from ..settings import output_settings, settings_of
 from ..sources import CorpusSettings, RootSettings
@@ -77,15 +81,38 @@ def same_source(config: BuildConfig) -> bool:
     return config.corpus == [config.roots]
 
 
+INDEXES = ("index", "chunk_index")
+"""The inputs that are FAISS indexes (a stage declaring one makes the build embed and index its rows first)."""
+
+
 class BuildInputs:
-    """What the stages read besides their own settings, loaded lazily once per process on its device."""
+    """What the stages read besides their own settings, loaded lazily once per process on its device.
+
+    Args:
+        config: the build's settings.
+        corpus: the corpus documents.
+        cache_dir: where the indexes and the chunk dataset are cached.
+        keys: `stage_keys`' keys (`index`, `chunks`, `chunk_index` name the cached files).
+        device: the rank's device (None: the CPU).
+    """
 
     def __init__(
-        self, config: BuildConfig, corpus: datasets.Dataset, index_path: Path, device: str | None = None
+        self,
+        config: BuildConfig,
+        corpus: datasets.Dataset,
+        cache_dir: Path,
+        keys: dict[str, str],
+        device: str | None = None,
     ):
-        self.config, self.corpus, self.index_path, self.device = config, corpus, index_path, device
+        self.config, self.corpus, self._device = config, corpus, device
+        self.cache_dir, self.keys = Path(cache_dir), keys
         self.node: NodeGpus | None = None  # this rank's node (index_on_gpu), set by the runner
-        self.placement: IndexPlacement | None = None  # the job's plan for the index; None: the CPU
+        self.placement: IndexPlacement | None = None  # the job's plan for the document index; None: the CPU
+
+    @property
+    def device(self) -> str | None:
+        """The rank's device (None: the CPU)."""
+        return self._device
 
     @property
     def tokenizer(self):
@@ -121,11 +148,19 @@ class BuildInputs:
             "shard_size": config.index_shard_size,
         }
 
-    def embed_corpus(self, rank: int, world: int) -> None:
-        """Embed this rank's share of the corpus shards (those whose index is `rank` modulo `world`)."""
-        shards = range(rank, num_corpus_shards(self.corpus, self.config.index_shard_size), world)
+    def index_path(self, name: str = "index") -> Path:
+        """The file of the index `name` (one of `INDEXES`; its key tells the two apart)."""
+        return self.cache_dir / f"index-{self.keys[name]}.faiss"
+
+    def _indexed_rows(self, name: str) -> datasets.Dataset:
+        return self.corpus if name == "index" else self.chunks
+
+    def embed_rows(self, name: str, rank: int, world: int) -> None:
+        """Embed this rank's share of the shards of index `name` (those whose number is `rank` modulo `world`)."""
+        rows = self._indexed_rows(name)
+        shards = range(rank, num_corpus_shards(rows, self.config.index_shard_size), world)
         embed_corpus_shards(
-            self.corpus, self.embedder, self.index_path, shards=list(shards), **self._embedding_settings()
+            rows, self.embedder, self.index_path(name), shards=list(shards), **self._embedding_settings()
         )
 
     def check_index_factory(self) -> None:
@@ -134,15 +169,15 @@ class BuildInputs:
         if dimension:
             new_index(dimension, self.config.index_factory)
 
-    def build_index(self) -> None:
-        """Embed the corpus (what no rank embedded yet) and write its index, unless a sound index file exists."""
-        if cache_is_sound(self.index_path):
+    def build_index(self, name: str = "index") -> None:
+        """Embed what no rank embedded yet and write the index `name`, unless a sound index file exists."""
+        if cache_is_sound(self.index_path(name)):
             return
         config = self.config
         build_corpus_index(
-            self.corpus,
+            self._indexed_rows(name),
             self.embedder,
-            index_path=self.index_path,
+            index_path=self.index_path(name),
             index_factory=config.index_factory,
             use_gpu=config.index_on_gpu,
             train_size=config.index_train_size,
@@ -156,12 +191,40 @@ class BuildInputs:
             return IndexPlacement("cpu", reason="index_on_gpu is off: searching the index on the CPU.")
         require_gpu_faiss()
         reserve = int(self.config.index_gpu_reserve_gib * GIB)
-        return plan_placement(index_file_bytes(self.index_path), node, reserve)
+        return plan_placement(index_file_bytes(self.index_path("index")), node, reserve)
 
     @property
     def index(self):
-        self.build_index()
-        return _index(str(self.index_path), self.placement, self.node)
+        self.build_index("index")
+        return _index(str(self.index_path("index")), self.placement, self.node)
+
+    @property
+    def chunks(self) -> datasets.Dataset:
+        """The corpus cut into NExtLong's meta-chunks, one row per chunk (cached under its key)."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        return self.corpus.map(
+            chunk_corpus,
+            batched=True,
+            with_indices=True,
+            fn_kwargs={"settings": settings_of(self.config, ChunkSettings)},
+            remove_columns=self.corpus.column_names,
+            features=datasets.Features(
+                {
+                    "id": datasets.Value("string"),
+                    "text": datasets.Value("string"),
+                    "document_index": datasets.Value("int64"),
+                    "char_start": datasets.Value("int64"),
+                }
+            ),
+            cache_file_name=str(self.cache_dir / f"chunks-{self.keys['chunks']}.arrow"),
+            new_fingerprint=self.keys["chunks"],
+            desc="Chunking the corpus",
+        )
+
+    @property
+    def chunk_index(self):
+        self.build_index("chunk_index")
+        return _index(str(self.index_path("chunk_index")), None, None)  # searched on the CPU
 
     @property
     def max_seq_length(self) -> int:
@@ -187,14 +250,19 @@ def input_identities(config: BuildConfig, corpus_identity: str) -> dict[str, obj
     lm = (weights, output_settings(settings_of(config, LMSettings)))
     embedder = (model_identity(config.embedder), output_settings(settings_of(config, EmbedderSettings)))
     corpus = (corpus_identity, output_settings(settings_of(config, CorpusSettings)))
+    index_settings = (embedder, output_settings(settings_of(config, IndexSettings)), config.seed)
+    chunks = (corpus, output_settings(settings_of(config, ChunkSettings)))
     return {
         "tokenizer": weights,
         "lm": lm,
         "lm_window": lm,
         "embedder": embedder,
         "embed_batch_size": None,
+        "device": None,
         "corpus": corpus,
-        "index": (corpus, embedder, output_settings(settings_of(config, IndexSettings)), config.seed),
+        "index": (corpus, *index_settings),
+        "chunks": chunks,
+        "chunk_index": (chunks, *index_settings),
         "max_seq_length": config.max_seq_length,
         "seed": config.seed,
         "same_source": same_source(config),
@@ -206,9 +274,10 @@ def _fingerprint(*parts) -> str:
 
 
 def stage_keys(config: BuildConfig, roots_identity: str, corpus_identity: str) -> dict[str, str]:
-    """The cache key of the index and of every stage, chained from the roots' identity and settings."""
+    """The cache keys of the indexes, the chunk dataset and every stage, chained from the roots' identity and
+    settings."""
     identities = input_identities(config, corpus_identity)
-    keys = {"index": _fingerprint("index", identities["index"])}
+    keys = {name: _fingerprint(name, identities[name]) for name in (*INDEXES, "chunks")}
     key = _fingerprint(
         "roots", roots_identity, output_settings(settings_of(config, RootSettings)), config.seed
     )

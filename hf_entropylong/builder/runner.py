@@ -38,6 +38,7 @@ process, which then runs the stages that read the index for every root shard of 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
@@ -61,7 +62,9 @@ from ..stages.retrieval import RETRIEVAL_STAGE
 from ..stages.units import UNIT_STAGE
 from ..stages.verify import VERIFY_STAGE
 from .config import BuildConfig
-from .inputs import BuildInputs, stage_keys
+from .inputs import INDEXES, BuildInputs, stage_keys
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = {
     name: feature
@@ -277,23 +280,30 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
 
     keys = stage_keys(config, root_counts.identity, "+".join(c.identity for _, c in corpus_parts))
     device = str(state.device) if state.device.type == "cuda" else None
-    inputs = BuildInputs(config, corpus, stage_cache_dir(config) / f"index-{keys['index']}.faiss", device)
+    inputs = BuildInputs(config, corpus, stage_cache_dir(config), keys, device)
     rank, world = state.process_index, state.num_processes
     clock = time.perf_counter()
-    searches = any(
-        "index" in stage.inputs for stage in stages_of(config.method)
-    )  # concat and quest never search
-    if searches and state.is_main_process:
-        cache_is_sound(inputs.index_path)  # a damaged index file is set aside, and built again below
+    declared = {name for stage in stages_of(config.method) for name in stage.inputs}
+    searched = [name for name in INDEXES if name in declared]  # concat and quest never search
+    if state.is_main_process:
+        for name in searched:
+            cache_is_sound(
+                inputs.index_path(name)
+            )  # a damaged index file is set aside, and built again below
     state.wait_for_everyone()
-    if searches and not inputs.index_path.exists():  # read by every rank before any of them can write it
+    missing = [name for name in searched if not inputs.index_path(name).exists()]
+    if missing:  # read by every rank before any of them can write it
         inputs.check_index_factory()  # before any embedding
-        inputs.embed_corpus(rank, world)
+    for name in missing:
+        if name == "chunk_index":
+            with state.main_process_first():  # the chunk dataset is written once, then read by every rank
+                logger.info("Indexing %d chunks of %d corpus documents.", len(inputs.chunks), len(corpus))
+        inputs.embed_rows(name, rank, world)
         state.wait_for_everyone()
         if state.is_main_process:
-            inputs.build_index()  # every embedding shard is cached now: trains and writes the index once
+            inputs.build_index(name)  # every embedding shard is cached now: trains and writes it once
         state.wait_for_everyone()
-    if searches:
+    if searched:
         timings["index"] = time.perf_counter() - clock
         _plan_index(inputs, state)
         if inputs.placement is not None and inputs.placement.kind == "shard":

@@ -373,8 +373,11 @@ def search(index, queries: np.ndarray, k: int, nprobe: int | None = None) -> tup
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
 
-def search_corpus(inputs, queries: list[str], k: int, settings: SearchSettings):
+def search_corpus(inputs, queries: list[str], k: int, settings: SearchSettings, index=None, documents=None):
     """Embed `queries`, search the corpus index for 2k + 2 neighbours each (the extra hits absorb exclusions).
+
+    `index` and `documents` (default: the inputs' `index` and `corpus`) name another index and the rows its ids
+    point to (NExtLong's chunk index and chunk dataset).
 
     Returns:
         (scores, ids) as `search` gives them, and `{corpus row: (id, text)}` for every row hit.
@@ -384,7 +387,9 @@ def search_corpus(inputs, queries: list[str], k: int, settings: SearchSettings):
     vectors = embed_texts(
         inputs.embedder, queries, batch_size=inputs.embed_batch_size, prompt_name=settings.query_prompt_name
     )
-    scores, hits = search(inputs.index, vectors, 2 * k + 2, settings.nprobe)
+    index = inputs.index if index is None else index
+    documents = inputs.corpus if documents is None else documents
+    scores, hits = search(index, vectors, 2 * k + 2, settings.nprobe)
     unique = sorted({int(i) for i in hits.ravel() if i >= 0})
-    rows = inputs.corpus[unique] if unique else {"id": [], "text": []}
+    rows = documents.select_columns(["id", "text"])[unique] if unique else {"id": [], "text": []}
     return scores, hits, {i: (rows["id"][j], rows["text"][j]) for j, i in enumerate(unique)}

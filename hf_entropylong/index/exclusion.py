@@ -111,7 +111,14 @@ def eligible_neighbours(
 
 
 def search_eligible(
-    inputs, roots: list[tuple[str, str]], queries: list[list[str]], k: int, settings, distinct: bool = False
+    inputs,
+    roots: list[tuple[str, str]],
+    queries: list[list[str]],
+    k: int,
+    settings,
+    distinct: bool = False,
+    index=None,
+    documents=None,
 ) -> list[tuple[list[list[tuple[int, str, float]]], Counter]]:
     """Search every query of every root and keep, per query, its first `k` eligible hits (`eligible_neighbours`).
 
@@ -122,13 +129,15 @@ def search_eligible(
         k: documents kept per query.
         settings: `EligibleSearchSettings` (query prompt, nprobe, near-copy threshold).
         distinct: a document kept for one query of a root is passed over by the root's later queries.
+        index, documents: another index and the rows its ids point to (`corpus_index.search_corpus`); a row's
+            `id` is what the root's own id is compared with.
 
     Returns:
         For each root: for each of its queries the kept (corpus row, corpus id, similarity), best first; and the
         documents excluded, by reason.
     """
     scores, hits, corpus_rows = search_corpus(
-        inputs, [q for per_root in queries for q in per_root], k, settings
+        inputs, [q for per_root in queries for q in per_root], k, settings, index, documents
     )
     results, query = [], 0
     for (root_id, text), root_queries in zip(roots, queries, strict=True):

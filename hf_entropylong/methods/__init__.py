@@ -2,12 +2,14 @@
 
 - `entropylong` — the paper's method: entropy → retrieval → verify → units.
 - `noverify` — the paper's main ablation: entropy → retrieval → top1 → units (no ΔI test).
-- `concat` — random documents before each root: random → units.
-- `quest` — documents sharing keywords (Quest): keywords → units.
-- `nextlong` — meta-chunks interleaved with hard negatives (NExtLong): negatives → interleave.
+- `concat` — random documents concatenated before each root into a full row: random → fill.
+- `quest` — documents of the root's keyword groups (Quest) into a full row: keywords → fill.
+- `nextlong` — meta-chunks interleaved with hard-negative chunks (NExtLong) into a full row: negatives → interleave.
 
-Every method runs on the same roots, corpus, seed, tokenizer, packing and schema, so their datasets compare
-side by side (`hf-entropylong report`). To add a method: write `methods/<name>.py` with its stages
+Every method runs on the same roots, corpus, seed, tokenizer, row length and schema, so their datasets compare
+side by side (`hf-entropylong report`). EntropyLong's and NoVerify's units are packed several to a row, each its
+own attention span; the three baselines, as their authors build them, give each root one row of exactly
+`max_seq_length` tokens that trains as one span (`seq_lengths` says which, and the training collator follows it). To add a method: write `methods/<name>.py` with its stages
 (`stages.Stage` records) and a `STAGES` tuple, add it to `METHODS` below, and give its settings group (if any) to
 `builder.config.SETTINGS_GROUPS`.
 """
@@ -38,8 +40,8 @@ class MethodSettings:
     method: MethodName = setting(
         "entropylong",
         help="entropylong (the paper's method), noverify (top-1 retrieved document per position, no ΔI test), "
-        "concat (random documents), quest (documents sharing keywords), nextlong (meta-chunks interleaved with "
-        "hard negatives). See hf_entropylong/methods/.",
+        "concat (random documents), quest (documents of the root's keyword groups), nextlong (meta-chunks "
+        "interleaved with hard-negative chunks); the baselines fill one row per root. See hf_entropylong/methods/.",
     )
 
     def __post_init__(self):

@@ -1,63 +1,70 @@
-"""The concat baseline: random → units.
+"""The concat baseline: random → fill.
 
-The standard baseline: each root is preceded by `concat_documents` corpus documents drawn at random (seeded by
-root), never the root itself or a near-copy of it (`index.exclusion`, at `near_duplicate_threshold`), shuffled
-like EntropyLong's contexts by the units stage.
+The standard baseline of the field: documents drawn at random from the corpus, concatenated to the full sequence
+length, one sample per row that trains as one attention span. Tied to the shared roots like every method: each
+root's row is [random documents; root], the documents drawn with a per-root seed (never the root itself or a
+near-copy of it, `index.exclusion` at `near_duplicate_threshold`) until they fill the row, then joined as plain
+text, tokenized once and cut to exactly `max_seq_length` tokens at the start (`methods.common.fill_rows`). A root
+whose row cannot be filled (a small corpus) is dropped with the status `too_short`.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass
 
 from ..index.exclusion import ExclusionSettings, exclusion
-from ..settings import require_positive, setting
 from ..stages import Stage
-from ..stages.units import UNIT_STAGE
-from .common import FIRST_COLUMNS, FIRST_DROP_REASONS, finish_row, start_first_stage
+from .common import (
+    FILL_MARGIN,
+    FILL_STAGE,
+    FIRST_COLUMNS,
+    FIRST_DROP_REASONS,
+    finish_row,
+    start_first_stage,
+    token_lengths,
+)
 
 
 @dataclass
-class ConcatSettings:
-    """The concat baseline."""
-
-    concat_documents: int = setting(3, help="concat: random corpus documents placed before each root.")
-
-    def __post_init__(self):
-        require_positive(self, "concat_documents")
-
-
-@dataclass
-class RandomStageSettings(ConcatSettings, ExclusionSettings):
-    """What the random stage reads: the number of documents and the near-copy threshold."""
-
-    def __post_init__(self):
-        ConcatSettings.__post_init__(self)
-        ExclusionSettings.__post_init__(self)
+class RandomStageSettings(ExclusionSettings):
+    """What the random stage reads: the near-copy threshold."""
 
 
 def random_documents(batch: dict, settings: RandomStageSettings, inputs) -> dict:
-    """The random stage: `concat_documents` corpus documents per root, drawn with a per-root seed."""
-    out, fits, _ = start_first_stage(batch, inputs)
-    corpus_size = len(inputs.corpus)
+    """The random stage: corpus documents drawn with a per-root seed until they fill the root's row."""
+    out, fits, offsets = start_first_stage(batch, inputs)
+    corpus = inputs.corpus
     for row, (root_id, text, ok) in enumerate(zip(batch["id"], batch["text"], fits, strict=True)):
         rng, documents, excluded, drawn = random.Random(f"{inputs.seed}/{root_id}"), [], Counter(), set()
-        attempts = min(corpus_size, 8 * settings.concat_documents) if ok else 0
-        while len(documents) < settings.concat_documents and len(drawn) < attempts:
-            corpus_row = rng.randrange(corpus_size)
-            if corpus_row in drawn:
-                continue
-            drawn.add(corpus_row)
-            corpus_id, corpus_text = (inputs.corpus[corpus_row][name] for name in ("id", "text"))
-            reason = exclusion(
-                root_id, text, corpus_id, corpus_text, inputs.same_source, settings.near_duplicate_threshold
-            )
-            if reason:
-                excluded[reason] += 1
-            else:
-                documents.append((corpus_row, corpus_id, float("nan"), []))
+        budget = math.ceil(FILL_MARGIN * inputs.max_seq_length) - len(offsets[row])
+        while ok and budget > 0 and len(drawn) < len(corpus):
+            wanted = [rng.randrange(len(corpus)) for _ in range(32)]
+            wanted = [r for r in dict.fromkeys(wanted) if r not in drawn]
+            drawn.update(wanted)
+            found = corpus[wanted]
+            lengths = token_lengths(inputs.tokenizer, found["text"])
+            for corpus_row, corpus_id, corpus_text, length in zip(
+                wanted, found["id"], found["text"], lengths, strict=True
+            ):
+                reason = exclusion(
+                    root_id,
+                    text,
+                    corpus_id,
+                    corpus_text,
+                    inputs.same_source,
+                    settings.near_duplicate_threshold,
+                )
+                if reason:
+                    excluded[reason] += 1
+                elif budget > 0:
+                    documents.append((corpus_row, corpus_id, float("nan"), []))
+                    budget -= length
         finish_row(out, row, [], documents, excluded)
+        if ok and documents and budget > 0:
+            out["status"][row] = "too_short"
     return out
 
 
@@ -66,9 +73,9 @@ RANDOM_STAGE = Stage(
     settings=RandomStageSettings,
     inputs=("tokenizer", "corpus", "max_seq_length", "seed", "same_source"),
     columns=FIRST_COLUMNS,
-    drop_reasons=FIRST_DROP_REASONS,
+    drop_reasons=(*FIRST_DROP_REASONS, "too_short"),
     function=random_documents,
-    rows_per_call=64,
+    rows_per_call=16,
 )
 
-STAGES = (RANDOM_STAGE, UNIT_STAGE)
+STAGES = (RANDOM_STAGE, FILL_STAGE)

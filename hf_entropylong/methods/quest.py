@@ -1,26 +1,39 @@
-"""The Quest baseline (query-centric synthesis, Gao et al. 2024): keywords → units.
+"""The Quest baseline (query-centric synthesis, Gao et al. 2024): keywords → fill.
 
-Query-centric synthesis (Quest, Gao et al. 2024): documents grouped by the
-keywords of their queries, concatenated. Reproduced: RAKE keywords (Rose et al. 2010: candidate phrases cut at
-stop words and punctuation, word score degree/frequency, phrase score the sum), an inverted index keyword →
-corpus documents, documents of a keyword group concatenated in random order. Simplified, and why: Quest predicts
-queries with a doc2query model and extracts keywords from them; here keywords come from the document text
-itself (no generative model runs, so the baseline costs no LM pass). Quest fills whole sequences from a group;
-here each root, like every method's, forms one unit: up to `quest_documents` documents drawn from the group of
-its best keyword (then of its next keywords) precede it, and the unit is packed as EntropyLong's are.
-A corpus document is indexed under its `quest_keywords_per_document` best keywords.
+Quest predicts queries for every document with a doc2query model, extracts keywords from the queries, groups the
+documents by keyword and concatenates each group's documents, shuffled, into whole training rows. Reproduced:
 
-Every document placed excludes the root itself and near-copies of it (`index.exclusion`, at
-`near_duplicate_threshold`).
+- Queries: with `quest_query_model` (a Hub id or local path of a doc2query-style sequence-to-sequence model, e.g.
+  doc2query/msmarco-t5-base-v1), `quest_queries_per_document` queries are sampled per document in batches of
+  `quest_query_batch_size` on the rank's device, seeded; keywords are RAKE's over those queries. Without a model
+  (the offline default, stated on the dataset card) keywords are RAKE's over the document text itself.
+- Keywords: RAKE (Rose et al. 2010: candidate phrases cut at stop words and punctuation, word score degree over
+  frequency, phrase score the sum), the `quest_keywords_per_document` best of each document. A keyword found in
+  more than `quest_max_keyword_share` of the corpus documents is too generic to group by ("commonly used"), one
+  found in a single document groups nothing: both are filtered out.
+- Groups: each corpus document joins one group, that of its best keyword that passed the filter, so groups are
+  disjoint (`keyword_groups`).
+- Rows: a root's row is [documents of its best non-singleton group, shuffled with a per-root seed; root], filled
+  to `max_seq_length` tokens, joined as plain text by "\\n\\n" (the released LiteLong concatenation), tokenized once
+  and cut at the start (`methods.common.fill_rows`). A group larger than a row gives each of its roots a different
+  seeded share (large groups split across rows); a smaller one is merged with the root's next non-singleton groups;
+  a root whose groups cannot fill the row is dropped with the status `too_short`.
+
+Where this differs: Quest builds rows from groups alone; here every row is tied to one of the shared roots (the
+same roots as every method, for side-by-side comparison), which ends the row. The root's keywords come from the
+same extraction as the corpus's. Every placed document excludes the root itself and near-copies of it
+(`index.exclusion`, at `near_duplicate_threshold`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import datasets
 import numpy as np
@@ -28,21 +41,52 @@ import numpy as np
 from ..index.exclusion import ExclusionSettings, exclusion
 from ..settings import require_positive, setting
 from ..stages import Stage
-from ..stages.units import UNIT_STAGE
-from .common import FIRST_COLUMNS, FIRST_DROP_REASONS, POSITION, complete, finish_row, start_first_stage
+from .common import (
+    FILL_MARGIN,
+    FILL_STAGE,
+    FIRST_COLUMNS,
+    FIRST_DROP_REASONS,
+    POSITION,
+    complete,
+    finish_row,
+    start_first_stage,
+    token_at,
+    token_lengths,
+)
 
 
 @dataclass
 class QuestSettings:
     """The quest baseline."""
 
-    quest_documents: int = setting(3, help="quest: documents sharing the root's keywords placed before it.")
+    output_neutral: ClassVar[tuple[str, ...]] = ("quest_query_batch_size",)
+
     quest_keywords_per_document: int = setting(
-        10, help="quest: best RAKE keywords under which each corpus document is indexed."
+        10,
+        help="quest: best RAKE keywords of each document (its group is the best one that passes the filter).",
     )
+    quest_max_keyword_share: float = setting(
+        0.01,
+        help="quest: keywords found in more than this share of the corpus documents are too generic to group by.",
+    )
+    quest_query_model: str | None = setting(
+        None,
+        help="quest: a doc2query-style seq2seq model (Hub id or path) whose predicted queries give the keywords; "
+        "unset: RAKE over the document text (offline).",
+    )
+    quest_queries_per_document: int = setting(
+        5, help="quest: queries sampled per document by quest_query_model."
+    )
+    quest_query_batch_size: int = setting(32, help="quest: documents per generation batch.")
 
     def __post_init__(self):
-        require_positive(self, "quest_documents", "quest_keywords_per_document")
+        require_positive(
+            self, "quest_keywords_per_document", "quest_queries_per_document", "quest_query_batch_size"
+        )
+        if not 0 < self.quest_max_keyword_share <= 1:
+            raise ValueError(
+                f"quest_max_keyword_share must be in (0, 1], got {self.quest_max_keyword_share}."
+            )
 
 
 @dataclass
@@ -54,8 +98,6 @@ class KeywordStageSettings(QuestSettings, ExclusionSettings):
         ExclusionSettings.__post_init__(self)
 
 
-ROOT_KEYWORDS = 20
-"""A root's best keywords tried, in order, until its documents are found."""
 _PHRASE_BREAK = re.compile(r"[^\w\s'-]+")
 _TOKEN = re.compile(r"[\w'-]+")
 
@@ -93,79 +135,143 @@ def rake_keywords(text: str, limit: int, max_words: int = 2) -> list[tuple[str, 
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
-_KEYWORD_GROUPS: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+@functools.cache
+def _query_model(name: str, device: str | None):
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from ..models import resolve_model
+
+    path = resolve_model(name)
+    model = AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    return AutoTokenizer.from_pretrained(path), model.to(device) if device else model
 
 
-def keyword_groups(corpus: datasets.Dataset, keywords_per_document: int) -> dict[str, np.ndarray]:
-    """The inverted index keyword → corpus rows, each document under its best keywords (once per process)."""
-    key = (corpus._fingerprint, keywords_per_document)
+def predict_queries(
+    texts: list[str], settings: QuestSettings, device: str | None, seed: int
+) -> list[list[str]]:
+    """`quest_queries_per_document` queries per text from `quest_query_model`, sampled (top-k 10, doc2query's
+    decoding) in batches of `quest_query_batch_size`, seeded by `seed`."""
+    import torch
+
+    tokenizer, model = _query_model(settings.quest_query_model, device)
+    queries, n = [], settings.quest_queries_per_document
+    for start in range(0, len(texts), settings.quest_query_batch_size):
+        batch = tokenizer(
+            texts[start : start + settings.quest_query_batch_size],
+            truncation=True,
+            max_length=512,
+            padding=True,
+            return_tensors="pt",
+        ).to(model.device)
+        torch.manual_seed(seed + start)
+        with torch.inference_mode():
+            generated = model.generate(
+                **batch, max_new_tokens=64, do_sample=True, top_k=10, num_return_sequences=n
+            )
+        decoded = tokenizer.batch_decode(generated, skip_special_tokens=True)
+        queries += [decoded[i : i + n] for i in range(0, len(decoded), n)]
+    return queries
+
+
+def document_keywords(
+    texts: list[str], settings: QuestSettings, device: str | None = None, seed: int = 0
+) -> list[list[str]]:
+    """Each text's best RAKE keywords, best first: over its predicted queries with a query model, else over it."""
+    if settings.quest_query_model:
+        sources = [". ".join(q) for q in predict_queries(texts, settings, device, seed)]
+    else:
+        sources = texts
+    return [[k for k, _ in rake_keywords(s, settings.quest_keywords_per_document)] for s in sources]
+
+
+@dataclass
+class KeywordGroups:
+    """Each corpus document's group (its best keyword that passed the filter), and each group's documents."""
+
+    members: dict[str, np.ndarray]
+    usable: frozenset[str]
+    """Keywords that passed the document-frequency filter."""
+
+
+_KEYWORD_GROUPS: dict[tuple, KeywordGroups] = {}
+
+
+def keyword_groups(corpus: datasets.Dataset, settings: QuestSettings, device=None, seed=0) -> KeywordGroups:
+    """The corpus's disjoint keyword groups (computed once per process)."""
+    key = (corpus._fingerprint, settings.quest_keywords_per_document, settings.quest_max_keyword_share,
+           settings.quest_query_model, settings.quest_queries_per_document, seed)  # fmt: skip
     if key not in _KEYWORD_GROUPS:
         keyed = corpus.map(
-            lambda batch: {
-                "keywords": [[k for k, _ in rake_keywords(t, keywords_per_document)] for t in batch["text"]]
-            },
+            lambda batch: {"keywords": document_keywords(batch["text"], settings, device, seed)},
             batched=True,
+            batch_size=max(1000, settings.quest_query_batch_size),
             remove_columns=corpus.column_names,
             desc="Keywords of the corpus",
-        )
+        )["keywords"]
+        frequency = Counter(k for keywords in keyed for k in set(keywords))
+        most = settings.quest_max_keyword_share * len(corpus)
+        usable = frozenset(k for k, n in frequency.items() if 2 <= n <= most)
         groups: dict[str, list[int]] = defaultdict(list)
-        for row, keywords in enumerate(keyed["keywords"]):
-            for keyword in keywords:
-                groups[keyword].append(row)
-        _KEYWORD_GROUPS[key] = {keyword: np.array(rows) for keyword, rows in groups.items()}
+        for row, keywords in enumerate(keyed):
+            best = next((k for k in keywords if k in usable), None)
+            if best is not None:
+                groups[best].append(row)
+        _KEYWORD_GROUPS[key] = KeywordGroups({k: np.array(rows) for k, rows in groups.items()}, usable)
     return _KEYWORD_GROUPS[key]
 
 
-def _token_at(offsets: list[tuple[int, int]], char: int) -> int:
-    return next((t for t, (start, end) in enumerate(offsets) if start <= char < end), -1)
-
-
 def keyword_documents(batch: dict, settings: KeywordStageSettings, inputs) -> dict:
-    """The keywords stage: documents sharing the root's best keywords, drawn at random from each keyword's group."""
+    """The keywords stage: the root's best non-singleton groups' documents, shuffled, until they fill its row."""
     out, fits, offsets = start_first_stage(batch, inputs)
-    groups = keyword_groups(inputs.corpus, settings.quest_keywords_per_document)
+    groups = keyword_groups(inputs.corpus, settings, inputs.device, inputs.seed)
+    root_keywords = document_keywords(batch["text"], settings, inputs.device, inputs.seed)
     for row, (root_id, text, ok) in enumerate(zip(batch["id"], batch["text"], fits, strict=True)):
         rng = random.Random(f"{inputs.seed}/{root_id}")
-        documents, positions, excluded, seen = [], [], Counter(), set()
-        for keyword, _ in rake_keywords(text, ROOT_KEYWORDS) if ok else []:
-            members = [int(r) for r in groups.get(keyword, ()) if int(r) not in seen]
-            if not members:
+        budget = math.ceil(FILL_MARGIN * inputs.max_seq_length) - len(offsets[row])
+        documents, positions, excluded = [], [], Counter()
+        for keyword in root_keywords[row] if ok else []:
+            members = [int(r) for r in groups.members.get(keyword, ())]
+            if len(members) < 2 or budget <= 0:  # singleton groups make no row
                 continue
             match = re.search(r"\s+".join(map(re.escape, keyword.split())), text, flags=re.IGNORECASE)
             start, end = match.span() if match else (-1, -1)
-            token = _token_at(offsets[row], start)
-            found = []
-            drawn = rng.sample(members, len(members))[: 4 * settings.quest_documents]
-            rows = inputs.corpus[drawn]
-            for corpus_row, corpus_id, corpus_text in zip(drawn, rows["id"], rows["text"], strict=True):
+            token = token_at(offsets[row], start) if match else -1
+            drawn = rng.sample(members, len(members))
+            found = inputs.corpus[drawn]
+            placed_here = 0
+            for corpus_row, corpus_id, corpus_text, length in zip(
+                drawn, found["id"], found["text"], token_lengths(inputs.tokenizer, found["text"]), strict=True
+            ):
+                if budget <= 0:
+                    break
                 reason = exclusion(root_id, text, corpus_id, corpus_text, inputs.same_source,
                                    settings.near_duplicate_threshold)  # fmt: skip
                 if reason:
                     excluded[reason] += 1
-                    seen.add(corpus_row)  # counted once per root, whatever keyword groups it is in
-                elif len(documents) + len(found) < settings.quest_documents:
-                    found.append((corpus_row, corpus_id, float("nan"), [token] if token >= 0 else []))
-                    seen.add(corpus_row)
-            if found:
+                    continue
+                documents.append((corpus_row, corpus_id, float("nan"), [token] if token >= 0 else []))
+                budget -= length
+                placed_here += 1
+            if placed_here:
                 positions.append(
                     complete({"token_index": token, "char_start": start, "char_end": end,
                               "token": text[start:end], "query": keyword}, POSITION)
                 )  # fmt: skip
-                documents += found
-            if len(documents) == settings.quest_documents:
-                break
         finish_row(out, row, positions, documents, excluded)
+        if ok and documents and budget > 0:
+            out["status"][row] = "too_short"
     return out
 
 
 KEYWORD_STAGE = Stage(
     name="keywords",
     settings=KeywordStageSettings,
-    inputs=("tokenizer", "corpus", "max_seq_length", "seed", "same_source"),
+    inputs=("tokenizer", "corpus", "max_seq_length", "seed", "same_source", "device"),
     columns=FIRST_COLUMNS,
-    drop_reasons=FIRST_DROP_REASONS,
+    drop_reasons=(*FIRST_DROP_REASONS, "too_short"),
     function=keyword_documents,
     rows_per_call=64,
+    batch_size_setting="quest_query_batch_size",
 )
 
-STAGES = (KEYWORD_STAGE, UNIT_STAGE)
+STAGES = (KEYWORD_STAGE, FILL_STAGE)

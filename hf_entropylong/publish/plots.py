@@ -34,7 +34,7 @@ PLOT_TITLES = {
     "delta_i": "ΔI of kept and rejected candidates",
     "positions_per_root": "High-entropy positions per root",
     "contexts_per_unit": "Contexts per unit",
-    "unit_tokens": "Unit length (tokens)",
+    "unit_tokens": "Attention span length: a unit, or a baseline's whole row (tokens)",
     "dependency_distance": "Dependency distance (tokens)",
 }
 

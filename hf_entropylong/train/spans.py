@@ -3,7 +3,7 @@
 A packed row holds `input_ids` of exactly `max_seq_length` tokens and `seq_lengths`, the lengths of its
 consecutive attention spans. Each span is one EntropyLong unit [context_1 … context_m ; root] — the root must see
 its contexts, and no unit may see another — except the last span when `num_padding_tokens > 0`, which is the
-padding tail.
+padding tail. A full-row baseline's row (concat, Quest, NExtLong) is one span, `seq_lengths == [max_seq_length]`.
 
 The collator turns rows into the padding-free layout that every attention implementation in transformers reads
 the same way:
