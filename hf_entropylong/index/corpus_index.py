@@ -28,6 +28,7 @@ k absorb the exclusions (`index.exclusion`) that follow.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,8 @@ class IndexSettings:
 
     def __post_init__(self):
         require_positive(self, "index_train_size", "index_shard_size")
-        if self.index_gpu_reserve_gib < 0:
-            raise ValueError(f"index_gpu_reserve_gib must be >= 0, got {self.index_gpu_reserve_gib}.")
+        if not 0 <= self.index_gpu_reserve_gib < math.inf:
+            raise ValueError(f"index_gpu_reserve_gib must be >= 0 and finite, got {self.index_gpu_reserve_gib}.")
 
 
 @dataclass
