@@ -73,7 +73,9 @@ class IndexSettings:
     def __post_init__(self):
         require_positive(self, "index_train_size", "index_shard_size")
         if not 0 <= self.index_gpu_reserve_gib < math.inf:
-            raise ValueError(f"index_gpu_reserve_gib must be >= 0 and finite, got {self.index_gpu_reserve_gib}.")
+            raise ValueError(
+                f"index_gpu_reserve_gib must be >= 0 and finite, got {self.index_gpu_reserve_gib}."
+            )
 
 
 @dataclass
