@@ -68,7 +68,9 @@ class RulerArguments(EvalModelArguments):
     )
     samples: int = field(
         default=DEFAULT_SAMPLES,
-        metadata={"help": "Samples per task (or depth) and length (RULER: 500; fewer print a 95% CI)."},
+        metadata={
+            "help": "Samples per task (or depth) and length (RULER: 500; fewer print a 95%% confidence interval)."
+        },
     )
     tasks: list[str] = field(
         default_factory=lambda: list(TASK_NAMES),
