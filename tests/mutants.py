@@ -119,6 +119,13 @@ MUTANTS = (
         ("tests/test_report.py::test_a_build_of_schema_version_1_reads_as_the_current_one",),
     ),
     Mutant(
+        "every RULER score is 0",
+        "hf_entropylong/eval/scoring.py",
+        "    return METRICS[metric](prediction, references)",
+        "    return 0.0",
+        ("tests/eval/test_scripted_reader.py",),
+    ),
+    Mutant(
         "the trainer never checks the parallelism settings",
         "hf_entropylong/train/trainer.py",
         "        check_parallelism(\n",
