@@ -5,7 +5,8 @@ only, so it also reads a build still running) and prints, per bin of `--bin_toke
 
 - high-entropy positions per root: all of H_t > μ + α·σ, counted from the root's entropy histogram (0.25-nat bins;
   the bin that holds the threshold counted in proportion), and those tested (`max_positions_per_root`);
-- candidates tried and verified contexts per root, kept (position, candidate) pairs and their mean ΔI;
+- candidates tried and verified contexts per root, kept (position, candidate) pairs and their mean ΔI, and the ΔI
+  of every pair tried (mean and max);
 - tokens per unit ([verified contexts; root]) and the dependency distances inside the units (median, 90th pct);
 - LM tokens per stage: entropy, one forward over the root; verification, the exact minimum the builder forwards
   within 1.1× (`stages/verify.py`): Σ over distinct (root, candidate) of |candidate| + last tested position + 1;
@@ -100,6 +101,7 @@ def root_stats(row: dict, candidate_tokens, query_tokens, alpha: float) -> dict:
         "distinct": len(tried),
         "contexts": sum(c["verified"] for c in row["contexts"]),
         "kept": kept,
+        "delta_i": [c["delta_i"] for c in row["candidates"]],
         "unit": row["num_unit_tokens"] if row["unit_context_ids"] else 0,
         "distances": row["dependency_distances"],
         "lm_entropy": row["num_tokens"],
@@ -114,12 +116,13 @@ def print_tables(roots: list[dict], seconds: dict[int, dict[str, float]], shard_
         bins[root["tokens"] // args.bin_tokens * args.bin_tokens].append(root)
     print(
         "| root tokens | roots | high-entropy positions (all / tested) | candidates tried (distinct) | verified "
-        "contexts | kept pairs, mean ΔI | tokens per unit (roots with a unit) | dependency distance median / p90 "
+        "contexts | kept pairs, mean ΔI | ΔI of every pair tried: mean / max | tokens per unit (roots with a unit) | dependency distance median / p90 "
         "| LM tokens: entropy / verify | embedded query tokens | seconds: entropy / retrieval / verify |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for start, group in sorted(bins.items()):
         kept = [d for r in group for d in r["kept"]]
+        tried = [d for r in group for d in r["delta_i"]] or [float("nan")]
         units = [r["unit"] for r in group if r["unit"]]
         distances = [d for r in group for d in r["distances"]]
         shards = {shard_of[r["id"]] for r in group}
@@ -135,6 +138,7 @@ def print_tables(roots: list[dict], seconds: dict[int, dict[str, float]], shard_
             f"| {start:,}-{start + args.bin_tokens - 1:,} (mean {mean('tokens'):,.0f}) | {n} | "
             f"{mean('above'):.0f} / {mean('tested'):.1f} | {mean('pairs'):.1f} ({mean('distinct'):.1f}) | "
             f"{mean('contexts'):.2f} | {len(kept)}, {np.mean(kept) if kept else float('nan'):.2f} | "
+            f"{np.mean(tried):.3f} / {np.max(tried):.3f} | "
             f"{np.mean(units) if units else 0:,.0f} ({len(units)}) | "
             + (f"{np.median(distances):,.0f} / {np.percentile(distances, 90):,.0f}" if distances else "–")
             + f" | {mean('lm_entropy'):,.0f} / {mean('lm_verify'):,.0f} | {mean('embedded'):,.0f} | "
