@@ -17,17 +17,20 @@ file's path, size, modification and change times and inode: a later run reuses i
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 CHECKSUM_SUFFIX = ".sha256"
+FULL_DISK_BYTES = 1 << 20  # a write that fails with less free space than this is reported as a full disk
 _checked: dict[str, tuple[int, int]] = {}  # path -> (size, mtime_ns) of the files this process found sound
 
 
@@ -46,6 +49,10 @@ def write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, path)
+    except OSError as error:
+        if error.filename is None:  # a full disk says where only through us
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     finally:
         partial.unlink(missing_ok=True)
 
@@ -117,7 +124,15 @@ def cached_map(rows, cache_file_name: Path, **map_kwargs):
         The mapped dataset, and whether it was computed (False: read back from a sound cache).
     """
     sound = cache_is_sound(cache_file_name)
-    result = rows.map(cache_file_name=str(cache_file_name), **map_kwargs)
+    try:
+        result = rows.map(cache_file_name=str(cache_file_name), **map_kwargs)
+    except (OSError, ValueError) as error:  # pyarrow reports a full disk as a closed file, naming none
+        free = shutil.disk_usage(Path(cache_file_name).parent).free
+        if free < FULL_DISK_BYTES:
+            raise OSError(
+                errno.ENOSPC, f"the disk is full ({free:,} bytes free)", str(cache_file_name)
+            ) from error
+        raise
     if not sound and Path(cache_file_name).exists():  # `datasets` writes no file for an empty table
         record_checksum(cache_file_name)
     return result, not sound

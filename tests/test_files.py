@@ -4,6 +4,7 @@ digests of model weights, hashed once."""
 import errno
 import logging
 import os
+from types import SimpleNamespace
 
 import datasets
 import numpy as np
@@ -115,3 +116,14 @@ def test_model_identity_hashes_the_whole_weights_once(tmp_path, monkeypatch):
     data[len(data) // 2] ^= 1  # one weight in the middle, same size
     weights.write_bytes(bytes(data))
     assert models.model_identity(str(folder)) != first and len(hashed) == 2
+
+
+def test_a_cache_write_on_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    table = datasets.Dataset.from_dict({"x": [1, 2]})
+
+    def closed_file(batch):  # what pyarrow raises when the disk filled up under the cache writer
+        raise ValueError("I/O operation on closed file")
+
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda path: SimpleNamespace(free=4096))
+    with pytest.raises(OSError, match=r"the disk is full \(4,096 bytes free\).*stage.arrow"):
+        files.cached_map(table, tmp_path / "stage.arrow", function=closed_file, batched=True)

@@ -167,3 +167,34 @@ def test_a_marker_never_makes_the_tool_remove_files_outside_its_dataset(
     (folder / MARKER).write_text(json.dumps(marker))
     publish(folder, *old, counts, small_config(docs_file, folder))
     assert outside.read_text() == "mine" and (folder / "notes.txt").read_text() == "mine"
+
+
+def test_a_full_disk_during_a_publish_is_one_line_and_keeps_the_dataset(
+    versions, docs_file, tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    old, new, counts = versions
+    folder = _fresh(tmp_path, "out", versions, docs_file, monkeypatch)
+    before = _tables(folder)
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_full)
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(
+                lambda argv: publish(folder, *new, counts, small_config(docs_file, folder)), [], prog="build"
+            )
+    error = capsys.readouterr().err.strip()
+    last = error.splitlines()[-1]  # after the progress bars
+    assert (
+        exit_info.value.code == 2
+        and last.startswith("build: error: publishing into")
+        and "Traceback" not in error
+    )
+    assert str(folder) in last and "No space left" in last and "run the same command again" in last
+    assert _tables(folder) == before
+    publish(folder, *new, counts, small_config(docs_file, folder))  # space again
+    assert _tables(folder) != before

@@ -285,7 +285,32 @@ def publish(output_dir: Path, packed, dependencies: datasets.Dataset, counts: Bu
 
     A kill at any point leaves a folder that loads as the previous dataset or the new one; the next publish
     removes what the killed one left (staging folders and files the marker records), and nothing else.
+
+    Raises:
+        PublishError: writing failed (a full disk, a folder that cannot be written): one line naming the folder and
+            the cause, saying that the folder still holds a whole dataset and how to finish.
     """
+    try:
+        _publish(output_dir, packed, dependencies, counts, config)
+    except (
+        OSError,
+        ValueError,
+    ) as error:  # ValueError: what pyarrow raises for a file cut off by a full disk
+        if isinstance(error, OutputDirError):
+            raise
+        cause = " ".join(str(error).split()) or type(error).__name__
+        raise PublishError(
+            f"publishing into {output_dir} failed ({type(error).__name__}: {cause}); the folder still holds a whole "
+            "dataset (the previous one, or the new one if the failure came after its card) and .cache/ keeps the "
+            "work done: free space or fix the cause, then run the same command again."
+        ) from error
+
+
+class PublishError(OSError):
+    """Writing the dataset into its folder failed; the folder still holds a whole dataset."""
+
+
+def _publish(output_dir: Path, packed, dependencies: datasets.Dataset, counts: BuildCounts, config) -> None:
     cache = output_dir / ".cache"
     marker = read_marker(output_dir)
     for name in marker.staging:  # ours: a publish killed half-way
