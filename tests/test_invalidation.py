@@ -2,6 +2,7 @@
 output-neutral leaves the tables unchanged, and ε, α and k rerun the stages they reach (never reuse stale ones)."""
 
 import dataclasses
+import shutil
 
 import pytest
 from builds import assert_close, small_config
@@ -60,9 +61,12 @@ def test_output_neutral_fields_leave_the_tables_unchanged(docs_file, demo_build,
 
 
 @pytest.fixture(scope="module")
-def shared_cache(demo_build):
-    """The reference build's cache: a build with one setting changed shares it, so a stale stage would be found."""
-    return demo_build[0] / ".cache"
+def shared_cache(demo_build, tmp_path_factory):
+    """A copy of the reference build's cache: a build with one setting changed shares it, so a stale stage would be
+    found (a copy: the reference build's own cache stays as other tests expect it)."""
+    cache = tmp_path_factory.mktemp("shared") / "cache"
+    shutil.copytree(demo_build[0] / ".cache", cache)
+    return cache
 
 
 @pytest.mark.parametrize(
@@ -89,8 +93,8 @@ def test_a_changed_setting_never_reuses_a_stale_stage(docs_file, shared_cache, t
     assert all(check(root) for root in roots)
 
 
-def test_a_changed_alpha_rescores_the_roots(docs_file, shared_cache, tmp_path):
-    base = load_dataset(str(shared_cache.parent), "dependencies", split="train").to_list()
+def test_a_changed_alpha_rescores_the_roots(docs_file, demo_build, shared_cache, tmp_path):
+    base = load_dataset(str(demo_build[0]), "dependencies", split="train").to_list()
     build(small_config(docs_file, tmp_path / "out", cache_dir=str(shared_cache), min_row_fill=0.0, alpha=1.0))
     lower = load_dataset(str(tmp_path / "out"), "dependencies", split="train").to_list()
     count = lambda roots: sum(len(root["positions"]) for root in roots)  # noqa: E731
