@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -149,15 +150,17 @@ def document_of(corpus_id: str, method: str) -> str:
 
 @pytest.fixture(scope="module")
 def method_builds(docs_file, demo_build, tmp_path_factory):
-    """A build of every baseline on the crafted corpus, sharing the reference build's caches."""
+    """A build of every baseline on the crafted corpus, sharing (a copy of) the reference build's caches."""
     reference_dir, _ = demo_build
+    cache = tmp_path_factory.mktemp("shared") / "cache"
+    shutil.copytree(reference_dir / ".cache", cache)
     builds = {}
     for method in tuple(METHODS)[1:]:
         config = small_config(
             docs_file,
             tmp_path_factory.mktemp(method) / "out",
             method=method,
-            cache_dir=str(reference_dir / ".cache"),
+            cache_dir=str(cache),
             meta_chunk_chars=120,
             meta_chunk_sentences=True,  # the crafted roots are one line each: cut them to get several chunks
             quest_max_keyword_share=0.5,  # eight documents: a keyword shared by up to four groups them

@@ -22,6 +22,7 @@ NEUTRAL_VALUES = {
     "verify_batch_size": 2,
     "index_shard_size": 5,
     "index_gpu_reserve_gib": 8.0,
+    "quest_query_batch_size": 3,
     "shard_size": 2,
     "trust_remote_code": True,
     "dataset_license": "mit",
