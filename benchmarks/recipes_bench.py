@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -31,22 +32,8 @@ from hf_entropylong.methods import METHODS
 from hf_entropylong.methods.nextlong import meta_chunks
 from hf_entropylong.sources import load_text_source
 
-
-def released_groups(text: str, max_length: int) -> list[str]:
-    """The released chunker's groups: "\\n"-separated lines added while their summed length stays within
-    `max_length`; a group is closed (when it has length) by the first line that does not fit."""
-    groups, group, length = [], [], 0
-    for line in text.split("\n"):
-        if length + len(line) > max_length:
-            if length:
-                groups.append("\n".join(group))
-            group, length = [line], len(line)
-        else:
-            group.append(line)
-            length += len(line)
-    if group:
-        groups.append("\n".join(group))
-    return groups
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from released_chunker import released_group_segments  # noqa: E402  (the reference the tests check against)
 
 
 def boundaries_of_groups(text: str, groups: list[str]) -> set[int]:
@@ -63,7 +50,7 @@ def chunker_agreement(texts: list[str], max_chars: int) -> tuple[int, int, int]:
     """Boundaries placed by both chunkers, by either, and by the released one alone, over `texts`."""
     both = either = released_only = 0
     for text in texts:
-        released = boundaries_of_groups(text, released_groups(text, max_chars))
+        released = boundaries_of_groups(text, released_group_segments(text, max_chars))
         ours = {end for _, end in meta_chunks(text, max_chars)} - {len(text)}
         both += len(released & ours)
         either += len(released | ours)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from builds import DOCS, small_config
 from datasets import load_dataset
+from released_chunker import released_group_segments
 
 from hf_entropylong.builder import BuildConfig, build
 from hf_entropylong.builder.runner import statuses_of
@@ -31,21 +32,6 @@ def test_rake_scores_phrases_by_degree_over_frequency():
     assert keywords["ledger"] == pytest.approx(1.5) and keywords["lost"] == 1.0
     assert not {"the", "was", "in"} & {word for phrase in keywords for word in phrase.split()}
     assert list(keywords)[:2] == ["merchant kept", "toll ledger"] and keywords["merchant kept"] == 4.0
-
-
-def released_group_segments(text: str, max_length: int) -> list[str]:
-    """The released chunker's behaviour (NExtLong/chunking.py), written from its description: lines grouped while
-    their summed length stays within the limit, a group closed only when it has length."""
-    groups, group, length = [], [], 0
-    for line in text.split("\n"):
-        if length + len(line) > max_length:
-            if length:
-                groups.append("\n".join(group))
-            group, length = [line], len(line)
-        else:
-            group.append(line)
-            length += len(line)
-    return [*groups, "\n".join(group)] if group else groups
 
 
 TEXTS = [
