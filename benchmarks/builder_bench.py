@@ -59,13 +59,8 @@ from hf_entropylong.models import (
 from hf_entropylong.sources import load_text_source
 from hf_entropylong.stages.entropy import ENTROPY_STAGE, EntropySettings
 from hf_entropylong.stages.retrieval import RETRIEVAL_STAGE, RetrievalStageSettings
-from hf_entropylong.stages.verify import (
-    VERIFY_STAGE,
-    RootCandidates,
-    delta_i,
-    padded_batches,
-    verification_plan,
-)
+from hf_entropylong.stages.context_scores import RootCandidates, padded_batches, verification_plan
+from hf_entropylong.stages.verify import VERIFY_STAGE, delta_i
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from scoring_helpers import (  # noqa: E402  (the tests' entropy-only views of the scoring functions)
@@ -112,20 +107,20 @@ def _rss_mib(key: str) -> float:
         return next(int(line.split()[1]) for line in status if line.startswith(key)) / 1024
 
 
-def peak_memory_mib(function: Callable[[], object], device: str) -> float:
-    """Memory (MiB) that one call of `function` adds at its peak, above what was held before it."""
+def peak_memory_mib(function: Callable[[], object], device: str) -> tuple[float, object]:
+    """Memory (MiB) that one call of `function` adds at its peak, above what was held before it, and its result."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        function()
+        result = function()
         torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
+        return (torch.cuda.max_memory_allocated() - before) / 2**20, result
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # resets VmHWM to the current resident set
     before = _rss_mib("VmRSS")
-    function()
-    return _rss_mib("VmHWM") - before
+    result = function()
+    return _rss_mib("VmHWM") - before, result
 
 
 def median_seconds(function: Callable[[], object], device: str, repeats: int) -> float:
@@ -172,8 +167,20 @@ def naive_verify(model, contexts: list[list[int]], root: list[int], positions: l
     return out
 
 
-def lm_part(args: BenchmarkArguments) -> None:
-    """Synthetic throughput and memory of both LM stages against the naive way."""
+def relative_difference(outputs: list, reference: list) -> float:
+    """max over the pairs of ‖output − reference‖ / ‖reference‖ (entropies at the same positions)."""
+    return max(
+        float(
+            (torch.as_tensor(out).double() - torch.as_tensor(ref).double()).norm()
+            / torch.as_tensor(ref).double().norm()
+        )
+        for out, ref in zip(outputs, reference, strict=True)
+    )
+
+
+def lm_measurements(args: BenchmarkArguments) -> dict:
+    """Synthetic throughput and memory of both LM stages against the naive way, and how far each method's
+    entropies are from the naive way's: `{"device", "rows": [...], "vs_naive": {method: relative difference}}`."""
     model = make_model(args)
     vocab = model.config.vocab_size
     generator = torch.Generator().manual_seed(args.seed)
@@ -218,16 +225,43 @@ def lm_part(args: BenchmarkArguments) -> None:
             )
         )
     next_token_entropy(model, ids[:, :16])  # warm-up (and the one-time head check)
-    rows = []
+    rows, outputs, vs_naive = [], {}, {}
     for stage, method, tokens, function in cases:
-        peak = peak_memory_mib(function, args.device)
+        try:
+            peak, outputs[method] = peak_memory_mib(function, args.device)
+        except torch.OutOfMemoryError:
+            rows.append({"stage": stage, "method": method, "error": "out of memory"})
+            torch.cuda.empty_cache()
+            continue
         seconds = median_seconds(function, args.device, args.repeats)
-        rows.append((stage, method, tokens / seconds, peak, seconds))
+        rows.append(
+            {
+                "stage": stage,
+                "method": method,
+                "tokens_per_s": tokens / seconds,
+                "peak_mib": peak,
+                "seconds": seconds,
+            }
+        )
+    for method, output in outputs.items():
+        if method.startswith("next_token_entropy") and "full fp32 logits" in outputs:
+            # chunked [:, t] is the prediction of token t, the full logits' [:, t - 1] the same prediction
+            naive = outputs["full fp32 logits"]
+            vs_naive[method] = relative_difference(list(output[:, 1:]), list(naive[:, :-1].cpu()))
+        elif method.startswith("context_entropy") and "full forward per candidate" in outputs:
+            vs_naive[method] = relative_difference(output, outputs["full forward per candidate"])
     device = (
         torch.cuda.get_device_name()
         if args.device.startswith("cuda")
         else f"CPU ({torch.get_num_threads()} threads)"
     )
+    return {"device": device, "rows": rows, "vs_naive": vs_naive}
+
+
+def lm_part(args: BenchmarkArguments) -> None:
+    """Print [`lm_measurements`] as a Markdown table."""
+    measured = lm_measurements(args)
+    device, rows = measured["device"], measured["rows"]
     print(
         f"\n{args.shape or args.model} ({args.dtype}) on {device}. Entropy: {args.batch} × {args.seq} tokens. "
         f"Verification: {args.candidates} candidates × {args.context_tokens} tokens, {args.positions} positions "
@@ -237,12 +271,24 @@ def lm_part(args: BenchmarkArguments) -> None:
         "| stage | method | tokens/s | seconds | peak MiB above the model | speed vs naive | memory vs naive |"
     )
     print("|---|---|---|---|---|---|---|")
-    for stage, method, rate, peak, seconds in rows:
-        naive = next(row for row in rows if row[0] == stage)  # the first row of a stage is the naive way
-        print(
-            f"| {stage} | {method} | {rate:,.0f} | {seconds:.2f} | {peak:,.0f} | {naive[4] / seconds:.2f}× "
-            f"| {peak / naive[3]:.2f}× |"
-        )
+    for row in rows:
+        naive = next(
+            r for r in rows if r["stage"] == row["stage"]
+        )  # the first row of a stage is the naive way
+        if "error" in row:
+            print(f"| {row['stage']} | {row['method']} | {row['error']} | | | | |")
+        elif "error" in naive:
+            print(f"| {row['stage']} | {row['method']} | {row['tokens_per_s']:,.0f} | {row['seconds']:.2f} "
+                  f"| {row['peak_mib']:,.0f} | | |")  # fmt: skip
+        else:
+            print(
+                f"| {row['stage']} | {row['method']} | {row['tokens_per_s']:,.0f} | {row['seconds']:.2f} "
+                f"| {row['peak_mib']:,.0f} | {naive['seconds'] / row['seconds']:.2f}× "
+                f"| {row['peak_mib'] / naive['peak_mib']:.2f}× |"
+            )
+    print("Entropies vs the naive way's (‖Δ‖/‖naive‖): " + ", ".join(
+        f"{method} {difference:.1e}" for method, difference in measured["vs_naive"].items()
+    ))  # fmt: skip
 
 
 def make_long_roots(args: BenchmarkArguments) -> None:

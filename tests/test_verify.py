@@ -10,17 +10,14 @@ from transformers import LlamaForCausalLM
 
 from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
 from hf_entropylong.stages.token_scores import document_scores
-from hf_entropylong.stages.verify import (
+from hf_entropylong.stages.context_scores import (
     RootCandidates,
-    VerifySettings,
-    delta_i,
-    is_kept,
     padded_batches,
     plan_sequences,
     roots_context_scores,
     verification_plan,
-    verify_candidates,
 )
+from hf_entropylong.stages.verify import VerifySettings, delta_i, is_kept, verify_candidates
 
 
 @pytest.fixture(scope="module")

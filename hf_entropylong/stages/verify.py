@@ -1,7 +1,9 @@
 """Entropy-reduction verification: does prepending a candidate context make the root predictable?
 
 For a candidate C retrieved for positions P of root D, the model reads `C + D[:p]` and we take the entropy of
-its prediction of D[p] for every p in P, then ΔI = (H_p(D) − H_p([C; D])) / H_p(D); C is kept when ΔI ≥ ε.
+its prediction of D[p] for every p in P (`stages.context_scores`: each distinct candidate once per root, one
+sequence C + D[:max P], the LM head only at the verified positions), then ΔI = (H_p(D) − H_p([C; D])) / H_p(D);
+C is kept when ΔI ≥ ε.
 
 Criterion (`verify_criterion`). `entropy`, the paper's rule: a (position, candidate) pair is kept when ΔI ≥ ε.
 `entropy_and_target`, an ablation beyond the paper: kept when ΔI ≥ ε and the context also raises the probability
@@ -11,59 +13,51 @@ stricter rule rejects such pairs. Both log-probabilities come from the forwards 
 entropy stage's `target_logprob`, and the same gathered rows here), so the rule costs no extra LM pass; every
 candidate records `target_logprob_with_context` whichever rule decides (`is_kept`).
 
-Only what is needed is computed. Each distinct candidate runs once per root: one sequence C + D[:max P] serves
-every position it was retrieved for, so a root's verification costs Σ over its distinct candidates of
-|C| + max P tokens, the exact minimum. The LM head runs only on the hidden states that predict the verified
-positions, never on the whole sequence.
+Local root window (`verify_root_window` = w, opt-in, not the paper's method): position p is verified from
+C + D[max(0, p − w):p] instead of C + D[:p]. ΔI still compares with the entropy given the whole root: a candidate
+must explain what the far root would have explained. A shorter prefix also raises the entropy a candidate can
+lower, so as a decision it accepts pairs that the paper's test rejects.
 
-Batches. The sequences of all the roots of a call are sorted by length together and cut into forwards of at
-most `batch_size` sequences; a forward is closed early when right-padding it to its longest sequence would
-add more than `max_padding` (10%) of its real tokens. The tokens forwarded are therefore at most 1.1× the
-exact minimum, whatever the spread of lengths. As in `entropy`, the body runs without a padding mask (causal
-attention: a real token never sees the padding after it), and only the gathered rows reach the head. The
-entropies are those of one sequence at a time up to float rounding, so the decisions are the same.
-
-Windows (W = `max_length`, default the model's `max_position_embeddings`): the positions p of a candidate for
-which C + D[:p] fits W share one sequence, C + D[:max p]. Each other position gets its own sequence in which the
-context keeps its last min(|C|, max(W − p, ⌊W/2⌋)) tokens (the end nearest the root) and the root prefix the
-tokens just before p that fill the rest: the context takes at most half the window whenever the root prefix
-needs more, and all the room the root prefix leaves otherwise.
-
-Local root window (`root_window` = w, opt-in, not the paper's method): position p is verified from
-C + D[max(0, p − w):p] instead of C + D[:p]. A candidate's positions are taken in order; the next one joins the
-current sequence (which then reaches from the first one's window start to it) when that adds no more tokens
-than a sequence of its own would, so every position sees at least its w root tokens. ΔI still compares with the
-entropy given the whole root: a candidate must explain what the far root would have explained. On long roots
-this cuts the cost of a candidate from |C| + max P to about |C| + w per position cluster;
-`benchmarks/builder_bench.py` prints how often its decisions agree with the exact ones.
+Verification screen (`verify_screen` = w, opt-in): a cascade that decides exactly as the paper but forwards fewer
+tokens. Every (root, candidate) is first scored through the local root window w (about |C| + w tokens per cluster
+of positions instead of |C| + max P); its screen ΔI is taken against the whole-root entropy, as above. Only the
+candidates with a position at screen ΔI ≥ `verify_screen_epsilon` (below ε) are then verified exactly, with the
+very sequences the exact verification plans for them, at all their positions: their ΔI and decisions are the
+exact ones (bit-identical when each forward holds one sequence; batched, equal up to the float rounding of the
+batch's shapes, as the exact verification itself). A candidate screened out keeps no position: the only possible
+difference from the paper's method is a positive the screen dropped (`benchmarks/verify_screen_bench.py`
+measures that recall and the tokens). A candidate whose screen would cost more than half its exact sequences
+(short roots, positions within w of the root's start) skips the screen and is verified exactly at once.
 
 The build's verification stage (`VERIFY_STAGE`, `verify_candidates`) groups each root's retrieved hits by
 document, verifies every distinct document once, records every (position, document) pair tried with its ΔI,
 and keeps a document as a verified context (with its best ΔI and the positions it passed) when any pair passed.
-Schema: every pair tried is a `candidates` entry, `kept` when it passed; every document kept is a `contexts` entry
-with `verified` true (a baseline's placed documents have it false: `hf_entropylong.methods`).
+Schema: every pair tried is a `candidates` entry, `kept` when it passed, with `screen_delta_i` (NaN without a
+screen) and, for a pair whose candidate the screen dropped, NaN in place of the exact ΔI and entropy; every document
+kept is a `contexts` entry with `verified` true (a baseline's placed documents have it false:
+`hf_entropylong.methods`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, NamedTuple
+from typing import ClassVar, Literal
 
 import datasets
 import numpy as np
-import torch
 
 from ..models import context_window, encode_documents
 from ..settings import require_positive, setting
 from . import Stage
+from .context_scores import RootCandidates, roots_context_scores, verification_plan
 from .retrieval import RETRIEVED
-from .token_scores import TokenScores, head_scores, hidden_states
-
-MAX_PADDING = 0.1
-"""A forward is closed before its padding exceeds this share of its real tokens."""
+from .token_scores import TokenScores
 
 VERIFY_CRITERIA = ("entropy", "entropy_and_target")
+SCREEN_MAX_SHARE = 0.5
+"""A candidate is screened only when its screen forwards at most this share of its exact sequences' tokens."""
 
 
 @dataclass
@@ -84,6 +78,16 @@ class VerifySettings:
         help="Verify each position from the candidate and only this many root tokens before it (cheaper on long "
         "roots, not the paper's method: see BENCHMARKS.md for its agreement); the whole root prefix when unset.",
     )
+    verify_screen: int | None = setting(
+        None,
+        help="Screen every (root, candidate) through this many root tokens before each position first, and verify "
+        "exactly (the paper's test, unchanged) only the candidates whose screen ΔI reaches verify_screen_epsilon: "
+        "fewer LM tokens on long roots, at the risk of a positive the screen drops (BENCHMARKS.md measures it); "
+        "every candidate is verified exactly when unset.",
+    )
+    verify_screen_epsilon: float = setting(
+        0.2, help="The screen's ΔI threshold, at most epsilon (read only with verify_screen)."
+    )
     verify_batch_size: int = setting(
         8, help="(candidate; root prefix) sequences per LM forward pass, at most."
     )
@@ -95,190 +99,17 @@ class VerifySettings:
             raise ValueError(
                 f"verify_criterion must be one of {', '.join(VERIFY_CRITERIA)}, got {self.verify_criterion!r}."
             )
-        require_positive(self, "verify_root_window", "verify_batch_size")
-
-
-class RootCandidates(NamedTuple):
-    """One root and the candidates to verify on it: `positions[i]` are the root positions of `context_ids[i]`."""
-
-    root_ids: Sequence[int]
-    context_ids: Sequence[Sequence[int]]
-    positions: Sequence[Sequence[int]]
-
-
-class VerifySequence(NamedTuple):
-    """One LM input: its ids and, for each verified root position, the row whose hidden state predicts it and the
-    root's token there (the target of that prediction)."""
-
-    input_ids: list[int]
-    rows: dict[int, int]
-    targets: dict[int, int]
-
-
-def _truncated(context: Sequence[int], root_ids: Sequence[int], p: int, window: int) -> VerifySequence:
-    """The sequence verifying position p alone in a window too short for context + root prefix."""
-    kept = min(len(context), max(window - p, window // 2))
-    root_start = max(0, p - (window - kept))
-    return VerifySequence(
-        list(context[len(context) - kept :]) + list(root_ids[root_start:p]),
-        {p: kept + (p - root_start) - 1},
-        {p: root_ids[p]},
-    )
-
-
-def plan_sequences(
-    context: Sequence[int],
-    root_ids: Sequence[int],
-    positions: Sequence[int],
-    window: int,
-    root_window: int | None = None,
-) -> list[VerifySequence]:
-    """The sequences that verify one candidate at `positions` of a root (see the module docstring).
-
-    Args:
-        context: the candidate's ids.
-        root_ids: the root's ids.
-        positions: root positions to verify (duplicates allowed).
-        window: the LM window in tokens.
-        root_window: when set, each position needs only this many root tokens before it.
-    """
-    sequences: list[VerifySequence] = []
-    open_sequence, start, last = None, 0, 0  # the sequence positions may join: it holds root[start:last]
-    for p in sorted(set(positions)):
-        needed_start = 0 if root_window is None else max(0, p - root_window)
-        if len(context) + p - needed_start > window:
-            sequences.append(_truncated(context, root_ids, p, window))
-            open_sequence = None
-            continue
-        # p joins the open sequence when it still fits the window and adds no more tokens than its own would.
-        joins = len(context) + p - start <= window and p - last <= len(context) + p - needed_start
-        if open_sequence is not None and joins:
-            open_sequence.input_ids.extend(root_ids[last:p])
-        else:
-            start = needed_start
-            open_sequence = VerifySequence(list(context) + list(root_ids[start:p]), {}, {})
-            sequences.append(open_sequence)
-        open_sequence.rows[p] = len(context) + p - start - 1
-        open_sequence.targets[p] = root_ids[p]
-        last = p
-    return sequences
-
-
-def padded_batches(
-    lengths: Sequence[int], batch_size: int, max_padding: float = MAX_PADDING
-) -> list[list[int]]:
-    """Indices of sequences of `lengths`, shortest first, grouped into right-padded forwards.
-
-    A forward takes at most `batch_size` sequences, and is closed before padding to its longest sequence would add
-    more than `max_padding` of its real tokens: the tokens forwarded are at most (1 + max_padding) × Σ lengths.
-    """
-    batches: list[list[int]] = []
-    real = 0
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        count = len(batches[-1]) + 1 if batches else 0
-        if not batches or count > batch_size or count * lengths[i] > (1 + max_padding) * (real + lengths[i]):
-            batches.append([])
-            real = 0
-        batches[-1].append(i)
-        real += lengths[i]
-    return batches
-
-
-def _sequence_scores(
-    model, sequences: Sequence[VerifySequence], batch_size: int
-) -> list[dict[int, tuple[float, float]]]:
-    """For each sequence, at each of its verified positions: the entropy of the prediction and log p(target)."""
-    found: list[dict[int, tuple[float, float]]] = [{} for _ in sequences]
-    for batch in padded_batches([len(s.input_ids) for s in sequences], batch_size):
-        ids = torch.zeros(len(batch), max(len(sequences[i].input_ids) for i in batch), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, : len(sequences[i].input_ids)] = torch.tensor(sequences[i].input_ids)
-        hidden = hidden_states(model, ids.to(model.device))  # right padding: no mask needed
-        batch_rows = torch.tensor([row for row, i in enumerate(batch) for _ in sequences[i].rows])
-        seq_rows = torch.tensor([r for i in batch for r in sequences[i].rows.values()])
-        targets = torch.tensor([sequences[i].targets[p] for i in batch for p in sequences[i].rows])
-        entropies, logprobs = head_scores(
-            model, hidden[batch_rows.to(hidden.device), seq_rows.to(hidden.device)], targets
-        )
-        scores = iter(zip(entropies.tolist(), logprobs.tolist(), strict=True))
-        for i in batch:
-            for p in sequences[i].rows:
-                found[i][p] = next(scores)
-    return found
-
-
-def _check(request: RootCandidates, number: int) -> None:
-    if len(request.context_ids) != len(request.positions):
-        raise ValueError(f"{len(request.context_ids)} contexts but {len(request.positions)} position lists")
-    for i, (context, wanted) in enumerate(zip(request.context_ids, request.positions, strict=True)):
-        for p in wanted:
-            if not 0 <= p < len(request.root_ids) or (p == 0 and not context):
-                raise ValueError(
-                    f"root {number}, candidate {i}: position {p} has nothing to predict it from "
-                    f"(root of {len(request.root_ids)} tokens)"
-                )
-
-
-def verification_plan(
-    requests: Sequence[RootCandidates], window: int, root_window: int | None = None
-) -> tuple[list[VerifySequence], list[list[tuple[int, ...]]]]:
-    """All the sequences that verify `requests`, each distinct (root, candidate) once.
-
-    Returns:
-        The sequences, and for each request and candidate the indices of the sequences that hold its positions.
-    """
-    sequences: list[VerifySequence] = []
-    owners: list[list[tuple[int, ...]]] = []
-    for number, request in enumerate(requests):
-        _check(request, number)
-        distinct: dict[tuple[int, ...], set[int]] = {}  # a candidate given twice still runs once
-        for context, wanted in zip(request.context_ids, request.positions, strict=True):
-            distinct.setdefault(tuple(context), set()).update(int(p) for p in wanted)
-        planned = {}
-        for context, wanted in distinct.items():
-            first = len(sequences)
-            sequences += plan_sequences(context, request.root_ids, wanted, window, root_window)
-            planned[context] = tuple(range(first, len(sequences)))
-        owners.append([planned[tuple(context)] for context in request.context_ids])
-    return sequences, owners
-
-
-@torch.inference_mode()
-def roots_context_scores(
-    model,
-    requests: Sequence[RootCandidates],
-    batch_size: int = 8,
-    max_length: int | None = None,
-    root_window: int | None = None,
-) -> list[list[TokenScores]]:
-    """Entropy of the prediction of `root_ids[p]` with each candidate prepended, for each p of its positions, and
-    log p(`root_ids[p]`), for several roots at once: their sequences share forwards (less padding).
-
-    Args:
-        model: a transformers causal LM.
-        requests: per root, its encoded ids (exactly as scored for the baseline entropy), its encoded candidates
-            (the same encoding as in the training unit) and, for each candidate, the root positions to verify.
-        batch_size: sequences per forward, at most.
-        max_length: the LM window (default: `model.config.max_position_embeddings`).
-        root_window: when set, each position is predicted from the candidate and at least this many root tokens
-            before it instead of the whole root prefix (see the module docstring).
-
-    Returns:
-        For each request, for each of its candidates, `TokenScores` of float32 arrays aligned with its positions:
-        the entropy of the prediction of `root_ids[p]` with the candidate prepended, and log p(`root_ids[p]`).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    sequences, owners = verification_plan(requests, context_window(model, max_length), root_window)
-    found = _sequence_scores(model, sequences, batch_size)
-    results = []
-    for request, candidate_owners in zip(requests, owners, strict=True):
-        results.append([])
-        for wanted, owner in zip(request.positions, candidate_owners, strict=True):
-            merged = {p: value for i in owner for p, value in found[i].items()}
-            values = np.array([merged[p] for p in wanted], dtype=np.float32).reshape(len(wanted), 2)
-            results[-1].append(TokenScores(values[:, 0].copy(), values[:, 1].copy()))
-    return results
+        require_positive(self, "verify_root_window", "verify_screen", "verify_batch_size")
+        if not (math.isfinite(self.verify_screen_epsilon) and self.verify_screen_epsilon <= self.epsilon):
+            raise ValueError(
+                f"verify_screen_epsilon must be a number at most epsilon ({self.epsilon}), got "
+                f"{self.verify_screen_epsilon}."
+            )
+        if self.verify_screen is not None and self.verify_root_window is not None:
+            raise ValueError(
+                "verify_screen and verify_root_window cannot both be set: the screen chooses the candidates that "
+                "the whole root prefix verifies; unset one of them."
+            )
 
 
 def delta_i(baseline: np.ndarray | float, with_context: np.ndarray | float) -> np.ndarray:
@@ -311,16 +142,109 @@ def is_kept(
     return kept
 
 
+def planned_tokens(request: RootCandidates, window: int, root_window: int | None = None) -> list[int]:
+    """Tokens of the sequences that score each candidate of `request` (whole root prefix, or `root_window`)."""
+    sequences, (owners,) = verification_plan([request], window, root_window)
+    return [sum(len(sequences[i].input_ids) for i in owner) for owner in owners]
+
+
+def worth_screening(request: RootCandidates, window: int, screen_window: int) -> list[bool]:
+    """For each candidate: whether its screen forwards at most `SCREEN_MAX_SHARE` of its exact sequences' tokens."""
+    exact = planned_tokens(request, window)
+    screen = planned_tokens(request, window, screen_window)
+    return [s <= SCREEN_MAX_SHARE * e for s, e in zip(screen, exact, strict=True)]
+
+
+def _select(request: RootCandidates, chosen: Sequence[bool]) -> RootCandidates:
+    picked = [i for i, keep in enumerate(chosen) if keep]
+    return RootCandidates(
+        request.root_ids, [request.context_ids[i] for i in picked], [request.positions[i] for i in picked]
+    )
+
+
+def _spread(scores: list, chosen: Sequence[bool]) -> list:
+    """`scores` of the chosen candidates back in place, None for the others."""
+    found = iter(scores)
+    return [next(found) if keep else None for keep in chosen]
+
+
+def cascade_scores(
+    model,
+    requests: Sequence[RootCandidates],
+    baselines: Sequence[Sequence[np.ndarray]],
+    settings: VerifySettings,
+    max_length: int | None = None,
+) -> tuple[list[list[TokenScores | None]], list[list[np.ndarray | None]]]:
+    """Scores of the candidates of `requests` as `settings` verifies them: all exactly (or through
+    `verify_root_window`), or through the screen first (`verify_screen`, see the module docstring).
+
+    Args:
+        model: a transformers causal LM.
+        requests: per root, its ids, its candidates' ids and their positions (`roots_context_scores`).
+        baselines: per root and candidate, the entropy at each of its positions with the root alone.
+        settings: the verification settings.
+        max_length: the LM window (default: `model.config.max_position_embeddings`).
+
+    Returns:
+        Per root and candidate: its exact `TokenScores` (None for a candidate the screen dropped), and its screen ΔI
+        at each position (None where it was not screened).
+    """
+
+    def run(chosen: Sequence[RootCandidates], root_window: int | None = None) -> list[list[TokenScores]]:
+        return roots_context_scores(model, chosen, settings.verify_batch_size, max_length, root_window)
+
+    if settings.verify_screen is None:
+        return run(requests, settings.verify_root_window), [[None] * len(r.context_ids) for r in requests]
+    window = context_window(model, max_length)
+    screened = [worth_screening(request, window, settings.verify_screen) for request in requests]
+    screen_scores = run(
+        [_select(r, chosen) for r, chosen in zip(requests, screened, strict=True)], settings.verify_screen
+    )
+    screen_gains, to_verify = [], []
+    for scores, chosen, baseline in zip(screen_scores, screened, baselines, strict=True):
+        gains = [
+            None if found is None else delta_i(alone, found.entropy)
+            for found, alone in zip(_spread(scores, chosen), baseline, strict=True)
+        ]
+        screen_gains.append(gains)
+        to_verify.append([g is None or bool((g >= settings.verify_screen_epsilon).any()) for g in gains])
+    exact = run([_select(r, chosen) for r, chosen in zip(requests, to_verify, strict=True)])
+    return [_spread(s, chosen) for s, chosen in zip(exact, to_verify, strict=True)], screen_gains
+
+
+def _candidate_record(hit: dict, exact: tuple | None, screen_gain: float, keep: bool) -> dict:
+    """One (position, candidate) entry of the `candidates` column; `exact` is (entropy, log p, ΔI) when run."""
+    entropy, logprob, gain = exact if exact is not None else (math.nan, math.nan, math.nan)
+    return {
+        **hit,
+        "entropy_with_context": float(entropy),
+        "target_logprob_with_context": float(logprob),
+        "delta_i": float(gain),
+        "screen_delta_i": float(screen_gain),
+        "kept": bool(keep),
+    }
+
+
 def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
     """The verification stage: ΔI of every (position, candidate) pair of each root, and its verified contexts."""
     tokenizer = inputs.tokenizer
     out = {"candidates": [], "contexts": [], "status": list(batch["status"])}
-    grouped, requests = [], []
-    for text, retrieved in zip(batch["text"], batch["retrieved"], strict=True):
+    grouped, requests, baselines = [], [], []
+    for text, retrieved, positions in zip(batch["text"], batch["retrieved"], batch["positions"], strict=True):
         by_candidate: dict[int, list[dict]] = {}
         for hit in retrieved:
             by_candidate.setdefault(hit["corpus_index"], []).append(hit)
-        grouped.append(by_candidate)
+        alone = {p["token_index"]: (p["entropy"], p["target_logprob"]) for p in positions}
+        grouped.append(
+            [
+                (
+                    index,
+                    hits,
+                    np.array([alone[h["token_index"]] for h in hits], dtype=np.float64).reshape(-1, 2),
+                )
+                for index, hits in by_candidate.items()
+            ]
+        )
         if by_candidate:
             requests.append(
                 RootCandidates(
@@ -329,34 +253,26 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
                     [[hit["token_index"] for hit in hits] for hits in by_candidate.values()],
                 )
             )
-    scores = iter(
-        roots_context_scores(
-            inputs.lm,
-            requests,
-            batch_size=settings.verify_batch_size,
-            max_length=inputs.lm_window,
-            root_window=settings.verify_root_window,
-        )
-    )
-    for row, (positions, by_candidate) in enumerate(zip(batch["positions"], grouped, strict=True)):
+            baselines.append([baseline[:, 0] for _, _, baseline in grouped[-1]])
+    exact, screen = cascade_scores(inputs.lm, requests, baselines, settings, inputs.lm_window)
+    found = iter(zip(exact, screen, strict=True))
+    for row, candidate_hits in enumerate(grouped):
         candidates, verified = [], []
-        baseline = {p["token_index"]: (p["entropy"], p["target_logprob"]) for p in positions}
-        for (corpus_index, hits), (entropies, logprobs) in zip(
-            by_candidate.items(), next(scores) if by_candidate else [], strict=True
+        exact_scores, screen_gains = next(found) if candidate_hits else ([], [])
+        for (corpus_index, hits, alone), scores, screen_gain in zip(
+            candidate_hits, exact_scores, screen_gains, strict=True
         ):
-            alone = np.array([baseline[hit["token_index"]] for hit in hits], dtype=np.float64).reshape(-1, 2)
-            gains = delta_i(alone[:, 0], entropies)
-            kept = is_kept(gains, logprobs - alone[:, 1], settings)
-            for hit, entropy, logprob, gain, keep in zip(hits, entropies, logprobs, gains, kept, strict=True):
-                candidates.append(
-                    {
-                        **hit,
-                        "entropy_with_context": float(entropy),
-                        "target_logprob_with_context": float(logprob),
-                        "delta_i": float(gain),
-                        "kept": bool(keep),
-                    }
-                )
+            screen_gain = np.full(len(hits), np.nan) if screen_gain is None else screen_gain
+            if scores is None:  # dropped by the screen
+                kept = np.zeros(len(hits), dtype=bool)
+                rows = [None] * len(hits)
+            else:
+                gains = delta_i(alone[:, 0], scores.entropy)
+                kept = is_kept(gains, scores.logprob - alone[:, 1], settings)
+                rows = list(zip(scores.entropy, scores.logprob, gains, strict=True))
+            candidates += [
+                _candidate_record(*entry) for entry in zip(hits, rows, screen_gain, kept, strict=True)
+            ]
             if kept.any():
                 verified.append(
                     {
@@ -372,7 +288,7 @@ def verify_candidates(batch: dict, settings: VerifySettings, inputs) -> dict:
         verified.sort(key=lambda context: min(context["token_indices"]))
         out["candidates"].append(candidates)
         out["contexts"].append(verified)
-        if by_candidate and not verified:
+        if candidate_hits and not verified:
             out["status"][row] = "no_verified_context"
     return out
 
@@ -388,6 +304,7 @@ VERIFY_STAGE = Stage(
                 "entropy_with_context": datasets.Value("float32"),
                 "target_logprob_with_context": datasets.Value("float32"),
                 "delta_i": datasets.Value("float32"),
+                "screen_delta_i": datasets.Value("float32"),
                 "kept": datasets.Value("bool"),
             }
         ),
