@@ -1,13 +1,17 @@
-"""DeepSpeed-Ulysses on 2 CPU processes (gloo), through DeepSpeed's own classes, equals the 1-process run.
+"""DeepSpeed-Ulysses on 2 CPU processes (gloo), through DeepSpeed's own engine, equals the 1-process run.
 
 Each rank's data loader yields its own [`PackedCollator`] batch of three packed rows (102 tokens, 12 units);
 `UlyssesSPDataLoaderAdapter` gathers both batches and hands every rank its half of each (the shard edge, token 51,
 falls inside the unit of tokens 43-56). `UlyssesSPAttentionHF` runs `entropylong_varlen` as the core attention
 (per-unit sdpa on CPU) over the whole sequence, its spans found in the all-gathered `position_ids`, and the loss
-is transformers' own sequence-parallel loss (`deepspeed_sp_compute_loss`, which the Trainer calls). Gradients are
-summed over the group and divided by its size, as DeepSpeed's engine averages them over the sequence-data-parallel
-group. DeepSpeed's CPU accelerator compiles its shared-memory communication op once on first use (about a minute
-on 2 cores, cached in ~/.cache/torch_extensions).
+is transformers' own sequence-parallel loss (`deepspeed_sp_compute_loss`, which the Trainer calls). The model is
+wrapped by `deepspeed.initialize` with the sequence-parallel groups, under the ZeRO stage of
+`recipes/accelerate_configs/ulysses_sp8.yaml` and the other stages, with `HfDeepSpeedConfig` telling transformers
+which stage runs (as Accelerate does); `engine.backward` reduces the gradients the engine's own way, and
+`safe_get_full_grad` reads them back whole. Whether the engine sums or averages over the sequence-parallel group,
+and whether the loss scales for it, changes with the DeepSpeed and transformers versions: these tests compare the
+result, not the mechanism. DeepSpeed's CPU accelerator compiles its shared-memory communication op once on first
+use (about a minute on 2 cores, cached in ~/.cache/torch_extensions).
 """
 
 import os
@@ -18,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+import yaml
 from tiny_models import tiny_llama
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -31,6 +36,10 @@ WORLD_SIZE = 2
 ROWS = 3  # rows per rank's batch: 102 tokens
 KV_HEADS = (2, 1)  # 1 key/value head for 2 ranks: DeepSpeed repeats it before the all-to-all
 SP_LAUNCHER = Path(__file__).with_name("sp_launcher.py")
+ULYSSES_CONFIG = REPO / "recipes/accelerate_configs/ulysses_sp8.yaml"
+RECIPE_ZERO_STAGE = yaml.safe_load(ULYSSES_CONFIG.read_text())["deepspeed_config"]["zero_stage"]
+# (ZeRO stage, key/value heads): the recipe's stage with both head counts, and the other stages the range allows
+RUNS = [(RECIPE_ZERO_STAGE, kv) for kv in KV_HEADS] + [(s, 2) for s in (1, 2, 3) if s != RECIPE_ZERO_STAGE]
 
 
 def model(kv_heads: int, attn: str):
@@ -43,23 +52,37 @@ def rank_rows(rank: int) -> list[dict]:
     return packed_rows(WORLD_SIZE * ROWS)[rank * ROWS : (rank + 1) * ROWS]
 
 
-def sequence_parallel_run(rank: int, kv_heads: int, collator) -> list[dict]:
-    """One forward/backward per micro-batch through DeepSpeed's adapter and attention; this rank's results."""
-    import deepspeed.utils.groups
+def deepspeed_config(zero_stage: int) -> dict:
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "zero_optimization": {"stage": zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "gradient_clipping": 0.0,
+    }
+
+
+def sequence_parallel_run(rank: int, zero_stage: int, kv_heads: int, collator) -> list[dict]:
+    """One forward/backward per micro-batch through DeepSpeed's engine, adapter and attention; what rank 0 sees."""
+    import deepspeed
     from accelerate import ParallelismConfig
     from deepspeed.runtime.sequence_parallel import parallel_state_sp
     from deepspeed.runtime.sequence_parallel.ulysses_sp import (
         UlyssesSPAttentionHF,
         UlyssesSPDataLoaderAdapter,
     )
-    from transformers.integrations.deepspeed import deepspeed_sp_compute_loss
+    from deepspeed.utils import safe_get_full_grad
+    from transformers.integrations.deepspeed import HfDeepSpeedConfig, deepspeed_sp_compute_loss
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     llama = model(kv_heads, VARLEN_ATTENTION)
     mpu = UlyssesSPAttentionHF.register_with_transformers(
         llama, VARLEN_ATTENTION, WORLD_SIZE, micro_batch_size=1
     )
-    deepspeed.utils.groups.mpu = mpu  # what deepspeed.initialize(mpu=...) sets
+    config = deepspeed_config(zero_stage)
+    transformers_view = HfDeepSpeedConfig(config)  # noqa: F841  (transformers reads the ZeRO stage while it lives)
+    optimizer = torch.optim.SGD(llama.parameters(), lr=0.0)  # steps clear the gradients, weights stay
+    engine, *_ = deepspeed.initialize(model=llama, optimizer=optimizer, config=config, mpu=mpu)
     group = mpu.get_sequence_parallel_group()
     loader = torch.utils.data.DataLoader(rank_rows(rank), batch_size=ROWS, collate_fn=collator)
     adapter = UlyssesSPDataLoaderAdapter(loader, rank, group, WORLD_SIZE, torch.device("cpu"))
@@ -68,18 +91,19 @@ def sequence_parallel_run(rank: int, kv_heads: int, collator) -> list[dict]:
     try:
         for micro_batch in adapter:
             keys = sorted(micro_batch)
-            llama.zero_grad()
-            loss, output = deepspeed_sp_compute_loss(None, llama, micro_batch, True, parallelism)
-            loss.backward()
-            grads = {name: p.grad / WORLD_SIZE for name, p in llama.named_parameters()}
-            for grad in grads.values():
-                torch.distributed.all_reduce(grad, group=group)
+            loss, output = deepspeed_sp_compute_loss(None, engine, micro_batch, True, parallelism)
+            engine.backward(loss)
+            grads = {
+                name: safe_get_full_grad(p).detach().clone() for name, p in engine.module.named_parameters()
+            }
+            engine.step()
             shards = [torch.empty_like(output.logits) for _ in range(WORLD_SIZE)]
             torch.distributed.all_gather(shards, output.logits.detach().contiguous(), group=group)
             outcome.append(
                 {"keys": keys, "loss": loss.detach(), "logits": torch.cat(shards, dim=1), "grads": grads}
             )
     finally:
+        engine.destroy()
         del ALL_ATTENTION_FUNCTIONS[VARLEN_ATTENTION]  # DeepSpeed's wrapper, over the registered kernel
         parallel_state_sp._release_sequence_parallel_groups()
         deepspeed.utils.groups.mpu = None
@@ -97,11 +121,13 @@ def sequence_parallel_worker(rank: int, port: int, results: str) -> None:
     collator = PackedCollator(pad_token_id=0)
     outcome = {}
     try:  # the collator's own batches, as the adapter received them before ShardableCollator
-        sequence_parallel_run(rank, KV_HEADS[0], collator)
+        sequence_parallel_run(rank, RECIPE_ZERO_STAGE, KV_HEADS[0], collator)
     except IndexError as error:
         outcome["raw_collator_error"] = f"IndexError: {error}"
-    for kv_heads in KV_HEADS:
-        outcome[kv_heads] = sequence_parallel_run(rank, kv_heads, ShardableCollator(collator))
+    for zero_stage, kv_heads in RUNS:
+        outcome[zero_stage, kv_heads] = sequence_parallel_run(
+            rank, zero_stage, kv_heads, ShardableCollator(collator)
+        )
     if rank == 0:
         torch.save(outcome, results)
     torch.distributed.destroy_process_group()
@@ -109,7 +135,7 @@ def sequence_parallel_worker(rank: int, port: int, results: str) -> None:
 
 @pytest.fixture(scope="module")
 def sequence_parallel(tmp_path_factory) -> dict:
-    """Per key/value head count, per micro-batch (= the rank whose batch it is): loss, logits, gradients."""
+    """Per (ZeRO stage, key/value heads), per micro-batch (= the rank whose batch it is): loss, logits, gradients."""
     pytest.importorskip("deepspeed")
     results = tmp_path_factory.mktemp("ulysses") / "results.pt"
     mp.spawn(sequence_parallel_worker, args=(free_port(), str(results)), nprocs=WORLD_SIZE)
@@ -129,9 +155,11 @@ def test_collator_batches_stop_deepspeeds_data_loader(sequence_parallel):
     assert sequence_parallel["raw_collator_error"].startswith("IndexError")
 
 
-@pytest.mark.parametrize("kv_heads", KV_HEADS)
-def test_loss_and_gradients_equal_one_process(sequence_parallel, kv_heads):
-    micro_batches = sequence_parallel[kv_heads]
+@pytest.mark.parametrize("zero_stage, kv_heads", RUNS, ids=[f"zero{s}-kv{kv}" for s, kv in RUNS])
+def test_loss_and_gradients_equal_one_process(sequence_parallel, zero_stage, kv_heads):
+    """The gradients after DeepSpeed's own reduction equal one process's: a loss scaled wrong for the engine's
+    reduction (a factor of the sequence-parallel size either way) fails here."""
+    micro_batches = sequence_parallel[zero_stage, kv_heads]
     assert len(micro_batches) == WORLD_SIZE  # one per rank's batch
     for rank, parallel in enumerate(micro_batches):
         assert parallel["keys"] == ["input_ids", "position_ids", "shift_labels"]
@@ -140,11 +168,18 @@ def test_loss_and_gradients_equal_one_process(sequence_parallel, kv_heads):
         torch.testing.assert_close(parallel["logits"], logits, atol=1e-5, rtol=1e-5)
         assert parallel["grads"].keys() == grads.keys()
         for name, grad in grads.items():
-            torch.testing.assert_close(parallel["grads"][name], grad, atol=1e-6, rtol=1e-5, msg=name)
+            ratio = (parallel["grads"][name].norm() / grad.norm()).item()
+            torch.testing.assert_close(
+                parallel["grads"][name],
+                grad,
+                atol=1e-6,
+                rtol=1e-5,
+                msg=lambda m, n=name, r=ratio: f"{n} ({r:.3f}x): {m}",
+            )
 
 
 def test_units_never_attend_across_boundaries(sequence_parallel):
-    logits = sequence_parallel[KV_HEADS[0]][0]["logits"][0]
+    logits = sequence_parallel[RUNS[0]][0]["logits"][0]
     llama = model(KV_HEADS[0], "sdpa").eval()
     ids = PackedCollator(pad_token_id=0)(rank_rows(0))["input_ids"]
     with torch.no_grad():
