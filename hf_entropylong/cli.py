@@ -8,6 +8,9 @@ hf-entropylong eval attention MODEL [MODEL ...]   # attention from question to a
 hf-entropylong eval short --model PATH_OR_ID --base_model BASE   # the six short-text tasks, side by side
 hf-entropylong eval tasks-path          # the installed lm-eval task folder
 hf-entropylong recipes-path             # the installed recipes (`--config recipes/...` finds them from anywhere)
+hf-entropylong export outputs/demo OUT --format mds   # MDS shards for the authors' ProLong-derived trainer
+hf-entropylong import SRC OUT [--tokenizer NAME] [--max_seq_length N]   # MDS / tokenized / text data, as a build
+hf-entropylong retokenize outputs/demo OUT --tokenizer NAME --max_seq_length N   # another tokenizer, re-packed
 hf-entropylong --version
 
 `python -m hf_entropylong COMMAND ...` is the same command, for launchers that start modules:
@@ -42,6 +45,9 @@ COMMANDS = {  # words -> "module:function", the function taking the remaining ar
     ("eval", "short"): "hf_entropylong.eval.short_text:main",
     ("eval", "tasks-path"): "hf_entropylong.paths:tasks_path",
     ("recipes-path",): "hf_entropylong.paths:recipes_path",
+    ("export",): "hf_entropylong.interop.mds:main",
+    ("import",): "hf_entropylong.interop.importer:main",
+    ("retokenize",): "hf_entropylong.interop.retokenize:main",
 }
 # What a user can fix: bad values and configs (ValueError, YAML errors), missing files, models, sources and
 # packages (OSError, ImportError), a batch too large for the device (MemoryError). Anything else is a bug and

@@ -146,6 +146,20 @@ MUTANTS = (
         "from ..builder import config as _config  # noqa: F401\nfrom ..models import encode_documents\n",
         ("tests/test_architecture.py",),
     ),
+    Mutant(
+        "MDS export gives the padding tail an indices pair (the authors' trainer would train on it)",
+        "hf_entropylong/interop/mds.py",
+        "    spans = list(seq_lengths[:-1] if num_padding_tokens else seq_lengths)\n",
+        "    spans = list(seq_lengths)\n",
+        ("tests/test_interop.py::test_mds_round_trip_through_streaming",),
+    ),
+    Mutant(
+        "re-tokenizing keeps each position's old token index",
+        "hf_entropylong/interop/retokenize.py",
+        '{**p, "token_index": moved[p["token_index"]]}',
+        "{**p}",
+        ("tests/test_interop.py::test_retokenized_build_keeps_every_dependency",),
+    ),
 )
 
 
