@@ -6,9 +6,10 @@ prints per method: rows, the share of rows at full length (no padding), the atte
 root position it serves; NExtLong: between consecutive root chunks), median and 90th percentile.
 
 Then the chunker: on the same texts (the corpus documents, and `--joined` documents made of 2-8 corpus documents
-one per line, at `meta_chunk_chars` 2,048 and 256), the boundaries of `methods.nextlong.meta_chunks` against those
-of the released `group_segments` behaviour (NExtLong/chunking.py, written here from its description): the share of
-all boundaries that both place (|A ∩ B| / |A ∪ B|).
+one per line, at `meta_chunk_chars` 2,048 and 256), the non-blank chunk spans of `methods.nextlong.text_chunks`
+against those of the chunking the NExtLong authors describe (lines never cut; each chunk the longest run of whole
+lines whose summed length stays within the limit, or one longer line alone), compared as exact (start, end) spans:
+the texts whose chunk lists are equal, and the share of spans both give (|A ∩ B| / |A ∪ B|).
 
     nice -n 19 python benchmarks/recipes_bench.py --corpus_size 2000 --num_roots 20 --max_seq_length 2048
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,33 +29,40 @@ from datasets import load_dataset
 
 from hf_entropylong.builder import build, demo_config
 from hf_entropylong.methods import METHODS
-from hf_entropylong.methods.nextlong import meta_chunks
+from hf_entropylong.methods.nextlong import ChunkSettings, text_chunks
 from hf_entropylong.sources import load_text_source
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from released_chunker import released_group_segments  # noqa: E402  (the reference the tests check against)
+
+def described_chunks(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """The chunking the authors describe, as spans: from each line on, the longest run of whole lines whose summed
+    length (newlines not counted) stays within `max_chars`, or the line alone when it is longer; blank runs left out."""
+    lines, start = [], 0
+    for line in text.split("\n"):
+        lines.append((start, start + len(line)))
+        start += len(line) + 1
+    spans, first = [], 0
+    while first < len(lines):
+        last, filled = first, lines[first][1] - lines[first][0]
+        while last + 1 < len(lines) and filled + lines[last + 1][1] - lines[last + 1][0] <= max_chars:
+            last += 1
+            filled += lines[last][1] - lines[last][0]
+        spans.append((lines[first][0], lines[last][1]))
+        first = last + 1
+    return [(a, b) for a, b in spans if text[a:b].strip()]
 
 
-def boundaries_of_groups(text: str, groups: list[str]) -> set[int]:
-    """The character offsets where each group but the last ends, found in order in `text`."""
-    ends, position = set(), 0
-    for group in groups:
-        start = text.find(group, position)
-        position = start + len(group)
-        ends.add(position)
-    return ends - {len(text)}
-
-
-def chunker_agreement(texts: list[str], max_chars: int) -> tuple[int, int, int]:
-    """Boundaries placed by both chunkers, by either, and by the released one alone, over `texts`."""
-    both = either = released_only = 0
+def chunker_agreement(texts: list[str], max_chars: int) -> tuple[int, int, int, int]:
+    """Texts whose chunk spans are equal, spans both give, spans either gives, and spans only the description
+    gives, over `texts`."""
+    equal = both = either = described_only = 0
     for text in texts:
-        released = boundaries_of_groups(text, released_group_segments(text, max_chars))
-        ours = {end for _, end in meta_chunks(text, max_chars)} - {len(text)}
-        both += len(released & ours)
-        either += len(released | ours)
-        released_only += len(released - ours)
-    return both, either, released_only
+        described = set(described_chunks(text, max_chars))
+        ours = set(text_chunks(text, ChunkSettings(meta_chunk_chars=max_chars)))
+        equal += described == ours
+        both += len(described & ours)
+        either += len(described | ours)
+        described_only += len(described - ours)
+    return equal, both, either, described_only
 
 
 def percentiles(values) -> str:
@@ -133,13 +140,15 @@ def main() -> None:
     texts = list(corpus["text"])
     rng = random.Random(0)
     joined = ["\n".join(rng.sample(texts, rng.randint(2, 8))) for _ in range(args.joined)]
-    print("\n| texts | meta_chunk_chars | boundaries (either) | agreeing | released only | agreement |")
-    print("|---|---|---|---|---|---|")
+    print("\n| texts | meta_chunk_chars | texts with equal chunk spans | spans (either) | in both | described only "
+          "| agreement |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name, group in (("corpus documents", texts), (f"{len(joined)} joined documents", joined)):
         for max_chars in (2048, 256):
-            both, either, released_only = chunker_agreement(group, max_chars)
+            equal, both, either, described_only = chunker_agreement(group, max_chars)
             share = both / either if either else 1.0
-            print(f"| {name} | {max_chars} | {either} | {both} | {released_only} | {share:.2%} |")
+            print(f"| {name} | {max_chars} | {equal}/{len(group)} | {either} | {both} | {described_only} | "
+                  f"{share:.2%} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -147,6 +147,22 @@ MUTANTS = (
         ("tests/test_architecture.py",),
     ),
     Mutant(
+        "NExtLong's meta-chunks close a line early (a line that would just fit starts the next chunk)",
+        "hf_entropylong/methods/nextlong.py",
+        "if group_start is not None and length + end - start > max_chars:",
+        "if group_start is not None and length + end - start >= max_chars:",
+        ("tests/test_baselines.py::test_meta_chunks_group_whole_lines_greedily_within_the_limit_in_order",),
+    ),
+    Mutant(
+        "NExtLong drops negatives that merely resemble the root (a chunk that is a passage of it counts as a copy)",
+        "hf_entropylong/index/exclusion.py",
+        "        if near_copy is None:\n",
+        "        if True:\n",
+        (
+            "tests/test_baselines.py::test_nextlong_keeps_negatives_that_resemble_the_root_and_drops_copies_of_it",
+        ),
+    ),
+    Mutant(
         "MDS export gives the padding tail an indices pair (the authors' trainer would train on it)",
         "hf_entropylong/interop/mds.py",
         "    spans = list(seq_lengths[:-1] if num_padding_tokens else seq_lengths)\n",

@@ -1,7 +1,9 @@
 """The ablation and baselines: their pieces on their own, then a build of each on the crafted corpus."""
 
 import dataclasses
+import itertools
 import math
+import random
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -9,17 +11,25 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from builds import DOCS, small_config
-from datasets import load_dataset
-from released_chunker import released_group_segments
+from datasets import Dataset, load_dataset
 
 from hf_entropylong.builder import BuildConfig, build
 from hf_entropylong.builder.runner import statuses_of
+from hf_entropylong.index.exclusion import copies_whole_root, is_near_duplicate
 from hf_entropylong.methods import METHODS, stages_of
 from hf_entropylong.methods.common import assemble_row
 from hf_entropylong.methods.concat import RANDOM_STAGE
-from hf_entropylong.methods.nextlong import meta_chunks, select_negatives
+from hf_entropylong.methods.nextlong import NEGATIVES_STAGE, meta_chunks, select_negatives
 from hf_entropylong.methods.noverify import top_one
-from hf_entropylong.methods.quest import KEYWORD_STAGE, document_keywords, keyword_groups, rake_keywords
+from hf_entropylong.methods.quest import (
+    KEYWORD_STAGE,
+    document_keywords,
+    keyword_cap,
+    keyword_groups,
+    part_of,
+    partition,
+    rake_keywords,
+)
 from hf_entropylong.stages.units import dependency_distances
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "build"
@@ -42,13 +52,38 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("text", TEXTS)
-def test_meta_chunks_are_the_released_groups_of_whole_lines(text):
-    chunks = meta_chunks(text, 60)
-    assert [text[start:end] for start, end in chunks] == released_group_segments(text, 60)
-    for start, end in chunks:  # never a cut inside a line
-        assert start == 0 or text[start - 1] == "\n"
-        assert end == len(text) or text[end] == "\n"
+def generated_texts(count: int, seed: int = 0) -> list[str]:
+    """Texts of 0-40 lines: empty lines, short ones, and lines longer than the 60-character limit."""
+    rng = random.Random(seed)
+    lengths = [0, 0, 1, 5, 20, 35, 59, 60, 61, 90, 200]
+    texts = [
+        "\n".join("".join(rng.choices("abc .", k=rng.choice(lengths))) for _ in range(rng.randint(0, 40)))
+        for _ in range(count)
+    ]
+    return [*TEXTS, *texts]
+
+
+def lines_of(text: str, start: int, end: int) -> list[str]:
+    return text[start:end].split("\n")
+
+
+def test_meta_chunks_group_whole_lines_greedily_within_the_limit_in_order():
+    """The chunking the NExtLong authors describe, checked on generated texts: lines are never cut; whole lines
+    are grouped greedily while their summed length (newlines not counted) stays within the limit, a longer line
+    being a chunk of its own; chunks keep the text's order, and every non-empty line is in one chunk."""
+    for text in generated_texts(300):
+        chunks = meta_chunks(text, 60)
+        for start, end in chunks:  # never a cut inside a line
+            assert start == 0 or text[start - 1] == "\n", text
+            assert end == len(text) or text[end] == "\n", text
+            lines = lines_of(text, start, end)
+            assert sum(map(len, lines)) <= 60 or len(lines) == 1, text  # within the limit, or one long line
+        for previous, following in itertools.pairwise(chunks):
+            assert previous[1] < following[0], text  # in order, disjoint
+            filled = sum(map(len, lines_of(text, *previous)))
+            assert filled + len(lines_of(text, *following)[0]) > 60, text  # greedy: the next line did not fit
+        in_chunks = [line for start, end in chunks for line in lines_of(text, start, end) if line]
+        assert in_chunks == [line for line in text.split("\n") if line], text  # every non-empty line, once
 
 
 def test_meta_chunks_cut_long_lines_at_sentences_only_when_asked():
@@ -254,8 +289,6 @@ def test_nextlong_keeps_the_root_in_order_between_its_negatives(method_builds):
 
 @pytest.mark.slow
 def test_no_nextlong_negative_is_a_chunk_of_its_root_or_of_a_near_copy(method_builds):
-    from hf_entropylong.index.exclusion import is_near_duplicate
-
     config, _ = method_builds["nextlong"]
     texts = dict(DOCS)
     for row in load_dataset(config.output_dir, "dependencies", split="train"):
@@ -265,14 +298,55 @@ def test_no_nextlong_negative_is_a_chunk_of_its_root_or_of_a_near_copy(method_bu
             chunk = next(
                 texts[document][a:b] for a, b in meta_chunks(texts[document], 120, True) if a == int(offset)
             )
-            assert not is_near_duplicate(row["root_text"], chunk)
+            assert not copies_whole_root(row["root_text"], texts[document]) and chunk.strip()
             if row["root_id"] == "velmora":
                 assert document != "velmora-copy"
 
 
 @pytest.mark.slow
+def test_nextlong_drops_roots_of_one_meta_chunk_with_their_own_status(method_builds):
+    config, counts = method_builds["nextlong"]
+    roots = {row["root_id"]: row for row in load_dataset(config.output_dir, "dependencies", split="train")}
+    assert (
+        roots["short"]["status"] == "single_chunk" and not roots["short"]["contexts"]
+    )  # "Hello.": one chunk
+    assert counts.roots_by_status["single_chunk"] == sum(
+        len(meta_chunks(text, 120, True)) < 2 for name, text in DOCS if name != "long"
+    )
+
+
+def test_nextlong_keeps_negatives_that_resemble_the_root_and_drops_copies_of_it():
+    """A chunk of grennick shares a third of its shingles with velmora (the passage-level near-copy test would drop
+    it): a hard negative, kept. Chunks of velmora itself and of velmora-copy (the whole root again) are not."""
+    from hf_entropylong.index.exclusion import eligible_neighbours
+    from hf_entropylong.methods.nextlong import WholeRootCopies, chunk_corpus
+
+    texts = dict(DOCS)
+    corpus = Dataset.from_list([{"id": d, "text": texts[d]} for d in ("velmora", "velmora-copy", "grennick")])
+    settings = NEGATIVES_STAGE.settings(meta_chunk_chars=120, meta_chunk_sentences=True)
+    chunks = corpus.map(chunk_corpus, batched=True, with_indices=True, fn_kwargs={"settings": settings},
+                        remove_columns=corpus.column_names)  # fmt: skip
+    rows = {i: (row["id"], row["text"]) for i, row in enumerate(chunks)}
+    resembling = next(i for i, (d, text) in rows.items() if d == "grennick" and "nine silver" in text)
+    assert is_near_duplicate(texts["velmora"], rows[resembling][1])
+    kept, excluded = eligible_neighbours(
+        "velmora", texts["velmora"], [1.0] * len(rows), list(rows), rows, k=len(rows), same_source=True,
+        threshold=0.3, near_copy=WholeRootCopies(corpus, chunks, 0.3),
+    )  # fmt: skip
+    assert {rows[row][0] for row, _, _ in kept} == {"grennick"} and resembling in {row for row, _, _ in kept}
+    documents = [d for d, _ in rows.values()]
+    assert excluded == {"self": documents.count("velmora"), "near_duplicate": documents.count("velmora-copy")}
+    assert copies_whole_root(
+        "Hello there.", "She said: hello there, and left."
+    )  # a root shorter than a shingle
+
+
+@pytest.mark.slow
 def test_quest_places_documents_that_share_a_keyword_of_the_root(method_builds, docs_file):
     config, _ = method_builds["quest"]
+    card = (Path(config.output_dir) / "README.md").read_text()
+    assert "pretty_name: keyword groups baseline" in card and "**keyword groups**" in card  # no query model
+    assert "Quest (Gao et al. 2024)" not in card
     texts = dict(DOCS)
     roots = load_dataset(config.output_dir, "dependencies", split="train")
     assert all(row["num_excluded_self"] <= 1 for row in roots)  # the root, once, whatever groups it is in
@@ -286,9 +360,12 @@ def test_quest_places_documents_that_share_a_keyword_of_the_root(method_builds, 
 
 
 def test_quest_groups_are_disjoint_and_by_each_documents_best_kept_keyword(docs_file):
+    from hf_entropylong.models import load_tokenizer
+
+    tokenizer = load_tokenizer("embedded:SmolLM2-135M-Instruct")
     corpus = load_dataset("json", data_files=str(docs_file), split="train")
     settings = dataclasses.replace(KEYWORD_STAGE.settings(), quest_max_keyword_share=0.5)
-    groups = keyword_groups(corpus, settings)
+    groups = keyword_groups(corpus, settings, tokenizer, FULL_ROW)
     members = [int(row) for rows in groups.members.values() for row in rows]
     assert members and len(members) == len(set(members))  # every document in one group at most
     keywords = document_keywords(corpus["text"], settings)
@@ -297,9 +374,28 @@ def test_quest_groups_are_disjoint_and_by_each_documents_best_kept_keyword(docs_
         for row in rows:
             assert next(k for k in keywords[row] if k in groups.usable) == keyword
     frequency = {k: sum(k in ks for ks in keywords) for k in groups.usable}
-    assert all(2 <= n <= 0.5 * len(corpus) for n in frequency.values())  # filtered by document frequency
+    assert groups.cap == 4 and all(2 <= n <= 4 for n in frequency.values())  # filtered by document frequency
     strict = dataclasses.replace(settings, quest_max_keyword_share=0.3)
-    assert keyword_groups(corpus, strict).usable < groups.usable  # "velmora accord", in 3 of 8, filtered out
+    assert (
+        keyword_groups(corpus, strict, tokenizer, FULL_ROW).usable < groups.usable
+    )  # "velmora accord", 3 of 8
+
+
+def test_quest_caps_keywords_at_the_documents_that_fill_rows_and_cuts_groups_into_disjoint_rows():
+    settings = KEYWORD_STAGE.settings()
+    assert settings.quest_max_keyword_share is None
+    assert keyword_cap(settings, 2000, mean_tokens=100.0, row_tokens=8192) == 328  # 4 rows of 82 documents
+    assert keyword_cap(dataclasses.replace(settings, quest_max_keyword_share=0.01), 2000, 100.0, 8192) == 20
+    rows, lengths = list(range(10)), [30, 50, 10, 90, 20, 20, 20, 20, 5, 5]
+    parts = partition(rows, lengths, 80)
+    assert parts == [
+        [0, 1],
+        [2, 3],
+        [4, 5, 6, 7],
+        [8, 9],
+    ]  # consecutive, disjoint, each fills; the last short
+    chosen = {part_of(f"root-{i}", parts)[0] for i in range(40)}
+    assert chosen == {0, 2, 4, 8} and part_of("root-7", parts) == part_of("root-7", parts)  # stable, spread
 
 
 def test_concat_draws_per_root_seeded_documents(docs_file):

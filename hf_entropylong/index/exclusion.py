@@ -13,12 +13,15 @@ a fifth.
 
 `search_eligible` is the search every dense method runs: its queries searched in the corpus index, and of each
 query's hits the first k that are neither the root nor a near-copy of it, with the exclusions counted by reason.
+A method whose hits are passages (NExtLong's chunks, meant to be the root's look-alikes) passes its own near-copy
+test: `copies_whole_root`, the hit's whole document against the whole root.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..settings import setting
@@ -80,6 +83,19 @@ def is_near_duplicate(
     return shared >= threshold * min(len(root_shingles), len(candidate_shingles))
 
 
+def copies_whole_root(
+    root_text: str, document_text: str, threshold: float = 0.3, shingle_words: int = 4
+) -> bool:
+    """Whether `document_text` is (nearly) a copy of the whole root or contains one: the shingles they share are
+    at least `threshold` of the root's own. A document that merely shares passages or phrasing with the root (a
+    hard negative) is not; a root shorter than a shingle is copied when its words appear in the document."""
+    root, document = _normalise(root_text), _normalise(document_text)
+    if len(root) < shingle_words:
+        return bool(root) and f" {' '.join(root)} " in f" {' '.join(document)} "
+    root_shingles = _shingles(root, shingle_words)
+    return len(root_shingles & _shingles(document, shingle_words)) >= threshold * len(root_shingles)
+
+
 def exclusion(
     root_id: str, root_text: str, corpus_id: str, corpus_text: str, same_source: bool, threshold: float
 ) -> str | None:
@@ -91,18 +107,27 @@ def exclusion(
     return None
 
 
+NearCopy = Callable[[str, int, str], bool]
+"""(root text, hit row, hit text) → whether the hit may not serve the root as a near-copy of it."""
+
+
 def eligible_neighbours(
-    root_id, root_text, scores, hits, corpus_rows, k, same_source, threshold, taken=()
+    root_id, root_text, scores, hits, corpus_rows, k, same_source, threshold, taken=(), near_copy=None
 ) -> tuple[list[tuple[int, str, float]], Counter]:
     """The first k eligible hits of a query, best first, as (corpus row, corpus id, similarity), and how many were
-    excluded on the way, by reason (`exclusion`). Rows in `taken` (already used for the same root) are passed over
-    without counting."""
+    excluded on the way, by reason (`exclusion`, or "self" and `near_copy` when given). Rows in `taken` (already
+    used for the same root) are passed over without counting."""
     kept, excluded = [], Counter()
     for score, hit in zip(scores, hits, strict=True):
         if hit < 0 or len(kept) == k or hit in taken:
             continue
         corpus_id, corpus_text = corpus_rows[int(hit)]
-        reason = exclusion(root_id, root_text, corpus_id, corpus_text, same_source, threshold)
+        if near_copy is None:
+            reason = exclusion(root_id, root_text, corpus_id, corpus_text, same_source, threshold)
+        elif same_source and corpus_id == root_id:
+            reason = "self"
+        else:
+            reason = "near_duplicate" if near_copy(root_text, int(hit), corpus_text) else None
         if reason:
             excluded[reason] += 1
         else:
@@ -119,6 +144,7 @@ def search_eligible(
     distinct: bool = False,
     index=None,
     documents=None,
+    near_copy: NearCopy | None = None,
 ) -> list[tuple[list[list[tuple[int, str, float]]], Counter]]:
     """Search every query of every root and keep, per query, its first `k` eligible hits (`eligible_neighbours`).
 
@@ -131,6 +157,7 @@ def search_eligible(
         distinct: a document kept for one query of a root is passed over by the root's later queries.
         index, documents: another index and the rows its ids point to (`corpus_index.search_corpus`); a row's
             `id` is what the root's own id is compared with.
+        near_copy: the near-copy test in place of `is_near_duplicate` at the settings' threshold.
 
     Returns:
         For each root: for each of its queries the kept (corpus row, corpus id, similarity), best first; and the
@@ -145,7 +172,7 @@ def search_eligible(
         for _ in root_queries:
             kept, excluded_here = eligible_neighbours(
                 root_id, text, scores[query], hits[query], corpus_rows, k, inputs.same_source,
-                settings.near_duplicate_threshold, taken,
+                settings.near_duplicate_threshold, taken, near_copy,
             )  # fmt: skip
             excluded.update(excluded_here)
             per_query.append(kept)

@@ -12,10 +12,14 @@ Matched to the released code (caskcsg/longcontext, `NExtLong/chunking.py` and it
 - Index: the corpus is chunked the same way and every chunk is embedded and indexed (`builder.inputs`: the chunk
   dataset has a row per chunk with its document's id and row and its character offset; its FAISS index is built
   and cached like the document index, keyed by the corpus, the embedder and the chunking).
-- Negatives: each root chunk queries the chunk index; the root's own chunks and near-copies of the root
-  (`index.exclusion`) are passed over, and a negative used by an earlier chunk is not used again. The number k of
+- Negatives: each root chunk queries the chunk index; chunks of the root's own document and of documents that
+  copy the whole root (`index.exclusion.copies_whole_root`, at `near_duplicate_threshold`) are passed over, and
+  a negative used by an earlier chunk is not used again. A chunk that shares passages or phrasing with the root
+  stays: those are the hard negatives the method exists for. The number k of
   negatives per chunk is the smallest that fills `max_seq_length` (the README: samples are built to the target
   length), searched up to `max_negatives_per_chunk`.
+- A root of fewer than two meta-chunks has nothing to interleave: it is dropped with the status `single_chunk`
+  (counted on the card), not made into "root, then its nearest chunks".
 - The sample is plain text, tokenized once: chunks and negatives joined by "\\n" (the separator the chunker cut
   at), no BOS/EOS per negative; it is truncated to `max_seq_length` at the end (the last chunk's negatives take
   the cut), and a sample that falls short is dropped (status `too_short`), as the README says of its datasets.
@@ -32,7 +36,9 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..index.exclusion import EligibleSearchSettings, search_eligible
+import numpy as np
+
+from ..index.exclusion import EligibleSearchSettings, copies_whole_root, search_eligible
 from ..settings import require_positive, setting
 from ..stages import Stage
 from ..stages.units import UNIT_COLUMNS, add_unit
@@ -201,11 +207,31 @@ def select_negatives(
     return low, take(low)
 
 
+class WholeRootCopies:
+    """The negatives' near-copy test: whether a chunk's whole document copies the whole root (each document read
+    and compared once per root)."""
+
+    def __init__(self, corpus, chunks_data, threshold: float):
+        self.corpus, self.threshold, self.verdicts = corpus, threshold, {}
+        self.document_of = np.asarray(chunks_data["document_index"])
+
+    def __call__(self, root_text: str, chunk_row: int, chunk_text: str) -> bool:
+        document = int(self.document_of[chunk_row])
+        key = (root_text, document)
+        if key not in self.verdicts:
+            text = self.corpus[document]["text"]
+            self.verdicts[key] = copies_whole_root(root_text, text, self.threshold)
+        return self.verdicts[key]
+
+
 def hard_negatives(batch: dict, settings: NegativeSearchSettings, inputs) -> dict:
     """The negatives stage: the root's meta-chunks, each with the k nearest corpus chunks that fill the row."""
     out, fits, offsets = start_first_stage(batch, inputs)
     texts, chunks_data = batch["text"], inputs.chunks
     spans = [text_chunks(text, settings) if ok else [] for text, ok in zip(texts, fits, strict=True)]
+    for row, chunks in enumerate(spans):
+        if fits[row] and len(chunks) < 2:  # nothing to interleave
+            out["status"][row], spans[row] = "single_chunk", []
     found = search_eligible(
         inputs,
         list(zip(batch["id"], texts, strict=True)),
@@ -214,6 +240,7 @@ def hard_negatives(batch: dict, settings: NegativeSearchSettings, inputs) -> dic
         settings,
         index=inputs.chunk_index,
         documents=chunks_data,
+        near_copy=WholeRootCopies(inputs.corpus, chunks_data, settings.near_duplicate_threshold),
     )
     rows = sorted({hit for per_chunk, _ in found for hits in per_chunk for hit, _, _ in hits})
     found_rows = chunks_data[rows] if rows else {"id": [], "text": [], "document_index": [], "char_start": []}
@@ -258,10 +285,11 @@ NEGATIVES_STAGE = Stage(
         "embed_batch_size",
         "chunk_index",
         "chunks",
+        "corpus",
         "same_source",
     ),  # fmt: skip
     columns=FIRST_COLUMNS,
-    drop_reasons=(*FIRST_DROP_REASONS, "too_short"),
+    drop_reasons=(*FIRST_DROP_REASONS, "single_chunk", "too_short"),
     function=hard_negatives,
     rows_per_call=16,
     batch_size_setting="embed_batch_size",

@@ -1,23 +1,31 @@
 """The Quest baseline (query-centric synthesis, Gao et al. 2024): keywords → fill.
 
 Quest predicts queries for every document with a doc2query model, extracts keywords from the queries, groups the
-documents by keyword and concatenates each group's documents, shuffled, into whole training rows. Reproduced:
+documents by keyword and concatenates each group's documents, shuffled, into whole training rows; a group larger
+than a row is split into several rows. Reproduced:
 
 - Queries: with `quest_query_model` (a Hub id or local path of a doc2query-style sequence-to-sequence model, e.g.
   doc2query/msmarco-t5-base-v1), `quest_queries_per_document` queries are sampled per document in batches of
-  `quest_query_batch_size` on the rank's device, seeded; keywords are RAKE's over those queries. Without a model
-  (the offline default, stated on the dataset card) keywords are RAKE's over the document text itself.
+  `quest_query_batch_size` on the rank's device, seeded; keywords are RAKE's over those queries. This is what
+  `method: quest` means in a comparison. Without a model (offline) keywords are RAKE's over the document text
+  itself: not Quest's queries, so such a build is shown as "keyword groups" on its card, in its summary and in
+  `hf-entropylong report` (`publish.counts.method_label`), never as Quest.
 - Keywords: RAKE (Rose et al. 2010: candidate phrases cut at stop words and punctuation, word score degree over
   frequency, phrase score the sum), the `quest_keywords_per_document` best of each document. A keyword found in
-  more than `quest_max_keyword_share` of the corpus documents is too generic to group by ("commonly used"), one
-  found in a single document groups nothing: both are filtered out.
+  more documents than the cap is too generic to group by ("commonly used"), one found in a single document groups
+  nothing: both are filtered out. The cap is `quest_max_keyword_share` of the corpus when set; unset, it is the
+  documents that fill `KEYWORD_ROWS` rows at the corpus's mean document length in tokens (measured when the
+  groups are made), so that a kept keyword's group can fill rows: a cap of 1% of 2,000 Wikipedia summaries
+  (20 documents, ~2K tokens) could never fill an 8K row.
 - Groups: each corpus document joins one group, that of its best keyword that passed the filter, so groups are
-  disjoint (`keyword_groups`).
-- Rows: a root's row is [documents of its best non-singleton group, shuffled with a per-root seed; root], filled
-  to `max_seq_length` tokens, joined as plain text by "\\n\\n" (the released LiteLong concatenation), tokenized once
-  and cut at the start (`methods.common.fill_rows`). A group larger than a row gives each of its roots a different
-  seeded share (large groups split across rows); a smaller one is merged with the root's next non-singleton groups;
-  a root whose groups cannot fill the row is dropped with the status `too_short`.
+  disjoint (`keyword_groups`). Each group is shuffled once (seeded by the keyword) and partitioned into disjoint
+  parts of consecutive documents, each filling one row (`max_seq_length` tokens; the last part may fall short).
+- Rows: a root's row is [one part of its best non-singleton group; root], joined as plain text by "\n\n" (the
+  released LiteLong concatenation), tokenized once and cut at the start (`methods.common.fill_rows`). The part is
+  chosen by a stable hash of the root's id, so roots sharing a group take different parts (unless there are more
+  roots than parts); a part that cannot fill the row (the group's last, or documents excluded) is followed by a part
+  of the root's next non-singleton group; a root whose groups cannot fill the row is dropped with the status
+  `too_short`.
 
 Where this differs: Quest builds rows from groups alone; here every row is tied to one of the shared roots (the
 same roots as every method, for side-by-side comparison), which ends the row. The root's keywords come from the
@@ -31,6 +39,7 @@ import functools
 import math
 import random
 import re
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import ClassVar
@@ -65,9 +74,10 @@ class QuestSettings:
         10,
         help="quest: best RAKE keywords of each document (its group is the best one that passes the filter).",
     )
-    quest_max_keyword_share: float = setting(
-        0.01,
-        help="quest: keywords found in more than this share of the corpus documents are too generic to group by.",
+    quest_max_keyword_share: float | None = setting(
+        None,
+        help="quest: keywords found in more than this share of the corpus documents are too generic to group by; "
+        "unset: more than the documents that fill 4 rows (measured on the corpus).",
     )
     quest_query_model: str | None = setting(
         None,
@@ -83,7 +93,7 @@ class QuestSettings:
         require_positive(
             self, "quest_keywords_per_document", "quest_queries_per_document", "quest_query_batch_size"
         )
-        if not 0 < self.quest_max_keyword_share <= 1:
+        if self.quest_max_keyword_share is not None and not 0 < self.quest_max_keyword_share <= 1:
             raise ValueError(
                 f"quest_max_keyword_share must be in (0, 1], got {self.quest_max_keyword_share}."
             )
@@ -184,59 +194,108 @@ def document_keywords(
     return [[k for k, _ in rake_keywords(s, settings.quest_keywords_per_document)] for s in sources]
 
 
+KEYWORD_ROWS = 4
+"""The default document-frequency cap: a keyword found in more documents than fill this many rows is too generic."""
+
+
 @dataclass
 class KeywordGroups:
-    """Each corpus document's group (its best keyword that passed the filter), and each group's documents."""
+    """Each usable keyword's group (the corpus documents whose best kept keyword it is), cut into disjoint parts."""
 
-    members: dict[str, np.ndarray]
+    parts: dict[str, list[list[int]]]
+    """Each group's documents (corpus rows), shuffled once and cut into consecutive parts of one row each."""
     usable: frozenset[str]
     """Keywords that passed the document-frequency filter."""
+    cap: int
+    """The most documents a usable keyword is found in."""
+
+    @property
+    def members(self) -> dict[str, list[int]]:
+        """Each group's documents, in their shuffled order."""
+        return {keyword: [row for part in parts for row in part] for keyword, parts in self.parts.items()}
 
 
 _KEYWORD_GROUPS: dict[tuple, KeywordGroups] = {}
 
 
-def keyword_groups(corpus: datasets.Dataset, settings: QuestSettings, device=None, seed=0) -> KeywordGroups:
-    """The corpus's disjoint keyword groups (computed once per process)."""
+def keyword_cap(settings: QuestSettings, num_documents: int, mean_tokens: float, row_tokens: int) -> int:
+    """The most documents a keyword may be found in: `quest_max_keyword_share` of the corpus, or (unset) the
+    documents of `mean_tokens` that fill `KEYWORD_ROWS` rows of `row_tokens`."""
+    if settings.quest_max_keyword_share is not None:
+        return int(settings.quest_max_keyword_share * num_documents)
+    return math.ceil(KEYWORD_ROWS * row_tokens / max(mean_tokens, 1.0))
+
+
+def partition(rows: list[int], lengths: list[int], row_tokens: int) -> list[list[int]]:
+    """`rows` cut, in order, into consecutive parts whose `lengths` just reach `row_tokens` (the last may not)."""
+    parts, part, filled = [], [], 0
+    for row, length in zip(rows, lengths, strict=True):
+        part.append(row)
+        filled += length
+        if filled >= row_tokens:
+            parts.append(part)
+            part, filled = [], 0
+    return [*parts, part] if part else parts
+
+
+def keyword_groups(
+    corpus: datasets.Dataset, settings: QuestSettings, tokenizer, row_tokens: int, device=None, seed=0
+) -> KeywordGroups:
+    """The corpus's disjoint keyword groups, each cut into parts of `row_tokens` (computed once per process)."""
     key = (corpus._fingerprint, settings.quest_keywords_per_document, settings.quest_max_keyword_share,
-           settings.quest_query_model, settings.quest_queries_per_document, seed)  # fmt: skip
+           settings.quest_query_model, settings.quest_queries_per_document, seed, row_tokens,
+           tokenizer.name_or_path)  # fmt: skip
     if key not in _KEYWORD_GROUPS:
         keyed = corpus.map(
-            lambda batch: {"keywords": document_keywords(batch["text"], settings, device, seed)},
+            lambda batch: {
+                "keywords": document_keywords(batch["text"], settings, device, seed),
+                "tokens": token_lengths(tokenizer, batch["text"]),
+            },
             batched=True,
             batch_size=max(1000, settings.quest_query_batch_size),
             remove_columns=corpus.column_names,
             desc="Keywords of the corpus",
-        )["keywords"]
-        frequency = Counter(k for keywords in keyed for k in set(keywords))
-        most = settings.quest_max_keyword_share * len(corpus)
-        usable = frozenset(k for k, n in frequency.items() if 2 <= n <= most)
+        )
+        keywords, tokens = keyed["keywords"], keyed["tokens"]
+        cap = keyword_cap(settings, len(corpus), float(np.mean(tokens)) if tokens else 0.0, row_tokens)
+        frequency = Counter(k for per_document in keywords for k in set(per_document))
+        usable = frozenset(k for k, n in frequency.items() if 2 <= n <= cap)
         groups: dict[str, list[int]] = defaultdict(list)
-        for row, keywords in enumerate(keyed):
-            best = next((k for k in keywords if k in usable), None)
+        for row, per_document in enumerate(keywords):
+            best = next((k for k in per_document if k in usable), None)
             if best is not None:
                 groups[best].append(row)
-        _KEYWORD_GROUPS[key] = KeywordGroups({k: np.array(rows) for k, rows in groups.items()}, usable)
+        parts = {}
+        for keyword, rows in groups.items():
+            random.Random(f"{seed}/{keyword}").shuffle(rows)
+            parts[keyword] = partition(rows, [tokens[r] for r in rows], math.ceil(FILL_MARGIN * row_tokens))
+        _KEYWORD_GROUPS[key] = KeywordGroups(parts, usable, cap)
     return _KEYWORD_GROUPS[key]
 
 
+def part_of(root_id: str, parts: list[list[int]]) -> list[int]:
+    """The part of a group a root's row takes: chosen by a stable hash of its id."""
+    return parts[zlib.crc32(root_id.encode()) % len(parts)]
+
+
 def keyword_documents(batch: dict, settings: KeywordStageSettings, inputs) -> dict:
-    """The keywords stage: the root's best non-singleton groups' documents, shuffled, until they fill its row."""
+    """The keywords stage: a part of each of the root's best non-singleton groups, until they fill its row."""
     out, fits, offsets = start_first_stage(batch, inputs)
-    groups = keyword_groups(inputs.corpus, settings, inputs.device, inputs.seed)
+    groups = keyword_groups(
+        inputs.corpus, settings, inputs.tokenizer, inputs.max_seq_length, inputs.device, inputs.seed
+    )
     root_keywords = document_keywords(batch["text"], settings, inputs.device, inputs.seed)
     for row, (root_id, text, ok) in enumerate(zip(batch["id"], batch["text"], fits, strict=True)):
-        rng = random.Random(f"{inputs.seed}/{root_id}")
         budget = math.ceil(FILL_MARGIN * inputs.max_seq_length) - len(offsets[row])
         documents, positions, excluded = [], [], Counter()
         for keyword in root_keywords[row] if ok else []:
-            members = [int(r) for r in groups.members.get(keyword, ())]
-            if len(members) < 2 or budget <= 0:  # singleton groups make no row
+            parts = groups.parts.get(keyword, ())
+            if sum(map(len, parts)) < 2 or budget <= 0:  # singleton groups make no row
                 continue
             match = re.search(r"\s+".join(map(re.escape, keyword.split())), text, flags=re.IGNORECASE)
             start, end = match.span() if match else (-1, -1)
             token = token_at(offsets[row], start) if match else -1
-            drawn = rng.sample(members, len(members))
+            drawn = part_of(root_id, parts)
             found = inputs.corpus[drawn]
             placed_here = 0
             for corpus_row, corpus_id, corpus_text, length in zip(

@@ -20,7 +20,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..models import is_embedded
 from ..paths import PACKAGE_DIR
-from .counts import headline_rows
+from .counts import headline_rows, method_label
 from .schema import SCHEMA_VERSION
 
 TEMPLATE = PACKAGE_DIR / "templates" / "dataset_card.md"
@@ -91,8 +91,9 @@ def render_dataset_card(
         for name, pattern in data_files.items()
     ]
     length = f"{config.max_seq_length // 1024}K"
+    label = method_label(config.method, asdict(config))
     pretty_name = config.pretty_name or (
-        f"EntropyLong {length}" if config.method == "entropylong" else f"{config.method} baseline {length}"
+        f"EntropyLong {length}" if config.method == "entropylong" else f"{label} baseline {length}"
     )
     card_data = DatasetCardData(
         language="en",
@@ -102,7 +103,7 @@ def render_dataset_card(
         source_datasets=source_datasets or None,
         task_categories=["text-generation"],
         tags=["long-context", "entropylong", "pretraining"]
-        + ([] if config.method == "entropylong" else ["baseline", config.method]),
+        + ([] if config.method == "entropylong" else ["baseline", label.replace(" ", "-")]),
         configs=configs,
     )
     data_seconds = data_seconds or counts.seconds
@@ -110,6 +111,7 @@ def render_dataset_card(
         card_data,
         template_path=str(template_path),
         pretty_name=pretty_name,
+        method_label=label,
         repo_id=config.hub_repo_id or config.output_dir,
         config=config,
         counts=counts,

@@ -110,7 +110,8 @@ class BuildCounts:
         )
 
 
-def print_summary(counts: BuildCounts, output_dir: str) -> None:
+def print_summary(counts: BuildCounts, output_dir: str, label: str | None = None) -> None:
+    """The build's counts on stderr, under `label` (`method_label`; default: the method's name)."""
     statuses = ", ".join(f"{status} {n}" for status, n in counts.roots_by_status.items())
     rows = [
         ("roots", f"{counts.roots} ({statuses}); {counts.roots_empty} empty dropped"),
@@ -145,7 +146,7 @@ def print_summary(counts: BuildCounts, output_dir: str) -> None:
         ),
     ]
     width = max(len(name) for name, _ in rows)
-    name = "EntropyLong" if counts.method == "entropylong" else f"{counts.method} baseline"
+    name = "EntropyLong" if counts.method == "entropylong" else f"{label or counts.method} baseline"
     print(f"\n{name} build written to {output_dir}", file=sys.stderr)
     for name, value in rows:
         print(f"  {name:<{width}}  {value}", file=sys.stderr)
@@ -170,9 +171,19 @@ HEADLINE = (
 )
 
 
+KEYWORD_GROUPS = "keyword groups"
+"""What a quest build without a query model is called wherever it is shown: its groups come from the documents' own
+keywords, not from predicted queries, so it is not Quest as its authors compare it."""
+
+
+def method_label(method: str, config: Mapping) -> str:
+    """The name a build of `method` is shown under: the method's, except quest without `quest_query_model`."""
+    return KEYWORD_GROUPS if method == "quest" and not config.get("quest_query_model") else method
+
+
 def build_method(stats: Mapping, config: Mapping) -> str:
-    """The build's method (builds written before methods existed are `entropylong`)."""
-    return stats.get("method") or config.get("method") or "entropylong"
+    """The build's method as it is shown (`method_label`; builds written before methods existed: `entropylong`)."""
+    return method_label(stats.get("method") or config.get("method") or "entropylong", config)
 
 
 def headline_rows(stats: Mapping, config: Mapping) -> list[tuple[str, str, str]]:
