@@ -2,8 +2,10 @@
 
 1. Parse `--config RECIPE.yaml` and flag overrides into TRL's `ScriptArguments`, `SFTConfig`, `ModelConfig`
    and [`LongContextArguments`].
-2. Load the tokenizer, then the stage's training data (`load_data`: packed rows for CPT, conversations for SFT),
-   which may set the training arguments it needs — all before the model, so a bad dataset fails fast. With
+2. Refuse an attention this machine cannot run as named (`attention.require_attention`: the kernel's build,
+   and under sequence parallelism both names), then load the tokenizer and the stage's training data
+   (`load_data`: packed rows for CPT, conversations for SFT), which may set the training arguments it needs —
+   all before the model, so a bad setting or dataset fails fast. With
    flex_attention, batches are padded to whole blocks of `FLEX_BLOCK_SIZE` tokens (`pad_to_multiple_of`).
 3. Seed every RNG with `seed` — a model built from its config (`init_from_config`) gets the same random weights
    on every run — then load the model with its `config_overrides` (wrapped in a LoRA adapter by the trainer
@@ -32,6 +34,7 @@ from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_con
 from ..models import context_window
 from ..paths import installed_recipe
 from ..sources import load_raw_source
+from .attention import planned_parallelism, require_attention
 from .config import LongContextArguments, load_training_model, load_training_tokenizer
 from .spans import FLEX_BLOCK_SIZE
 from .trainer import EntropyLongTrainer
@@ -127,6 +130,7 @@ def build_trainer(
         raise ValueError(
             "model_name_or_path is required (a Hub id, a local path or embedded:SmolLM2-135M-Instruct)."
         )
+    require_attention(args.model.attn_implementation, planned_parallelism(args.training))
     if args.model.attn_implementation == "flex_attention" and args.training.pad_to_multiple_of is None:
         args.training.pad_to_multiple_of = FLEX_BLOCK_SIZE  # whole blocks for the compiled flex kernels
     trust_remote_code = args.training.trust_remote_code

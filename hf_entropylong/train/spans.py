@@ -43,8 +43,15 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from .varlen import VARLEN_ATTENTION
 
 PACKED_COLUMNS = ("input_ids", "seq_lengths", "num_padding_tokens")
-# The kernels that find the spans in the all-gathered position_ids, so DeepSpeed-Ulysses keeps units apart.
-SEQUENCE_PARALLEL_ATTENTION = ("flash_attention_2", "flash_attention_3", VARLEN_ATTENTION)
+# The kernels that find the spans in the all-gathered position_ids, so DeepSpeed-Ulysses keeps units apart, by the
+# exact names transformers, Accelerate and DeepSpeed know them by (flash-attn's packages and their Hub builds).
+SEQUENCE_PARALLEL_ATTENTION = (
+    "flash_attention_2",
+    "flash_attention_3",
+    "kernels-community/flash-attn2",
+    "kernels-community/vllm-flash-attn3",
+    VARLEN_ATTENTION,
+)
 # Entries of a padding-free batch that describe the whole flattened sequence, not one entry per token.
 WHOLE_SEQUENCE_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 # flex_attention's block size: its compiled kernels tile queries and keys in blocks of 128 tokens.
@@ -150,6 +157,26 @@ class ShardableCollator:
         return {key: value for key, value in batch.items() if key not in WHOLE_SEQUENCE_KEYS}
 
 
+def check_sp_attention(parallelism_config, attn_implementation: str | None) -> None:
+    """Refuse a DeepSpeed-Ulysses run whose attention names are not one varlen kernel of
+    [`SEQUENCE_PARALLEL_ATTENTION`], by its exact name, for both the model and the sequence-parallel wrapper."""
+    sp_size = parallelism_config.sp_size
+    sp_attn = getattr(parallelism_config.sp_handler, "sp_attn_implementation", None) or "sdpa"
+    for name, value in (("sp_attn_implementation", sp_attn), ("attn_implementation", attn_implementation)):
+        if value not in SEQUENCE_PARALLEL_ATTENTION:
+            raise ValueError(
+                f"sp_size={sp_size} with {name}={value!r}: under DeepSpeed-Ulysses only varlen kernels keep packed "
+                f"units apart (sdpa/flex see one causal sequence). Use one of {SEQUENCE_PARALLEL_ATTENTION} for "
+                "both the model and parallelism_config_sp_attn_implementation."
+            )
+    if sp_attn != attn_implementation:
+        raise ValueError(
+            f"sp_size={sp_size}: parallelism_config_sp_attn_implementation={sp_attn!r} and attn_implementation="
+            f"{attn_implementation!r} differ; DeepSpeed-Ulysses wraps the model's own attention, so name the same "
+            "kernel in both."
+        )
+
+
 def check_parallelism(
     parallelism_config,
     model_config,
@@ -179,19 +206,12 @@ def check_parallelism(
             "attention mask by plain causal attention, so packed EntropyLong units would attend to each other. "
             "Use DeepSpeed-Ulysses sequence parallelism instead (parallelism_config_sp_size, "
             "parallelism_config_sp_backend: deepspeed, parallelism_config_sp_attn_implementation: "
-            "flash_attention_2); see recipes/accelerate_configs/."
+            "kernels-community/flash-attn2); see recipes/accelerate_configs/."
         )
     sp_size = parallelism_config.sp_size
     if sp_size <= 1:
         return
-    sp_attn = getattr(parallelism_config.sp_handler, "sp_attn_implementation", None) or "sdpa"
-    for name, value in (("sp_attn_implementation", sp_attn), ("attn_implementation", attn_implementation)):
-        if value not in SEQUENCE_PARALLEL_ATTENTION and "flash" not in str(value):
-            raise ValueError(
-                f"sp_size={sp_size} with {name}={value!r}: under DeepSpeed-Ulysses only varlen kernels keep packed "
-                f"units apart (sdpa/flex see one causal sequence). Use one of {SEQUENCE_PARALLEL_ATTENTION} for "
-                "both the model and parallelism_config_sp_attn_implementation."
-            )
+    check_sp_attention(parallelism_config, attn_implementation)
     heads = model_config.num_attention_heads
     kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
     if heads % sp_size:
