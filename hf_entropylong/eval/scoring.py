@@ -24,6 +24,7 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
@@ -113,28 +114,44 @@ def summarize(scores: list[dict]) -> dict:
     return summary
 
 
-def markdown_table(scores: list[dict], row_key: str = "task", column_key: str = "length") -> str:
-    """Scores as a Markdown table: one row per `row_key`, one column per `column_key`, plus averages."""
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.2f}" if values else ""
+
+
+def markdown_table(
+    scores: list[dict],
+    row_key: str = "task",
+    column_key: str = "length",
+    windows: Mapping[str, Collection] | None = None,
+) -> str:
+    """Scores as a Markdown table: one row per `row_key`, one column per `column_key`, then a column per window
+    (`windows`: its name → the `column_key` values it averages, e.g. RULER's "8K-128K"), then the average of all."""
     rows = list(dict.fromkeys(entry[row_key] for entry in scores))
     columns = sorted(dict.fromkeys(entry[column_key] for entry in scores), key=lambda c: (c is None, c))
     cell = {(entry[row_key], entry[column_key]): entry["score"] for entry in scores}
+    windows = windows or {}
     lines = [
-        "| " + " | ".join([row_key, *map(str, columns), "average"]) + " |",
-        "|" + "---|" * (len(columns) + 2),
+        "| " + " | ".join([row_key, *map(str, columns), *windows, "average"]) + " |",
+        "|" + "---|" * (len(columns) + len(windows) + 2),
     ]
     for row in rows:
         values = [cell.get((row, column)) for column in columns]
-        present = [v for v in values if v is not None]
-        mean = f"{sum(present) / len(present):.2f}" if present else ""
+        per_window = [
+            _mean([v for c, v in zip(columns, values, strict=True) if c in w and v is not None])
+            for w in windows.values()
+        ]
+        mean = _mean([v for v in values if v is not None])
         lines.append(
-            "| " + " | ".join([str(row), *("" if v is None else f"{v:.2f}" for v in values), mean]) + " |"
+            "| "
+            + " | ".join([str(row), *("" if v is None else f"{v:.2f}" for v in values), *per_window, mean])
+            + " |"
         )
-    column_means = []
-    for column in columns:
-        present = [cell[(row, column)] for row in rows if (row, column) in cell]
-        column_means.append(f"{sum(present) / len(present):.2f}" if present else "")
+    column_means = [_mean([cell[(row, c)] for row in rows if (row, c) in cell]) for c in columns]
+    window_means = [_mean([v for (_, c), v in cell.items() if c in w]) for w in windows.values()]
     overall = sum(cell.values()) / len(cell) if cell else 0.0
-    lines.append("| " + " | ".join(["**average**", *column_means, f"**{overall:.2f}**"]) + " |")
+    lines.append(
+        "| " + " | ".join(["**average**", *column_means, *window_means, f"**{overall:.2f}**"]) + " |"
+    )
     return "\n".join(lines)
 
 

@@ -67,7 +67,7 @@ def test_qa_files_missing_or_malformed(tiny_model_dir, tmp_path):
         )
 
 
-def test_ruler_end_to_end_on_a_tiny_model(tiny_model_dir, squad_file, tmp_path):
+def test_ruler_end_to_end_on_a_tiny_model(tiny_model_dir, squad_file, tmp_path, capsys):
     out = tmp_path / "ruler"
     cli_main(
         [
@@ -106,9 +106,10 @@ def test_ruler_end_to_end_on_a_tiny_model(tiny_model_dir, squad_file, tmp_path):
     assert results["summary"]["haystack"] == "embedded:wiki-summaries"
     assert results["summary"]["average_label"] == (
         "average of 3 of RULER's 13 tasks (without niah_single_2, niah_single_3, niah_multikey_1, "
-        "niah_multikey_2, niah_multikey_3, niah_multivalue, niah_multiquery, vt, cwe, qa_2) at 512, 768 "
-        "(512, 768 not among RULER's lengths, 4K-128K)"
+        "niah_multikey_2, niah_multikey_3, niah_multivalue, niah_multiquery, vt, cwe, qa_2) at 512, 768, "
+        "on the Wikipedia-summary haystack (not RULER's essays)"
     )
+    assert "RULER average" not in capsys.readouterr().out  # the default haystack: never unqualified
     assert results["summary"]["average_ci95"] > 10  # 2 samples per cell
     assert set(results["summary"]["per_length"]) == {"512", "768"}
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from hf_entropylong.eval.ruler import RulerArguments, average_label
-from hf_entropylong.eval.ruler_constants import STANDARD_LENGTHS, TASK_NAMES
+from hf_entropylong.eval.ruler import RulerArguments, average_label, window_summary
+from hf_entropylong.eval.ruler_constants import PAPER_WINDOW, TASK_NAMES
 from hf_entropylong.eval.scoring import (
     ci95,
     markdown_table,
@@ -17,6 +17,7 @@ from hf_entropylong.eval.scoring import (
     table_scores,
     write_results,
 )
+from hf_entropylong.models import EMBEDDED_CORPUS
 
 
 def test_all_match_counts_the_share_of_values_found():
@@ -115,14 +116,35 @@ def test_confidence_intervals_shrink_with_samples_and_cover_perfect_cells():
     assert summarize(scores)["average_ci95"] == pytest.approx(ci95(0.5, 10) / 2**0.5, abs=0.01)
 
 
-def test_only_the_full_suite_at_rulers_lengths_is_the_ruler_average():
-    assert average_label(list(TASK_NAMES), [4096, 131072]) == "RULER average"
-    assert average_label(list(TASK_NAMES), list(STANDARD_LENGTHS)) == "RULER average"
+def test_only_the_full_suite_on_the_essays_at_8k_to_128k_is_the_ruler_average():
+    essays, window = "PaulGrahamEssays.json", list(PAPER_WINDOW)
+    assert average_label(list(TASK_NAMES), window, essays) == "RULER average"
+    # the default haystack, 4K added, a length missing, or the QA files missing: named for what it covers
+    assert average_label(list(TASK_NAMES), window, EMBEDDED_CORPUS) == (
+        "average of 13 of RULER's 13 tasks at 8K, 16K, 32K, 64K, 128K, "
+        "on the Wikipedia-summary haystack (not RULER's essays)"
+    )
+    assert average_label(list(TASK_NAMES), [4096, *window], essays) == (
+        "average of 13 of RULER's 13 tasks at 4K, 8K, 16K, 32K, 64K, 128K, on the PaulGrahamEssays.json haystack"
+    )
+    assert "RULER average" not in average_label(list(TASK_NAMES), window[:-1], essays)
     synthetic = [task for task in TASK_NAMES if not task.startswith("qa")]
-    assert average_label(synthetic, [4096, 8192]) == (
-        "average of 11 of RULER's 13 tasks (without qa_1, qa_2) at 4K, 8K"
+    assert average_label(synthetic, window, essays).startswith(
+        "average of 11 of RULER's 13 tasks (without qa_1, qa_2) at 8K"
     )
-    assert average_label(list(TASK_NAMES), [1024, 4096]) == (
-        "average of 13 of RULER's 13 tasks at 1K, 4K (1K not among RULER's lengths, 4K-128K)"
-    )
-    assert "RULER average" not in average_label(["vt"], [1000])
+
+
+def test_the_8k_to_128k_window_is_averaged_and_tabled_apart_from_4k():
+    scores = [
+        {"task": task, "length": length, "score": score, "samples": 10}
+        for task in ("vt", "cwe")
+        for length, score in ((4096, 90.0), (8192, 60.0), (16384, 40.0))
+    ]
+    window = window_summary(scores, ["vt", "cwe"], EMBEDDED_CORPUS)
+    assert window["window_8k_128k"] == 50.0 and summarize(scores)["average"] == pytest.approx(63.33)
+    assert window["window_8k_128k_label"].startswith("average of 2 of RULER's 13 tasks")
+    assert "at 8K, 16K," in window["window_8k_128k_label"]
+    assert window_summary([s for s in scores if s["length"] == 4096], ["vt"], EMBEDDED_CORPUS) == {}
+    table = markdown_table(scores, windows={"8K-128K": PAPER_WINDOW}).splitlines()
+    assert table[0] == "| task | 4096 | 8192 | 16384 | 8K-128K | average |"
+    assert table[2] == "| vt | 90.00 | 60.00 | 40.00 | 50.00 | 63.33 |"

@@ -59,11 +59,20 @@ def test_short_text_table_for_a_model_and_its_base(tiny_model_dir, tokenizer, fi
     base_score = results["summary"]["base_scores"]["fixture_mc"]
     for i, value in ((1, score["score"]), (0, base_score)):
         lm_eval_results = json.loads((out / f"lm_eval_{i}.json").read_text())["results"]["fixture_mc"]
-        assert value == round(100 * lm_eval_results["acc_norm,none"], 2)
+        assert value == round(100 * lm_eval_results["acc,none"], 2)  # the paper's accuracy by default
         assert round(value * len(QUESTIONS) / 100) * 100 / len(QUESTIONS) == pytest.approx(value, abs=0.01)
     assert f"| {base} | {base_score:.2f} | {base_score:.2f} |" in table
     assert f"| difference | {score['score'] - base_score:+.2f} |" in table
-    assert results["summary"]["base_average"] == base_score and results["summary"]["metric"] == "acc_norm"
+    assert results["summary"]["base_average"] == base_score and results["summary"]["metric"] == "acc"
+    lm_eval_results = json.loads((out / "lm_eval_1.json").read_text())["results"]["fixture_mc"]
+    normalised = round(100 * lm_eval_results["acc_norm,none"], 2)
+    assert results["summary"]["other_metric"] == "acc_norm"
+    assert results["summary"]["other_scores"] == {"fixture_mc": normalised}  # acc_norm beside it
+    assert table.index("acc:") < table.index("acc_norm (beside it):")
+    assert (
+        f"| {tiny_model_dir} | {normalised:.2f} | {normalised:.2f} |"
+        in table.split("acc_norm (beside it):")[1]
+    )
 
 
 def test_paper_table_and_metric_choice():
