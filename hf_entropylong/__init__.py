@@ -21,7 +21,7 @@ Architecture (who owns what; README.md has the same map with a root's path throu
 - `methods/` one module per data recipe (`entropylong`, `noverify`, `concat`, `quest`, `nextlong`): its stages;
   `methods/__init__.py` maps a method's name to them.
 - `builder/` the settings union (`config`), inputs and cache keys (`inputs`), the sharded, resumable, multi-rank
-  runner and the publish flow (`runner`).
+  runner and the publish flow (`runner`), and where it runs (`executors`; datatrove's pipelines: `pipelines`).
 - `publish/` packing, counts, the written folder, the card, the plots, the schema version.
 - `report.py` the HTML report; `cli.py` the `hf-entropylong` command; `train/` and `eval/` training and evaluation.
 """

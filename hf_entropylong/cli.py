@@ -34,7 +34,7 @@ from ._version import __version__
 from .paths import installed_recipe
 
 COMMANDS = {  # words -> "module:function", the function taking the remaining argv
-    ("build",): "hf_entropylong.builder.runner:main",
+    ("build",): "hf_entropylong.builder.executors:main",
     ("report",): "hf_entropylong.report:main",
     ("train", "cpt"): "hf_entropylong.train.cpt:main",
     ("train", "sft"): "hf_entropylong.train.sft:main",
@@ -54,7 +54,15 @@ COMMANDS = {  # words -> "module:function", the function taking the remaining ar
 # keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, MemoryError)
 # Modules that commands import lazily, and the extra of setup.cfg that installs each.
-EXTRAS = {"lm_eval": "eval", "wonderwords": "eval", "deepspeed": "gpu", "liger_kernel": "gpu", "faiss": "cpu"}
+EXTRAS = {
+    "lm_eval": "eval",
+    "wonderwords": "eval",
+    "deepspeed": "gpu",
+    "liger_kernel": "gpu",
+    "faiss": "cpu",
+    "datatrove": "scale",
+    "ray": "scale",
+}
 
 
 def usage() -> str:

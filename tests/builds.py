@@ -1,8 +1,12 @@
 """The small crafted corpus of the end-to-end build tests, the embedded settings they build it with, and how
 their tables are compared."""
 
+import json
+from pathlib import Path
+
 import pytest
 import yaml
+from datasets import load_dataset
 
 from hf_entropylong.builder import BuildConfig
 
@@ -95,3 +99,18 @@ def assert_close(got, expected, where: str) -> None:
         assert got == pytest.approx(expected, rel=1e-5, abs=1e-6, nan_ok=True), where
     else:
         assert got == expected, where
+
+
+def assert_same_dataset(output_dir: Path, reference_dir: Path) -> None:
+    """The published tables of `output_dir` equal those of `reference_dir` (`assert_close`)."""
+    for name in ("default", "dependencies"):
+        got = load_dataset(str(output_dir), name, split="train").to_list()
+        assert_close(got, load_dataset(str(reference_dir), name, split="train").to_list(), name)
+
+
+def writers(cache: Path, stage: str) -> dict[int, int]:
+    """The rank (or datatrove task) that computed each shard of `stage` (recorded beside each shard's cache)."""
+    return {
+        int(path.name.split("-")[-3]): json.loads(path.read_text())["rank"]
+        for path in cache.glob(f"{stage}-*.arrow.json")
+    }

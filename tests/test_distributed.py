@@ -1,7 +1,6 @@
 """The build launched on 2 processes (gloo, CPU) gives the 1-process dataset, also after a rank is killed."""
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -9,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builds import assert_close, small_config
-from datasets import load_dataset
+from builds import assert_same_dataset, small_config, writers
 
 from hf_entropylong import build
 from hf_entropylong.methods import stages_of
@@ -47,20 +45,6 @@ def recipe_for(docs_file, tmp_path: Path, output_dir: Path, **overrides) -> Path
 def launch(*command: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_ENTROPYLONG_DEBUG": ""}
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
-
-
-def assert_same_dataset(output_dir: Path, reference_dir: Path) -> None:
-    for name in ("default", "dependencies"):
-        got = load_dataset(str(output_dir), name, split="train").to_list()
-        assert_close(got, load_dataset(str(reference_dir), name, split="train").to_list(), name)
-
-
-def writers(cache: Path, stage: str) -> dict[int, int]:
-    """The rank that computed each shard of `stage` (recorded beside each shard's cache)."""
-    return {
-        int(path.name.split("-")[-3]): json.loads(path.read_text())["rank"]
-        for path in cache.glob(f"{stage}-*.arrow.json")
-    }
 
 
 def test_two_processes_build_the_one_process_dataset(docs_file, demo_build, tmp_path):

@@ -9,7 +9,7 @@ from builds import assert_close, small_config
 from datasets import load_dataset
 
 from hf_entropylong.builder import build
-from hf_entropylong.builder.config import SETTINGS_GROUPS
+from hf_entropylong.builder.config import SETTINGS_GROUPS, ExecutorSettings
 from hf_entropylong.settings import is_output_neutral
 
 pytestmark = pytest.mark.slow
@@ -31,6 +31,8 @@ NEUTRAL_VALUES = {
 }
 # Neutral fields no CPU test can switch: a GPU, the Hub; and the folders, which every build here sets anyway.
 NOT_SWITCHED = {"index_on_gpu", "push_to_hub", "hub_repo_id", "hub_private", "output_dir", "cache_dir"}
+# Where the work runs, which `build` reads before any stage (tests/test_executors.py builds on each executor).
+NOT_SWITCHED |= {field.name for field in dataclasses.fields(ExecutorSettings)}
 
 
 def _tables(output_dir) -> dict:

@@ -209,7 +209,14 @@ def test_bad_values_are_refused_by_their_group(overrides, message):
         BuildConfig(**overrides)
 
 
-ZERO_MEANS_SOMETHING = {"alpha", "min_left_context", "seed", "min_row_fill", "index_gpu_reserve_gib"}
+ZERO_MEANS_SOMETHING = {
+    "alpha",
+    "min_left_context",
+    "seed",
+    "min_row_fill",
+    "index_gpu_reserve_gib",
+    "gpus_per_task",
+}
 
 
 def _numeric_settings() -> list[tuple[str, bool]]:

@@ -1,7 +1,9 @@
-"""The build: settings (`config`), inputs and cache keys (`inputs`), and the runner (`runner`: shards, ranks, the
-publish flow). `from hf_entropylong.builder import BuildConfig, build, demo_config`."""
+"""The build: settings (`config`), inputs and cache keys (`inputs`), the runner (`runner`: shards, ranks, the
+publish flow) and where it runs (`executors`: the launcher's ranks, or datatrove tasks of `pipelines` on this
+machine, Slurm or Ray). `from hf_entropylong.builder import BuildConfig, build, demo_config`."""
 
 from .config import BuildConfig, demo_config
-from .runner import NothingToPackError, build, main
+from .executors import build, main
+from .runner import NothingToPackError
 
 __all__ = ["BuildConfig", "NothingToPackError", "build", "demo_config", "main"]

@@ -2,13 +2,14 @@
 
 Each group lives beside the code that reads it (`sources`, `models`, each stage in `stages/`, each method in
 `methods/`, the corpus index in `index/`, packing and publishing in `publish/`); `BuildConfig` inherits them all, so
-a recipe is one flat YAML and every field is one flag. `RunSettings` (how the build runs) lives here.
+a recipe is one flat YAML and every field is one flag. `RunSettings` (how the build runs) and `ExecutorSettings`
+(where its work runs: `builder/executors.py`) live here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -56,6 +57,79 @@ class RunSettings:
         require_non_negative(self, "seed")
 
 
+@dataclass
+class ExecutorSettings:
+    """Where the build's work runs: this process and the ranks of its launcher, or datatrove tasks."""
+
+    output_neutral: ClassVar[tuple[str, ...]] = (
+        "executor",
+        "executor_tasks",
+        "executor_workers",
+        "cpus_per_task",
+        "mem_per_cpu_gb",
+        "gpus_per_task",
+        "slurm_partition",
+        "slurm_cpu_partition",
+        "slurm_time",
+        "slurm_qos",
+        "slurm_env_command",
+        "ray_address",
+        "executor_logging_dir",
+    )
+
+    executor: Literal["ranks", "local", "slurm", "ray"] = setting(
+        "ranks",
+        help="ranks: this process, or every rank of the torchrun / accelerate launch it runs under. local, slurm, "
+        "ray: the stages as datatrove tasks on this machine's processes, Slurm job arrays or a Ray cluster (the "
+        "[scale] extra); the same shard caches either way.",
+    )
+    executor_tasks: int | None = setting(
+        None,
+        help="Tasks of the sharded pipelines (corpus embedding, root shards), each taking the shards whose number is "
+        "its own modulo the task count (default: one task per shard, the finest retry).",
+    )
+    executor_workers: int | None = setting(
+        None,
+        help="Tasks run at once (default: local, one per GPU, or 1 on a CPU machine; slurm and ray, all of them).",
+    )
+    cpus_per_task: int = setting(8, help="CPUs of each Slurm or Ray task.")
+    mem_per_cpu_gb: int = setting(8, help="Memory of each Slurm or Ray task, in GB per CPU.")
+    gpus_per_task: int = setting(
+        1,
+        help="GPUs of each Slurm or Ray task of the GPU pipelines (corpus embedding, root shards; the index too with "
+        "index_on_gpu); indexing and publishing ask for none. 0: every task on CPUs.",
+    )
+    slurm_partition: str | None = setting(
+        None, help="Slurm partition of the GPU pipelines (--executor slurm)."
+    )
+    slurm_cpu_partition: str | None = setting(
+        None, help="Slurm partition of the CPU pipelines (indexing, publishing); default: slurm_partition."
+    )
+    slurm_time: str = setting("24:00:00", help="Slurm time limit of each task (sbatch --time).")
+    slurm_qos: str | None = setting(
+        None, help="Slurm quality of service (sbatch --qos; default: the cluster's)."
+    )
+    slurm_env_command: str | None = setting(
+        None,
+        help="Shell line each Slurm task runs first (default: activate the Python environment of the submitting "
+        "command).",
+    )
+    ray_address: str | None = setting(
+        None, help="Address of the Ray cluster (default: RAY_ADDRESS, else a Ray started on this machine)."
+    )
+    executor_logging_dir: str | None = setting(
+        None,
+        help="Folder of datatrove's logs, stats and task completions (default: <cache_dir>/datatrove/); on a "
+        "file system every task sees.",
+    )
+
+    def __post_init__(self):
+        require_positive(self, "executor_tasks", "executor_workers", "cpus_per_task", "mem_per_cpu_gb")
+        require_non_negative(self, "gpus_per_task")
+        if self.executor == "slurm" and not self.slurm_partition:
+            raise ValueError("--executor slurm needs --slurm_partition (the partition of the GPU tasks).")
+
+
 SETTINGS_GROUPS: tuple[type, ...] = (
     MethodSettings,
     RootSettings,
@@ -73,6 +147,7 @@ SETTINGS_GROUPS: tuple[type, ...] = (
     QuestSettings,
     NExtLongSettings,
     RunSettings,
+    ExecutorSettings,
     OutputSettings,
 )
 

@@ -55,7 +55,7 @@ from ..publish.counts import BuildCounts, print_summary
 from ..publish.packing import PackSettings, pack_sequences
 from ..publish.writer import OutputSettings, claim_output_dir, lock_output_dir, publish, push_folder
 from ..settings import settings_of
-from ..sources import check_unique_ids, load_text_source
+from ..sources import SourceCounts, check_unique_ids, load_text_source
 from ..stages import InputView, Stage
 from ..stages.entropy import ENTROPY_STAGE
 from ..stages.retrieval import RETRIEVAL_STAGE
@@ -254,9 +254,21 @@ def build(config: BuildConfig) -> BuildCounts | None:
             lock.release()
 
 
-def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
+def searched_indexes(method: str) -> list[str]:
+    """The indexes (`INDEXES`) that the stages of `method` search: concat and quest search none."""
+    declared = {name for stage in stages_of(method) for name in stage.inputs}
+    return [name for name in INDEXES if name in declared]
+
+
+def load_inputs(
+    config: BuildConfig, device: str | None = None
+) -> tuple[datasets.Dataset, SourceCounts, list[SourceCounts], BuildInputs]:
+    """The roots (sampled to `num_roots`, ids checked), their counts, each corpus source's counts, and the stages'
+    inputs on `device` (their cache keys in `inputs.keys`).
+
+    Raises:
+        NothingToPackError: the roots or the corpus hold no non-empty document.
+    """
     roots, root_counts = load_text_source(
         config.roots, config.roots_split, config.roots_text_column, config.roots_id_column, role="roots"
     )
@@ -276,15 +288,26 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
         )
     if len(corpus) == 0:
         raise NothingToPackError(f"corpus {config.corpus}: no non-empty document to retrieve from.")
-    timings["load"] = time.perf_counter() - clock
+    corpus_counts = [counts for _, counts in corpus_parts]
+    keys = stage_keys(config, root_counts.identity, "+".join(c.identity for c in corpus_counts))
+    return (
+        roots,
+        root_counts,
+        corpus_counts,
+        BuildInputs(config, corpus, stage_cache_dir(config), keys, device),
+    )
 
-    keys = stage_keys(config, root_counts.identity, "+".join(c.identity for _, c in corpus_parts))
+
+def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     device = str(state.device) if state.device.type == "cuda" else None
-    inputs = BuildInputs(config, corpus, stage_cache_dir(config), keys, device)
+    roots, root_counts, corpus_counts, inputs = load_inputs(config, device)
+    keys = inputs.keys
+    timings["load"] = time.perf_counter() - clock
     rank, world = state.process_index, state.num_processes
     clock = time.perf_counter()
-    declared = {name for stage in stages_of(config.method) for name in stage.inputs}
-    searched = [name for name in INDEXES if name in declared]  # concat and quest never search
+    searched = searched_indexes(config.method)
     if state.is_main_process:
         for name in searched:
             cache_is_sound(
@@ -297,7 +320,9 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
     for name in missing:
         if name == "chunk_index":
             with state.main_process_first():  # the chunk dataset is written once, then read by every rank
-                logger.info("Indexing %d chunks of %d corpus documents.", len(inputs.chunks), len(corpus))
+                logger.info(
+                    "Indexing %d chunks of %d corpus documents.", len(inputs.chunks), len(inputs.corpus)
+                )
         inputs.embed_rows(name, rank, world)
         state.wait_for_everyone()
         if state.is_main_process:
@@ -335,7 +360,7 @@ def _build(config: BuildConfig, output_dir: Path, state) -> BuildCounts | None:
         config.method,
         statuses_of(stages_of(config.method)),
         root_counts,
-        [c for _, c in corpus_parts],
+        corpus_counts,
         dependencies,
         packed,
         units_left_over,
