@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..models import load_tokenizer, resolve_model
+from .packages import missing_package_message
 from .varlen import VARLEN_ATTENTION, register_varlen_attention
 
 
@@ -111,9 +112,7 @@ def apply_liger_kernels(model) -> None:
     from transformers.utils import is_liger_kernel_available
 
     if not is_liger_kernel_available():
-        raise ImportError(
-            "liger_kernels: liger-kernel is not installed (pip install liger-kernel, or the [gpu] extra)."
-        )
+        raise ImportError(missing_package_message("liger-kernel", "liger_kernels: true", "model"))
     if not torch.cuda.is_available():
         raise ValueError(
             "liger_kernels: Liger's Triton kernels need a CUDA GPU; set liger_kernels: false on CPU."
