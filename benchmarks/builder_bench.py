@@ -57,9 +57,9 @@ from hf_entropylong.models import (
     load_tokenizer,
 )
 from hf_entropylong.sources import load_text_source
+from hf_entropylong.stages.context_scores import RootCandidates, padded_batches, verification_plan
 from hf_entropylong.stages.entropy import ENTROPY_STAGE, EntropySettings
 from hf_entropylong.stages.retrieval import RETRIEVAL_STAGE, RetrievalStageSettings
-from hf_entropylong.stages.context_scores import RootCandidates, padded_batches, verification_plan
 from hf_entropylong.stages.verify import VERIFY_STAGE, delta_i
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -78,7 +78,10 @@ LLAMA3_8B_HEAD = (4096, 128_256)
 class BenchmarkArguments:
     part: str = field(default="verify", metadata={"help": "lm (synthetic) or verify (real builds)."})
     model: str = field(default=EMBEDDED_LM, metadata={"help": "Causal LM (Hub id, path or embedded name)."})
-    shape: str = field(default="", metadata={"help": "llama3-8b: a random Meta-Llama-3-8B-shaped model."})
+    shape: str = field(
+        default="",
+        metadata={"help": "llama3-8b: a random Meta-Llama-3-8B-shaped model (toy: a 2-layer one)."},
+    )
     device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
     dtype: str = field(default="float32", metadata={"help": "float32 or bfloat16."})
     batch: int = field(default=2, metadata={"help": "lm: entropy sequences per forward."})
@@ -134,21 +137,32 @@ def median_seconds(function: Callable[[], object], device: str, repeats: int) ->
     return sorted(times)[len(times) // 2]
 
 
-def make_model(args: BenchmarkArguments):
-    if args.shape != "llama3-8b":
-        return load_causal_lm(args.model, dtype=args.dtype, device=args.device)
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(  # Meta-Llama-3-8B
+RANDOM_SHAPES = {
+    "llama3-8b": dict(  # Meta-Llama-3-8B
         vocab_size=LLAMA3_8B_HEAD[1],
         hidden_size=LLAMA3_8B_HEAD[0],
         intermediate_size=14_336,
         num_hidden_layers=32,
         num_attention_heads=32,
         num_key_value_heads=8,
-        max_position_embeddings=8192,
-        rope_theta=500_000.0,
-    )
+    ),
+    "toy": dict(  # a CPU rehearsal of the same code
+        vocab_size=1024,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
+}
+
+
+def make_model(args: BenchmarkArguments):
+    if args.shape not in RANDOM_SHAPES:
+        return load_causal_lm(args.model, dtype=args.dtype, device=args.device)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**RANDOM_SHAPES[args.shape], max_position_embeddings=8192, rope_theta=500_000.0)
     with torch.device(args.device):
         return LlamaForCausalLM(config).to(getattr(torch, args.dtype)).eval()
 

@@ -10,7 +10,8 @@
     python benchmarks/gpu_index_check.py                      # one process
     torchrun --nproc_per_node 2 benchmarks/gpu_index_check.py # each rank checks its own device
 
-Prints one line per check; exits non-zero on the first failure.
+Prints one line per check; exits non-zero on the first failure. `index_checks()` returns the same lines as rows
+(`make gpu-check` runs it as its FAISS section).
 """
 
 from __future__ import annotations
@@ -44,14 +45,25 @@ class KnownVectors:
         return np.stack([self.vectors[int(text.split()[1])] for text in texts])
 
 
-def check(condition: bool, what: str) -> None:
-    print(("ok   " if condition else "FAIL ") + what, flush=True)
-    if not condition:
-        sys.exit(1)
+class CheckFailed(Exception):
+    """A check of the GPU placement did not hold (its message is the check's line)."""
 
 
-def main() -> None:
-    node = this_node()
+class Checks(list):
+    """The check lines so far, each `{"ok": bool | None, "what": str}` (None: a line of information)."""
+
+    def __call__(self, condition: bool | None, what: str) -> None:
+        self.append({"ok": condition, "what": what})
+        print(("ok   " if condition else "     " if condition is None else "FAIL ") + what, flush=True)
+        if condition is False:
+            raise CheckFailed(what)
+
+
+def index_checks(node: NodeGpus | None = None, checks: Checks | None = None) -> Checks:
+    """Every check of the module docstring on `node` (this process's, by default); raises `CheckFailed` at the
+    first that fails, with the lines so far in `checks`."""
+    check = Checks() if checks is None else checks
+    node = node or this_node()
     check(
         len(node.free_bytes) > 0 and min(node.free_bytes) > 0,
         f"GPUs seen: {len(node.free_bytes)}, free GiB "
@@ -60,11 +72,14 @@ def main() -> None:
     check(node.device == node.local_rank % len(node.free_bytes), f"this rank's index GPU: {node.device}")
     for gib in (1.5, 19.3, 68.1, 962.1):  # PQ64 and SQ8 at 20M, PQ64 at 1B, SQ8 at 1B (BENCHMARKS.md)
         plan = plan_placement(int(gib * GIB), node, reserve_bytes=24 * GIB)
-        print(f"     {gib:7.1f} GiB index -> {plan.kind}: {plan.reason}")
+        check(None, f"{gib:7.1f} GiB index -> {plan.kind}: {plan.reason}")
     faiss = faiss_module()
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
-        print("SKIPPED clone and search: this FAISS has no GPU support (install the [gpu] extra: faiss-gpu)")
-        return
+        check(
+            None,
+            "SKIPPED clone and search: this FAISS has no GPU support (install the [gpu] extra: faiss-gpu)",
+        )
+        return check
     vectors = np.random.default_rng(0).normal(size=(20_000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     corpus = datasets.Dataset.from_dict({"text": [f"doc {i}" for i in range(len(vectors))]})
@@ -87,6 +102,14 @@ def main() -> None:
             found = search(sharded, queries, 10, nprobe=64)[1]
             recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, expected, strict=True)])
             check(recall >= 0.99, f"sharded over {gpus} GPUs: recall@10 against the CPU index {recall:.4f}")
+    return check
+
+
+def main() -> None:
+    try:
+        index_checks()
+    except CheckFailed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

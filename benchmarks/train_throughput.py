@@ -23,8 +23,10 @@ import json
 import platform
 import random
 import time
+import traceback
 
 import torch
+from gpu_report import throughput_table
 from transformers import LlamaConfig, LlamaForCausalLM
 from trl.trainer.utils import add_fused_lm_head
 
@@ -203,6 +205,9 @@ def throughput(
         )
     except torch.OutOfMemoryError as error:
         row.update(error=f"OOM: {str(error).splitlines()[0][:120]}")
+    except Exception as error:  # one broken step keeps the other rows of the run
+        traceback.print_exc()
+        row.update(error=f"{type(error).__name__}: {' '.join(str(error).split())[:200]}")
     finally:
         del model
         if device != "cpu":
@@ -221,24 +226,6 @@ def markdown(result: dict) -> str:
             f"| {r['attention']} | {r['dtype']} | {r['vs_cpu_fp32_block_diagonal']:.2e} | {r['unit_in_row_vs_alone']:.2e} |"
         )
     return "\n".join(lines + ["", throughput_table(result["throughput"])])
-
-
-def throughput_table(rows: list[dict]) -> str:
-    """The markdown table of `throughput` rows."""
-    lines = ["| model | tokens | units | attention | step | tokens/s | step s | peak GiB | TFLOP/s | MFU |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in rows:
-        if "error" in r:
-            lines.append(
-                f"| {r['model']} | {r['length']:,} | | {r['attention']} | {r['step']} | {r['error']} | | | | |"
-            )
-        else:
-            mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "—"
-            lines.append(
-                f"| {r['model']} | {r['length']:,} | {r['units']} | {r['attention']} | {r['step']} | "
-                f"{r['tokens_per_s']:,} | {r['step_s']} | {r['peak_mem_gib']} | {r['tflops']} | {mfu} |"
-            )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

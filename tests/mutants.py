@@ -176,6 +176,20 @@ MUTANTS = (
         "{**p}",
         ("tests/test_interop.py::test_retokenized_build_keeps_every_dependency",),
     ),
+    Mutant(
+        "Ulysses accepts any attention whose name contains flash",
+        "hf_entropylong/train/spans.py",
+        "        if value not in SEQUENCE_PARALLEL_ATTENTION:\n",
+        '        if value not in SEQUENCE_PARALLEL_ATTENTION and "flash" not in str(value):\n',
+        ("tests/train/test_sp_attention.py::test_exact_names_only",),
+    ),
+    Mutant(
+        "gpu-check passes a measurement outside its tolerance",
+        "benchmarks/gpu_sections.py",
+        "ok = math.isfinite(value) and (value >= bound if at_least else value <= bound)",
+        "ok = True",
+        ("tests/train/test_gpu_check.py::test_failures_timeouts_and_a_kill_keep_every_finished_section",),
+    ),
 )
 
 
