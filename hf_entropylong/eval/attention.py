@@ -24,8 +24,12 @@ middle"), reporting the relative gain of one model over the other. Its code is n
   rows against all keys (causal, softmax in float32, as the eager implementation), records the answer's
   share, and hands the full computation to SDPA (flash/memory-efficient kernels). The LM head runs on the
   last position only. Memory beyond the forward itself: heads × question tokens × length floats, so
-  lengths up to 128K fit on one GPU. Softmax attention without logit soft-capping or sinks (Llama,
-  Qwen, Mistral families): other models raise.
+  lengths up to 128K fit on one GPU. Softmax attention without logit soft-capping, sinks or a sliding
+  window (Llama, and Qwen/Mistral configurations without a window): other models are refused in one line.
+- **Axis.** The paper plots the answer's distance from the question; `--depths` place the answer at a share
+  of the haystack from the front, so depth d is the paper's distance 100 − d (depth 0, the length sweep's
+  placement, is the paper's 100%: the answer as far from the question as it can be). Tables and plots are
+  labelled with the paper's distance, the depth beside it.
 
 Output: `<output_dir>/attention.json` (per model, per length and per depth: the per-layer values and their
 mean; the relative gains of the first model over each other one), `attention_vs_length.png` and
@@ -65,7 +69,11 @@ class AttentionArguments:
         metadata={"help": "Sequence lengths in tokens for the length sweep (answer at the front)."},
     )
     depths: list[int] = field(
-        default_factory=lambda: [0, 25, 50, 75, 100], metadata={"help": "Answer depths in percent."}
+        default_factory=lambda: [0, 25, 50, 75, 100],
+        metadata={
+            "help": "Answer depths in percent from the front (the paper's axis, the answer's distance from the "
+            "question, is 100 - depth)."
+        },
     )
     depth_length: int | None = field(
         default=None, metadata={"help": "Sequence length of the depth sweep (default: the largest length)."}
@@ -157,6 +165,11 @@ def probe_attention(
         if kwargs.get("softcap") is not None or getattr(module, "sinks", None) is not None:
             raise ValueError(
                 "eval attention measures plain softmax attention: this model uses soft-capping or sinks."
+            )
+        if kwargs.get("sliding_window") is not None:
+            raise ValueError(
+                f"eval attention measures full causal attention: this model's layer {module.layer_idx} uses "
+                f"sliding-window attention (window {kwargs['sliding_window']}); such models are not supported."
             )
         rows = torch.tensor(attention_probe.rows, device=query.device)
         batch, heads, _, dim = query.shape
@@ -260,11 +273,22 @@ def _length_name(length: int) -> str:
     return f"{length // 1024}K" if length % 1024 == 0 else str(length)
 
 
+def paper_distance(depth: int) -> int:
+    """The paper's axis: the answer's distance from the question, in percent, of an answer at `depth`%."""
+    return 100 - depth
+
+
 def summary_table(results: dict, gains: dict) -> str:
     """Markdown: the mean attention to the answer per model and cell, and the first model's relative gains."""
     models = list(results)
-    cells = [("by_length", c, f"length {_length_name(int(c))}") for c in results[models[0]]["by_length"]]
-    cells += [("by_depth", c, f"depth {c}%") for c in results[models[0]]["by_depth"]]
+    cells = [
+        ("by_length", c, f"length {_length_name(int(c))}, distance 100%")
+        for c in results[models[0]]["by_length"]
+    ]
+    cells += [
+        ("by_depth", c, f"distance {paper_distance(int(c))}% (depth {c}%)")
+        for c in results[models[0]]["by_depth"]
+    ]
     header = ["cell", *models, *(f"gain vs {other}" for other in gains)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for sweep, cell, label in cells:
@@ -306,8 +330,10 @@ def plot_sweeps(results: dict, output: Path, depth_length: int) -> list[Path]:
         axes.bar(
             [i + (m - (len(models) - 1) / 2) * width for i in range(len(depths))], values, width, label=name
         )
-    axes.set_xticks(range(len(depths)), [f"{d}%" for d in depths])
-    axes.set_xlabel(f"Answer depth ({_length_name(depth_length)} tokens)")
+    axes.set_xticks(range(len(depths)), [f"{paper_distance(int(d))}%" for d in depths])
+    axes.set_xlabel(
+        f"Answer's distance from the question, % of the {_length_name(depth_length)} tokens (depth = 100 − distance)"
+    )
     axes.set_ylabel("Attention from question to answer")
     axes.legend(fontsize=8)
     paths.append(output / "attention_vs_depth.png")

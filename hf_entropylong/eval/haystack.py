@@ -15,8 +15,10 @@ draws its words from the `wonderwords` package. Here:
 - **needle** haystack: distractor needles with random keys and values (built by the task itself).
 - **words** (from `wonderwords`, as RULER): needle keys are adjective-noun pairs (`key_words`), the
   common-words task draws from the nouns, adjectives and verbs (`common_words`). RULER falls back to a
-  larger English word list (8.5 MB, not on PyPI) when a list needs more words than wonderwords has (cwe
-  beyond ~64K tokens); here the fallback is the haystack's own vocabulary (`vocabulary`).
+  larger English word list (its `json/english_words.json`, 8.5 MB, not on PyPI) when a list needs more words
+  than wonderwords has (cwe beyond ~64K tokens); here that list is read from `--cwe_words FILE`
+  (`word_list`: RULER's JSON object, whose values are the words, or a JSON list), else the fallback is the
+  haystack's own vocabulary (`vocabulary`), and results name which one served.
 - **QA**: SQuAD (v1 or v2 JSON, unanswerable questions dropped) and HotpotQA (dev distractor JSON) read
   from a local file. Each question keeps its gold paragraphs; every other paragraph is a distractor.
 """
@@ -97,6 +99,32 @@ def vocabulary(haystack: str = EMBEDDED_CORPUS) -> tuple[str, ...]:
     for text in haystack_texts(haystack):
         words.update(word for word in text.split() if _WORD.fullmatch(word))
     return tuple(sorted(words))
+
+
+@cache
+def word_list(path: str) -> tuple[str, ...]:
+    """The words of a word-list file: RULER's `english_words.json` (a JSON object whose values are the words, in
+    file order) or a JSON list of words."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"--cwe_words: word list '{path}' not found (RULER's json/english_words.json)."
+        )
+    try:
+        loaded = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--cwe_words: {path} is not valid JSON ({error.msg}).") from error
+    words = list(loaded.values()) if isinstance(loaded, dict) else loaded
+    if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+        raise ValueError(
+            f"--cwe_words: {path} must be a JSON object of words (RULER's english_words.json) or a list of words."
+        )
+    return tuple(words)
+
+
+def extra_words(haystack: str, cwe_words: str | None) -> tuple[str, ...]:
+    """cwe's words beyond wonderwords': the `cwe_words` list when given, else the haystack's vocabulary."""
+    return word_list(cwe_words) if cwe_words else vocabulary(haystack)
 
 
 @cache

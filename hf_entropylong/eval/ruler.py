@@ -45,7 +45,7 @@ from pathlib import Path
 
 from ..models import EMBEDDED_CORPUS
 from .chat import use_chat_prompt
-from .haystack import haystack_name, haystack_texts, load_hotpotqa, load_squad
+from .haystack import haystack_name, haystack_texts, load_hotpotqa, load_squad, word_list
 from .ruler_constants import (
     DEFAULT_LENGTHS,
     DEFAULT_SAMPLES,
@@ -91,6 +91,13 @@ class RulerArguments(EvalModelArguments):
     haystack: str = field(
         default=EMBEDDED_CORPUS,
         metadata={"help": "Essay haystack: RULER's PaulGrahamEssays.json, or JSON lines with 'text'."},
+    )
+    cwe_words: str | None = field(
+        default=None,
+        metadata={
+            "help": "RULER's json/english_words.json: cwe's words beyond wonderwords' (long lengths); "
+            "default the haystack's vocabulary."
+        },
     )
     squad_file: str | None = field(default=None, metadata={"help": "SQuAD JSON (v2 dev) for qa_1."})
     hotpotqa_file: str | None = field(
@@ -192,6 +199,8 @@ def evaluate(args: RulerArguments) -> dict:
     grid = args.depths is not None
     window = check_window(args.model, args.lengths, args.model_max_length)
     haystack_texts(args.haystack)  # fail early on a missing or malformed haystack file
+    if args.cwe_words:
+        word_list(args.cwe_words)  # and word list
     if grid:
         tasks, skipped, metadata = [], [], {"depths": list(args.depths)}
     else:
@@ -204,6 +213,7 @@ def evaluate(args: RulerArguments) -> dict:
         "num_samples": args.samples,
         "seed": args.seed,
         "haystack": args.haystack,
+        "cwe_words": args.cwe_words,
         "chat_template": args.chat_template,
     }
     start = time.perf_counter()
@@ -223,6 +233,7 @@ def evaluate(args: RulerArguments) -> dict:
         "samples": len(rows),
         "seconds": round(time.perf_counter() - start, 1),
         "haystack": haystack_name(args.haystack),
+        "cwe_words": Path(args.cwe_words).name if args.cwe_words else "the haystack's vocabulary",
     }
     if grid:
         cells = [{"depth": _depth(s["task"]), "length": s["length"], "score": s["score"]} for s in scores]

@@ -42,8 +42,9 @@ asked for. RULER draws every sample from one generator in sequence; the distribu
 individual samples are not.
 
 Other differences from RULER: distractor needles never reuse the asked key (RULER does not check; a
-collision is one in millions); beyond wonderwords' 8,166 words cwe draws from the haystack's vocabulary
-(RULER: an English word list not on PyPI); QA questions cycle when a file has fewer than the samples asked.
+collision is one in millions); beyond wonderwords' 8,166 words cwe draws from RULER's English word list when
+it is given (`--cwe_words`), else from the haystack's vocabulary; QA questions cycle when a file has fewer than
+the samples asked.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from functools import lru_cache
 
 from ..models import EMBEDDED_CORPUS
 from .chat import chat_prompt
-from .haystack import NOISE, QASet, common_words, essay_words, key_words, split_sentences, vocabulary
+from .haystack import NOISE, QASet, common_words, essay_words, extra_words, key_words, split_sentences
 from .ruler_constants import (
     CWE_PREFIX,
     CWE_TEMPLATE,
@@ -87,6 +88,7 @@ class Resources:
 
     haystack: str = EMBEDDED_CORPUS
     qa: QASet | None = None
+    cwe_words: str | None = None  # RULER's English word list (a file); None: the haystack's vocabulary
 
     @property
     def essay(self) -> tuple[str, ...]:
@@ -94,7 +96,7 @@ class Resources:
 
     @property
     def fallback_words(self) -> tuple[str, ...]:
-        return vocabulary(self.haystack)
+        return extra_words(self.haystack, self.cwe_words)
 
 
 def word_key(rng: random.Random) -> str:

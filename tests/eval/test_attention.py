@@ -12,10 +12,12 @@ from hf_entropylong.eval.attention import (
     AttentionArguments,
     _register,
     build_probe,
+    evaluate,
     measure,
     parse_args,
     probes_for,
     relative_gain,
+    summary_table,
 )
 from hf_entropylong.eval.haystack import essay_words, split_sentences
 from hf_entropylong.models import EMBEDDED_CORPUS, load_causal_lm
@@ -81,6 +83,40 @@ def test_relative_gain_and_arguments():
         AttentionArguments()
     with pytest.raises(ValueError, match="--depths are percents"):
         AttentionArguments(models=["m"], depths=[120])
+
+
+def test_the_depth_axis_is_labelled_as_the_papers_distance_from_the_question():
+    cell = {"mean": 0.5, "per_layer": [0.5], "tokens": [10]}
+    results = {"m": {"by_length": {"1024": cell}, "by_depth": {"0": cell, "25": cell, "100": cell}}}
+    labels = [line.split(" | ")[0].lstrip("| ") for line in summary_table(results, {}).splitlines()[2:]]
+    assert labels == [
+        "length 1K, distance 100%",  # the length sweep: the answer at the front, as far as it can be
+        "distance 100% (depth 0%)",
+        "distance 75% (depth 25%)",
+        "distance 0% (depth 100%)",  # the answer just before the question
+    ]
+
+
+def test_a_sliding_window_model_is_refused_in_one_line(tokenizer, tmp_path):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, sliding_window=64,
+    )  # fmt: skip
+    MistralForCausalLM(config).save_pretrained(tmp_path / "mistral")
+    tokenizer.save_pretrained(tmp_path / "mistral")
+    args = AttentionArguments(
+        models=[str(tmp_path / "mistral")],
+        lengths=[128],
+        depths=[0],
+        samples=1,
+        output_dir=str(tmp_path / "o"),
+    )
+    with pytest.raises(ValueError, match=r"^[^\n]*uses sliding-window attention \(window 64\)[^\n]*$"):
+        evaluate(args)
+    assert not (tmp_path / "o" / "attention.json").exists()
 
 
 def test_attention_command_end_to_end(tiny_model_dir, tokenizer, tmp_path):

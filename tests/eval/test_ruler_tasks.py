@@ -17,6 +17,7 @@ from hf_entropylong.eval.haystack import (
     load_hotpotqa,
     load_squad,
     split_sentences,
+    word_list,
 )
 from hf_entropylong.eval.ruler_tasks import (
     BUILDERS,
@@ -329,3 +330,34 @@ def test_chat_prompt_keeps_the_head_of_a_llama3_style_template(tokenizer):
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nQ?<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\nA:"
     )
+
+
+def test_cwe_draws_beyond_wonderwords_from_rulers_word_list_when_given(tmp_path):
+    pool = len(common_words())
+    words = {
+        str(i): f"zq{i:05d}" for i in range(pool + 100)
+    }  # RULER's english_words.json: an object of words
+    file = tmp_path / "english_words.json"
+    file.write_text(json.dumps(words))
+    size = pool + 50 - 10  # more words than wonderwords has
+    text, _, answer = BUILDERS["cwe"](
+        random.Random(0), size, Resources(cwe_words=str(file)), seed=1, freq_cw=30, freq_ucw=3, num_cw=10,
+        max_length=131072, index=0,
+    )  # fmt: skip
+    listed = set(text.split("\n")[-2].split()[1::2])  # the second numbered list: "1. w 2. w ..."
+    assert len(listed) == pool + 50 and listed <= set(words.values()) and set(answer) <= listed
+    fallback = BUILDERS["cwe"](
+        random.Random(0),
+        size,
+        Resources(),
+        seed=1,
+        freq_cw=30,
+        freq_ucw=3,
+        num_cw=10,
+        max_length=131072,
+        index=0,
+    )[2]
+    assert not set(fallback) & set(words.values())  # without the list: the haystack's vocabulary
+    (tmp_path / "numbers.json").write_text('{"a": 1}')
+    with pytest.raises(ValueError, match=r"--cwe_words: .*numbers.json must be a JSON object of words"):
+        word_list(str(tmp_path / "numbers.json"))

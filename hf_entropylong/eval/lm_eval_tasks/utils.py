@@ -8,7 +8,8 @@ Metadata keys: `max_seq_lengths` (default [4096]), `num_samples` (default 500), 
 (the essay haystack: RULER's PaulGrahamEssays.json or a JSON-lines file with `text`; default the embedded
 Wikipedia summaries), `chat_template` (false; pass true together with `--apply_chat_template`, so lengths
 count the template; plain lm_eval keeps the template's default system prompt, which `hf-entropylong eval
-ruler --chat_template` removes), `squad_file` / `hotpotqa_file`
+ruler --chat_template` removes), `cwe_words` (RULER's english_words.json, cwe's words beyond
+wonderwords'), `squad_file` / `hotpotqa_file`
 (for entropylong_qa_1 / entropylong_qa_2), `tokenizer` (default: the model's `pretrained`),
 `model_max_length` (a window larger than the config declares), and for `entropylong_niah` the needle
 `depths` in percent. The task files themselves are written by `hf_entropylong.eval.task_files`.
@@ -54,7 +55,9 @@ def _setup(metadata: dict, qa_dataset: str | None = None):
         qa = (load_squad if qa_dataset == "squad" else load_hotpotqa)(metadata[key])
     settings = {
         "seed": int(metadata.get("seed", DEFAULT_SEED)),
-        "resources": Resources(haystack=metadata.get("haystack") or EMBEDDED_CORPUS, qa=qa),
+        "resources": Resources(
+            haystack=metadata.get("haystack") or EMBEDDED_CORPUS, qa=qa, cwe_words=metadata.get("cwe_words")
+        ),
         "chat_template": bool(metadata.get("chat_template", False)),
     }
     return load_tokenizer(name), lengths, int(metadata.get("num_samples", DEFAULT_SAMPLES)), settings
