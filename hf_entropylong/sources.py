@@ -154,6 +154,17 @@ def load_raw_source(source: str, split: str = "train") -> datasets.Dataset:
     return _load_with_identity(source, split)[0]
 
 
+def looks_like_a_path(source: str) -> bool:
+    """Whether `source` can only mean a local path: a data-file extension, a leading `/`, `.` or `~`, or a folder
+    part that exists here. Hub ids have none of these, so such a source is never sent to the Hub."""
+    path = Path(source.partition("::")[0])
+    return (
+        path.suffix.lower() in FILE_BUILDERS
+        or source.startswith(("/", ".", "~"))
+        or (path.parent != Path(".") and path.parent.is_dir())
+    )
+
+
 def _load_with_identity(source: str, split: str) -> tuple[datasets.Dataset, str]:
     if is_embedded(source):
         if source != EMBEDDED_CORPUS:
@@ -161,6 +172,11 @@ def _load_with_identity(source: str, split: str) -> tuple[datasets.Dataset, str]
         raw = datasets.load_dataset("json", data_files=str(embedded_corpus_file()), split="train")
         return raw, source
     path = Path(source)
+    if not path.exists() and looks_like_a_path(source):
+        raise SourceError(
+            f"{source!r}: no such file or folder (a path, so the Hub was not asked); check the path and the "
+            "current directory."
+        )
     if path.exists() and not (path / "dataset_info.json").exists() and not (path / "state.json").exists():
         digest = content_hash(path)
         cache = str(Path(datasets.config.HF_DATASETS_CACHE) / "hf_entropylong-sources" / digest)

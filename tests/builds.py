@@ -101,6 +101,17 @@ def assert_close(got, expected, where: str) -> None:
         assert got == expected, where
 
 
+def published_tables(output_dir: Path) -> dict[str, list[dict]]:
+    """Both published tables of a build, rows in the order of their root ids (a row's order is not part of it)."""
+    tables = {}
+    for name in ("default", "dependencies"):
+        rows = load_dataset(str(output_dir), name, split="train").to_list()
+        tables[name] = sorted(
+            rows, key=lambda row: json.dumps(row.get("root_id", row.get("root_ids")), sort_keys=True)
+        )
+    return tables
+
+
 def assert_same_dataset(output_dir: Path, reference_dir: Path) -> None:
     """The published tables of `output_dir` equal those of `reference_dir` (`assert_close`)."""
     for name in ("default", "dependencies"):

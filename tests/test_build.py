@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pytest
 import yaml
-from builds import DOCS, assert_close, rebuild_settings, small_config
+from builds import DOCS, assert_close, published_tables, rebuild_settings, small_config
 from datasets import load_dataset
 
 from hf_entropylong import cli
@@ -144,12 +144,7 @@ def test_tables_equal_the_reference_build(demo_build):
     to 1e-5. When the schema changes on purpose, rewrite the reference with HF_ENTROPYLONG_WRITE_REFERENCE=1 (after
     checking the old fields are unchanged) and say why in the commit."""
     output_dir, _ = demo_build
-    tables = {}
-    for name in ("default", "dependencies"):
-        rows = load_dataset(str(output_dir), name, split="train").to_list()
-        tables[name] = sorted(
-            rows, key=lambda row: json.dumps(row.get("root_id", row.get("root_ids")), sort_keys=True)
-        )
+    tables = published_tables(output_dir)
     if os.environ.get("HF_ENTROPYLONG_WRITE_REFERENCE"):
         REFERENCE.write_text(json.dumps(tables, indent=1) + "\n")
     reference = json.loads(REFERENCE.read_text())

@@ -82,8 +82,26 @@ def test_empty_file_and_missing_source_are_named(tmp_path):
     empty.write_text("\n  \n")
     with pytest.raises(SourceError, match="empty.jsonl: the file is empty"):
         load_text_source(str(empty), role="roots")
-    with pytest.raises(SourceError, match="no such local file or folder"):
+    with pytest.raises(SourceError, match="missing.jsonl': no such file or folder"):
         load_text_source(str(tmp_path / "missing.jsonl"), role="roots")
+
+
+@pytest.mark.parametrize("source", ["lr/roots.jsonl", "data/missing", "./corpus", "/nowhere/corpus"])
+def test_a_missing_path_is_refused_at_once_never_sent_to_the_hub(source, tmp_path, monkeypatch):
+    """A data-file extension, a leading / or ., or an existing folder part: a path, refused in one line without
+    asking the Hub (which would retry for half a minute first)."""
+    import datasets
+
+    def hub(*args, **kwargs):
+        raise AssertionError(f"sent to the Hub: {args}")
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(SourceError, match=r"no such file or folder \(a path, so the Hub was not asked\)"):
+        load_text_source(source, role="roots")
+    with pytest.raises(AssertionError, match="sent to the Hub"):  # a Hub id still goes to the Hub
+        load_text_source("org/name::config", role="roots")
 
 
 def test_a_file_edited_with_its_time_stamp_restored_is_read_again(tmp_path):
