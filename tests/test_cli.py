@@ -65,7 +65,7 @@ MISTAKES = {
     ),
     "missing roots file": (
         ["build", "--roots", "nope.jsonl", *SOURCES[2:]],
-        "'nope.jsonl': no such local file",
+        "'nope.jsonl': no such file or folder (a path, so the Hub was not asked)",
     ),
     "missing model": (
         ["build", *SOURCES, "--lm", "./no/such/model"],
