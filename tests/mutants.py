@@ -83,8 +83,8 @@ MUTANTS = (
     Mutant(
         "concat ignores near_duplicate_threshold",
         "hf_entropylong/methods/concat.py",
-        "inputs.same_source, settings.near_duplicate_threshold",
-        "inputs.same_source, 0.3",
+        "                    settings.near_duplicate_threshold,\n",
+        "                    0.3,\n",
         ("tests/test_baselines.py::test_concat_and_quest_honour_the_near_copy_threshold",),
     ),
     Mutant(
@@ -189,6 +189,20 @@ MUTANTS = (
         "ok = math.isfinite(value) and (value >= bound if at_least else value <= bound)",
         "ok = True",
         ("tests/train/test_gpu_check.py::test_failures_timeouts_and_a_kill_keep_every_finished_section",),
+    ),
+    Mutant(
+        "a missing path is sent to the Hub",
+        "hf_entropylong/sources.py",
+        "    if not path.exists() and looks_like_a_path(source):\n",
+        "    if False:\n",
+        ("tests/test_sources.py::test_a_missing_path_is_refused_at_once_never_sent_to_the_hub",),
+    ),
+    Mutant(
+        "a package a recipe needs is found missing only once the model has loaded",
+        "hf_entropylong/train/run.py",
+        "    check_run_packages(args.training.report_to, args.long.liger_kernels, source)\n",
+        "",
+        ("tests/train/test_recipes.py::test_recipe_trains_a_step_with_its_own_settings",),
     ),
 )
 
