@@ -36,6 +36,7 @@ from ..paths import installed_recipe
 from ..sources import load_raw_source
 from .attention import planned_parallelism, require_attention
 from .config import LongContextArguments, load_training_model, load_training_tokenizer
+from .packages import check_run_packages
 from .spans import FLEX_BLOCK_SIZE
 from .trainer import EntropyLongTrainer
 
@@ -131,6 +132,8 @@ def build_trainer(
             "model_name_or_path is required (a Hub id, a local path or embedded:SmolLM2-135M-Instruct)."
         )
     require_attention(args.model.attn_implementation, planned_parallelism(args.training))
+    source = args.long.recipe or f"hf-entropylong train {stage}"
+    check_run_packages(args.training.report_to, args.long.liger_kernels, source)
     if args.model.attn_implementation == "flex_attention" and args.training.pad_to_multiple_of is None:
         args.training.pad_to_multiple_of = FLEX_BLOCK_SIZE  # whole blocks for the compiled flex kernels
     trust_remote_code = args.training.trust_remote_code
