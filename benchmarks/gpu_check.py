@@ -24,7 +24,10 @@ How a run keeps what it measured:
 Files, in `--out-dir` (else `$GPU_CHECK_OUT`, else `$OUT`, else `outputs/gpu_check`): `gpu_check.jsonl`,
 `summary.md`, `test_gpu.log`. `--benchmarks BENCHMARKS.md` also replaces the file's gpu-check section; `--render
 FILE.jsonl` does only that, from the records of a run made elsewhere. `--dry-run` runs the same command on the CPU
-at toy sizes (no Liger, whose kernels need CUDA): the test suite runs it.
+at toy sizes (no Liger, whose kernels need CUDA): the test suite runs it. The sections run offline
+(`HF_HUB_OFFLINE=1` unless the environment sets it): the recipes' Hub attention kernel is checked when it is in the
+Hub cache (`hf download kernels-community/flash-attn2`) or in a folder named by `LOCAL_KERNELS`, and recorded as
+refused otherwise.
 
     python benchmarks/gpu_check.py --out-dir outputs/gpu_check --benchmarks BENCHMARKS.md
     python benchmarks/gpu_check.py --dry-run --out-dir /tmp/gpu_check
@@ -99,23 +102,29 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def error_reply(error: Exception) -> dict:
+    traceback.print_exc()
+    message = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
+    return {"error": message, "traceback": traceback.format_exc()}
+
+
 def serve(connection, device: str, steps: int, out_dir: str, overrides: dict) -> None:
     """The worker: run the sections the parent names, one at a time, and send back each one's result as JSON."""
     os.setpgid(0, 0)  # its own process group, so that a timeout kills whatever the section started too
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read once, at import: every section sees the same Hub
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import gpu_sections
+    try:
+        import gpu_sections
 
-    context = gpu_sections.Context(device, steps, Path(out_dir), overrides)
+        context, failure = gpu_sections.Context(device, steps, Path(out_dir), overrides), None
+    except Exception as error:  # each section then says why (an import the machine cannot satisfy, say)
+        failure = error_reply(error)
     while True:
         name = connection.recv()
         try:
-            reply = {"result": gpu_sections.FUNCTIONS[name](context)}
+            reply = failure or {"result": gpu_sections.FUNCTIONS[name](context)}
         except Exception as error:
-            traceback.print_exc()
-            reply = {
-                "error": f"{type(error).__name__}: {' '.join(str(error).split())}"[:500],
-                "traceback": traceback.format_exc(),
-            }
+            reply = error_reply(error)
         connection.send(json.dumps(reply, default=str))
 
 
@@ -207,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         records = [json.loads(line) for line in args.render.read_text().splitlines()]
+        records = [r for r in records if r.get("run") == records[-1].get("run")]  # the last run's
         print(summary_table([r for r in records if r["section"] != "environment"]))
         if args.benchmarks:
             write_benchmarks(args.benchmarks, markdown(records))
