@@ -241,6 +241,41 @@ def test_every_number_setting_refuses_negative_zero_and_non_finite_values_by_nam
                 BuildConfig(**{name: value})
 
 
+# What a build recipe names that this machine cannot run as named: its models and data (the Hub), the GPU index
+EMBEDDED_SWAP = {
+    "lm": "embedded:SmolLM2-135M-Instruct",
+    "lm_dtype": "float32",
+    "attn_implementation": None,
+    "embedder": "embedded:all-MiniLM-L6-v2",
+    "query_prompt_name": None,  # prompts belong to the embedder
+    "document_prompt_name": None,
+    "index_on_gpu": False,
+    "trust_remote_code": False,
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.name)
+def test_build_recipes_validate_with_embedded_models(recipe, docs_file, tmp_path):
+    """Each build recipe, its models and sources swapped for the embedded ones and the crafted corpus: its settings
+    pass BuildConfig's checks, the sources load, its method's stages exist and FAISS makes its index_factory."""
+    from trl import TrlParser
+
+    from hf_entropylong.builder.runner import load_inputs
+
+    (config,) = TrlParser((BuildConfig,)).parse_args_and_config(args=["--config", str(recipe)])
+    swapped = {key: value for key, value in EMBEDDED_SWAP.items() if getattr(config, key) != value}
+    sources = {
+        "roots": str(docs_file),
+        "corpus": [str(docs_file)],
+        "num_roots": 2,
+        "output_dir": str(tmp_path),
+    }
+    config = dataclasses.replace(config, **swapped, **sources)
+    roots, _, _, inputs = load_inputs(config)
+    assert len(roots) == 2 and stages_of(config.method)
+    inputs.check_index_factory()
+
+
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda path: path.name)
 def test_build_recipes_parse(recipe):
     from trl import TrlParser
