@@ -40,6 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..files import write_text
+from ..models import is_embedded
 from ..publish.plots import read_yaml
 from ..train.spans import validate_packed_dataset
 from .folders import is_published, load_packed, staged_folder
@@ -89,7 +90,7 @@ Train on it with the EntropyLong authors' trainer (caskcsg/longcontext, `Entropy
     --tokenizer_name {tokenizer}
     --per_device_max_tokens {length}
     --seq_parallel_size 2 --config_overrides "rope_theta=200000000"   # their 128K run
-
+{where}
 Read it in Python with `streaming.StreamingDataset(local="{out}")`, or bring it back with
 `hf-entropylong import {out} OUT`.
 """
@@ -140,9 +141,16 @@ def export_mds(source: str, out: Path, split: str = "train") -> dict:
         for path in (staging / "mds").iterdir():  # the shards beside the note, the folder the trainer reads
             path.rename(staging / path.name)
         (staging / "mds").rmdir()
+        tokenizer = config.get("tokenizer") or config.get("lm") or "of the source"
+        where = (  # a name only this package resolves: the trainer needs the tokenizer's folder
+            f'\n`{tokenizer}` is a model shipped in a Python package: `hf_entropylong.models.resolve_model("{tokenizer}")` '
+            "gives its local folder.\n"
+            if is_embedded(tokenizer)
+            else ""
+        )
         note = TRAINER_NOTE.format(
             source=source, columns=", ".join(f"`{k}: {v}`" for k, v in MDS_COLUMNS.items()), out=out,
-            name=Path(out).name, tokenizer=config.get("tokenizer") or config.get("lm") or "of the source", **counts,
+            name=Path(out).name, tokenizer=tokenizer, where=where, **counts,
         )  # fmt: skip
         write_text(staging / "README.md", note)
     return counts

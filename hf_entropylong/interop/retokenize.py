@@ -166,10 +166,13 @@ def retokenize(
     stats, config = read_published(source)
     method = stats.get("method") or config.get("method") or "entropylong"
     if method not in UNIT_METHODS:
-        raise ValueError(
-            f"{source} is a {method} build, whose rows are cut to length: rebuild it for the new tokenizer "
-            "instead (hf-entropylong build --config build_config.yaml --lm NAME --max_seq_length N)."
+        hint = (
+            "import its source again with the new --tokenizer (a text source is tokenized by import)"
+            if method == "imported"
+            else "its rows are cut to length: rebuild it (hf-entropylong build --config build_config.yaml --lm "
+            "NAME --max_seq_length N)"
         )
+        raise ValueError(f"{source} holds {method} rows, not EntropyLong units [contexts; root]: {hint}.")
     old_name = source_tokenizer or config.get("tokenizer") or config["lm"]
     old, new = load_tokenizer(old_name), load_tokenizer(tokenizer_name)
     if new.eos_token_id is None:
