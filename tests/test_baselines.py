@@ -497,6 +497,10 @@ def test_quest_keywords_come_from_the_predicted_queries_when_a_model_is_given(ti
     keywords = document_keywords(texts, settings, seed=1)
     for per_document, predicted in zip(keywords, queries, strict=True):
         assert per_document == [k for k, _ in rake_keywords(". ".join(predicted), 10)]
-    assert document_keywords(texts, dataclasses.replace(settings, quest_query_model=None)) == [
+    offline = dataclasses.replace(settings, quest_query_model=None)
+    assert document_keywords(texts, offline) == [
         [k for k, _ in rake_keywords(text, 10)] for text in texts
     ]  # no model: RAKE over the text
+    long_text = " ".join(text for _, text in DOCS[:6]) * 2  # 2,912 characters: two segments begun
+    assert len(rake_keywords(long_text, 30)) > 20
+    assert document_keywords([long_text], offline)[0] == [k for k, _ in rake_keywords(long_text, 20)]

@@ -8,7 +8,8 @@ than a row is split into several rows. Reproduced:
   doc2query/msmarco-t5-base-v1), `quest_queries_per_document` queries are sampled per document in batches of
   `quest_query_batch_size` on the rank's device, seeded; keywords are RAKE's over those queries. This is what
   `method: quest` means in a comparison. Without a model (offline) keywords are RAKE's over the document text
-  itself: not Quest's queries, so such a build is shown as "keyword groups" on its card, in its summary and in
+  itself (`quest_keywords_per_document` per 2,048 characters, so a long root covers its several topics): not
+  Quest's queries, so such a build is shown as "keyword groups" on its card, in its summary and in
   `hf-entropylong report` (`publish.counts.method_label`), never as Quest.
 - Keywords: RAKE (Rose et al. 2010: candidate phrases cut at stop words and punctuation, word score degree over
   frequency, phrase score the sum), the `quest_keywords_per_document` best of each document. A keyword found in
@@ -183,15 +184,24 @@ def predict_queries(
     return queries
 
 
+KEYWORD_SEGMENT_CHARS = 2048
+"""Without a query model, a text keeps `quest_keywords_per_document` keywords per this many characters: a long
+document covers several topics (Quest predicts queries for each segment of a long document)."""
+
+
 def document_keywords(
     texts: list[str], settings: QuestSettings, device: str | None = None, seed: int = 0
 ) -> list[list[str]]:
-    """Each text's best RAKE keywords, best first: over its predicted queries with a query model, else over it."""
+    """Each text's best RAKE keywords, best first: over its predicted queries with a query model, else over it
+    (`quest_keywords_per_document` per `KEYWORD_SEGMENT_CHARS` characters begun)."""
+    per_text = settings.quest_keywords_per_document
     if settings.quest_query_model:
-        sources = [". ".join(q) for q in predict_queries(texts, settings, device, seed)]
-    else:
-        sources = texts
-    return [[k for k, _ in rake_keywords(s, settings.quest_keywords_per_document)] for s in sources]
+        queries = predict_queries(texts, settings, device, seed)
+        return [[k for k, _ in rake_keywords(". ".join(q), per_text)] for q in queries]
+    return [
+        [k for k, _ in rake_keywords(text, per_text * max(1, math.ceil(len(text) / KEYWORD_SEGMENT_CHARS)))]
+        for text in texts
+    ]
 
 
 KEYWORD_ROWS = 4
