@@ -1,0 +1,187 @@
+"""The verification screen (`verify_screen`): what it re-checks is decided exactly as without it, bit for bit."""
+
+import math
+from types import SimpleNamespace
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from scoring_helpers import encode_document
+from tiny_models import tiny_llama
+
+from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
+from hf_entropylong.stages.context_scores import RootCandidates, roots_context_scores
+from hf_entropylong.stages.token_scores import document_scores
+from hf_entropylong.stages.verify import (
+    VerifySettings,
+    cascade_scores,
+    delta_i,
+    planned_tokens,
+    verify_candidates,
+    worth_screening,
+)
+
+
+def random_requests(
+    model, roots: int = 3, candidates: int = 4
+) -> tuple[list[RootCandidates], list[list[np.ndarray]]]:
+    """Roots of 150 random tokens, each with candidates of 6-20 tokens at 1-3 positions from token 40 on, and the
+    entropy at each position with the root alone."""
+    generator = torch.Generator().manual_seed(1)
+    requests, baselines = [], []
+    for _ in range(roots):
+        root = torch.randint(0, 97, (150,), generator=generator).tolist()
+        contexts = [
+            torch.randint(0, 97, (int(n),), generator=generator).tolist()
+            for n in torch.randint(6, 20, (candidates,), generator=generator)
+        ]
+        positions = [
+            sorted(set(torch.randint(40, 150, (int(n),), generator=generator).tolist()))
+            for n in torch.randint(1, 4, (candidates,), generator=generator)
+        ]
+        alone = document_scores(model, root).entropy
+        requests.append(RootCandidates(root, contexts, positions))
+        baselines.append([np.asarray(alone, dtype=np.float64)[p] for p in positions])
+    return requests, baselines
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_llama(max_position_embeddings=256, initializer_range=0.5)
+
+
+@pytest.mark.parametrize("screen_epsilon", [-5.0, 0.2])
+def test_every_candidate_re_checked_gets_the_exact_scores_bit_for_bit(tiny, screen_epsilon):
+    requests, baselines = random_requests(tiny)
+    settings = VerifySettings(verify_screen=8, verify_screen_epsilon=screen_epsilon, verify_batch_size=1)
+    exact_alone = roots_context_scores(tiny, requests, batch_size=1)
+    windowed = roots_context_scores(tiny, requests, batch_size=1, root_window=8)
+    cascade, screen = cascade_scores(tiny, requests, baselines, settings)
+    dropped = 0
+    for request, found, gains, exact, window, baseline in zip(
+        requests, cascade, screen, exact_alone, windowed, baselines, strict=True
+    ):
+        assert worth_screening(request, 256, 8) == [g is not None for g in gains]
+        for scores, gain, alone, through_window, base in zip(
+            found, gains, exact, window, baseline, strict=True
+        ):
+            if gain is not None:  # the screen's ΔI is the window's, against the whole-root entropy
+                np.testing.assert_allclose(gain, delta_i(base, through_window.entropy), rtol=1e-5, atol=1e-6)
+            passes = gain is None or (gain >= screen_epsilon).any()
+            assert (scores is not None) == passes
+            if scores is None:
+                dropped += 1
+                continue
+            assert np.array_equal(scores.entropy, alone.entropy) and np.array_equal(
+                scores.logprob, alone.logprob
+            )
+    if screen_epsilon == -5.0:
+        assert dropped == 0  # a screen ΔI of -5 is never reached by a lower entropy
+    if screen_epsilon == 0.2:
+        assert dropped > 0  # the random contexts explain nothing: most are dropped
+
+
+def test_without_a_screen_every_candidate_is_verified_exactly(tiny):
+    requests, baselines = random_requests(tiny, roots=2)
+    found, screen = cascade_scores(tiny, requests, baselines, VerifySettings(verify_batch_size=3))
+    expected = roots_context_scores(tiny, requests, batch_size=3)
+    for per_root, gains, exact in zip(found, screen, expected, strict=True):
+        assert gains == [None] * len(per_root)
+        for scores, alone in zip(per_root, exact, strict=True):
+            assert np.array_equal(scores.entropy, alone.entropy)
+
+
+def test_a_candidate_is_screened_only_when_its_screen_costs_at_most_half_its_exact_sequences():
+    root = list(range(300))
+    request = RootCandidates(root, [[1] * 10, [2] * 10, [3] * 10], [[12], [250], [60, 120, 180, 240, 290]])
+    exact, screen = planned_tokens(request, 512), planned_tokens(request, 512, 16)
+    assert exact == [10 + 12, 10 + 250, 10 + 290]
+    assert screen == [10 + 12, 10 + 16, 5 * (10 + 16)]  # at 12 the window holds the whole prefix
+    assert worth_screening(request, 512, 16) == [False, True, True]  # 22 > 11, 26 <= 130, 130 <= 150
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"verify_screen": 0}, "verify_screen must be positive"),
+        (
+            {"verify_screen": 64, "verify_screen_epsilon": 0.5},
+            "verify_screen_epsilon must be a number at most epsilon",
+        ),
+        ({"verify_screen_epsilon": math.nan}, "verify_screen_epsilon"),
+        ({"verify_screen": 64, "verify_root_window": 128}, "cannot both be set"),
+    ],
+)
+def test_screen_settings_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        VerifySettings(**overrides)
+
+
+FILLER = (
+    "The harbour town kept its old customs long after the railway came. Fishermen mended their nets on the quay "
+    "each morning, the bakers opened before dawn, and the church bell marked the hours for everyone who worked "
+    "along the water. Visitors came in summer to walk the cliffs and buy smoked fish from the stalls by the "
+    "lighthouse, and in winter the town was quiet again. The school stood at the top of the hill, beside the old "
+    "mill, and its teacher rang a hand bell at nine. On market days farmers drove their carts down from the "
+    "valley with cheese, apples and wool, and the inn by the bridge served soup to anyone who had walked far."
+)
+ROOT = (
+    FILLER + " The secret code for the vault is 7391, and the guard who keeps it is called Marwick Feldane."
+)
+CORPUS = [
+    "Vault records: the secret code for the vault is 7391, and its guard is called Marwick Feldane.",
+    "Violins have four strings tuned in perfect fifths.",
+]
+
+
+def test_the_screen_drops_an_unrelated_document_and_keeps_the_exact_decision_on_the_one_that_explains():
+    model, tokenizer = load_causal_lm(EMBEDDED_LM, dtype="float32", device="cpu"), load_tokenizer(EMBEDDED_LM)
+    root_ids = encode_document(tokenizer, ROOT)
+    scores = document_scores(model, root_ids)
+    words = [tokenizer.decode(t).strip() for t in root_ids]
+    indices = [t for t in range(len(root_ids)) if words[t] in ("7", "Mar") and t > 60]
+    assert len(indices) == 2, words
+    batch = {
+        "text": [ROOT],
+        "status": ["ok"],
+        "positions": [
+            [
+                {
+                    "token_index": t,
+                    "entropy": float(scores.entropy[t]),
+                    "target_logprob": float(scores.logprob[t]),
+                }
+                for t in indices
+            ]
+        ],
+        "retrieved": [
+            [
+                {"token_index": t, "corpus_index": c, "corpus_id": f"doc{c}", "similarity": 0.5}
+                for c in (0, 1)
+                for t in indices
+            ]
+        ],
+    }
+    inputs = SimpleNamespace(
+        tokenizer=tokenizer, lm=model, lm_window=None, corpus=datasets.Dataset.from_dict({"text": CORPUS})
+    )
+    exact = verify_candidates(batch, VerifySettings(verify_batch_size=1), inputs)
+    cascade = verify_candidates(
+        batch, VerifySettings(verify_screen=32, verify_screen_epsilon=0.3, verify_batch_size=1), inputs
+    )
+    by_pair = {(c["corpus_index"], c["token_index"]): c for c in cascade["candidates"][0]}
+    for alone in exact["candidates"][0]:
+        screened = by_pair[(alone["corpus_index"], alone["token_index"])]
+        assert math.isnan(alone["screen_delta_i"]) and not math.isnan(screened["screen_delta_i"])
+        if alone["corpus_index"] == 0:  # it explains the code and the name: re-checked, the exact values
+            for name in ("entropy_with_context", "target_logprob_with_context", "delta_i", "kept"):
+                assert screened[name] == alone[name]
+        else:  # the violins explain nothing: screened out, no exact values, not kept
+            assert screened["screen_delta_i"] < 0.3 and not alone["kept"] and not screened["kept"]
+            assert math.isnan(screened["delta_i"]) and math.isnan(screened["entropy_with_context"])
+    assert max(c["screen_delta_i"] for c in cascade["candidates"][0] if c["corpus_index"] == 0) >= 0.3
+    assert cascade["contexts"] == exact["contexts"] and [c["corpus_index"] for c in exact["contexts"][0]] == [
+        0
+    ]
+    assert cascade["status"] == exact["status"] == ["ok"]
