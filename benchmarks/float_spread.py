@@ -45,8 +45,9 @@ def build_tables(out: Path, threads: int) -> None:
 
 def differences(a, b, path: str, floats: dict, others: list) -> None:
     """Walk two tables side by side: the largest |a-b| and |a-b|/|b| per float field, and every other mismatch."""
-    if isinstance(b, dict) and isinstance(a, dict) and a.keys() == b.keys():
-        for key in b:
+    if isinstance(b, dict) and isinstance(a, dict):
+        others.extend(f"{path}.{key} (in one only)" for key in a.keys() ^ b.keys())
+        for key in a.keys() & b.keys():
             differences(a[key], b[key], f"{path}.{key}", floats, others)
     elif isinstance(b, list) and isinstance(a, list) and len(a) == len(b):
         for x, y in zip(a, b, strict=True):
