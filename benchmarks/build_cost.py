@@ -8,13 +8,25 @@ Per root of L tokens (the counts' ratios come from a long-root build, `--from_bu
 - verification: P × `top_k` × `distinct_share` distinct (root, candidate) sequences of `candidate_tokens` +
   `last_position_share` × L tokens, the exact minimum (`stages/verify.py`; the builder forwards ≤ 1.1× of it,
   1.01× on 2.9K-token roots in BENCHMARKS.md);
-- the corpus index, once: `corpus_documents` × `document_tokens` embedded tokens.
+- the corpus index, once: `corpus_documents` × `document_tokens` embedded tokens;
+- verification with the screen (`verify_screen` = `screen_window`): each distinct candidate is screened at every
+  one of its positions through the local root window, (`candidate_tokens` + `screen_window`) tokens per position
+  (each position its own window: an upper bound), when that is at most half its exact sequence (else it is
+  verified exactly at once, as the builder does); `screen_pass_rate` of the screened candidates (measured:
+  `benchmarks/verify_screen_bench.py`) are then verified exactly.
 
 Rates per H100 (tokens/s): entropy 29,298 and verification 37,102, measured on an H100 with a Llama-3-8B-shaped model
 in bfloat16 (BENCHMARKS.md, "LM stages at the paper's model size"), or those of a `make gpu-check` run
 (`--measured`: its builder_lm section, the same measurement on the card it ran on); embedding
 `embed_tokens_per_s` and the index scan `scan_tb_per_s` are assumptions (not measured here: no GPU build of FAISS or jina-embeddings-v3 run yet).
 Node-hours are GPU-hours / 8 (8×H100 per node: every stage splits by root or corpus shard across ranks).
+
+Layouts (the second table): a torchrun / accelerate gang of `gang_nodes` GPU nodes holds every node from the first
+stage to the last, so its GPU nodes also wait while one process builds the index and packs and publishes, and
+every rank loads the models once; datatrove (`--executor slurm|ray`) runs the GPU pipelines as tasks of one GPU
+each (every root-shard task loads the models: `lm_load_minutes` per task) and indexing and publishing as tasks of
+their own, here on a CPU node (the index on one GPU with `index_on_gpu`). Index build and publishing rates are
+assumptions.
 
     python benchmarks/build_cost.py --from_build outputs/longdocs --corpus outputs/linux-doc/passages.jsonl embedded:wiki-summaries
     python benchmarks/build_cost.py --positions 292 --root_tokens 8000   # the paper's positions per root
@@ -30,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import HfArgumentParser
+
+from hf_entropylong.stages.verify import SCREEN_MAX_SHARE
 
 
 @dataclass
@@ -66,7 +80,28 @@ class CostArguments:
         default=350_000, metadata={"help": "Assumed, H100, jina-embeddings-v3."}
     )
     scan_tb_per_s: float = field(default=1.0, metadata={"help": "Assumed IVF scan rate per H100 (TB/s)."})
+    screen_window: int = field(
+        default=256, metadata={"help": "verify_screen: root tokens before each position."}
+    )
+    screen_pass_rate: float = field(
+        default=0.1, metadata={"help": "Share of the screened candidates verified exactly (measured)."}
+    )
     gpus_per_node: int = field(default=8, metadata={"help": "GPUs per node."})
+    gang_nodes: int = field(default=4, metadata={"help": "GPU nodes of a torchrun / accelerate build."})
+    shard_size: int = field(default=1024, metadata={"help": "Roots per root shard (the 8B recipe: 1,024)."})
+    lm_load_minutes: float = field(
+        default=2.0, metadata={"help": "Assumed: loading the LM and the embedder onto a GPU, per process."}
+    )
+    index_vectors_per_s: float = field(
+        default=50_000, metadata={"help": "Assumed: training, filling and merging the index, vectors/s."}
+    )
+    published_tokens: float = field(
+        default=4e9, metadata={"help": "Tokens packed and published (the paper: 4B)."}
+    )
+    publish_tokens_per_s: float = field(
+        default=1e6,
+        metadata={"help": "Assumed: packing, decoding and writing rows on one CPU node, tokens/s."},
+    )
     from_build: str | None = field(
         default=None, metadata={"help": "Take the per-root ratios from this build."}
     )
@@ -150,6 +185,10 @@ def stage_hours(args: CostArguments, root_tokens: int) -> dict[str, tuple[float,
         * args.distinct_share
         * (args.candidate_tokens + args.last_position_share * root_tokens)
     )
+    exact_per_candidate = args.candidate_tokens + args.last_position_share * root_tokens
+    screen_per_candidate = (args.candidate_tokens + args.screen_window) / args.distinct_share
+    screened = screen_per_candidate <= SCREEN_MAX_SHARE * exact_per_candidate
+    screened_share = (screen_per_candidate / exact_per_candidate + args.screen_pass_rate) if screened else 1.0
     corpus = args.corpus_documents * args.document_tokens
     return {
         "corpus embedding (once)": (corpus, "tokens", corpus / args.embed_tokens_per_s / 3600),
@@ -169,6 +208,11 @@ def stage_hours(args: CostArguments, root_tokens: int) -> dict[str, tuple[float,
             queries * args.scan_bytes_per_query / (args.scan_tb_per_s * 1e12) / 3600,
         ),
         "verification": (verify, "tokens", verify / args.verify_tokens_per_s / 3600),
+        "verification, screened": (
+            verify * screened_share,
+            "tokens",
+            verify * screened_share / args.verify_tokens_per_s / 3600,
+        ),
     }
 
 
@@ -186,6 +230,7 @@ def main(args: CostArguments) -> None:
         "query embedding": f"{args.embed_tokens_per_s:,.0f} tok/s (assumed)",
         "index search": f"{args.scan_tb_per_s:g} TB/s scanned (assumed)",
         "verification": f"{args.verify_tokens_per_s:,.0f} tok/s ({source})",
+        "verification, screened": f"window {args.screen_window}, pass rate {args.screen_pass_rate:g}",
     }
     for stage, rate in rates.items():
         cells = []
@@ -193,12 +238,56 @@ def main(args: CostArguments) -> None:
             work, unit, hours = tables[length][stage]
             cells.append(f"{work:.2e} {unit} / {hours:,.1f} / {hours / args.gpus_per_node:,.1f}")
         print(f"| {stage} | {rate} | " + " | ".join(cells) + " |")
-    totals = [sum(h for _, _, h in tables[length].values()) for length in args.root_tokens]
-    print(
-        "| total | | "
-        + " | ".join(f"{t:,.0f} H100-h / {t / args.gpus_per_node:,.0f} node-h" for t in totals)
-        + " |"
+    for label, left_out in (("total, exact", "verification, screened"), ("total, screened", "verification")):
+        totals = [
+            sum(h for stage, (_, _, h) in tables[length].items() if stage != left_out)
+            for length in args.root_tokens
+        ]
+        print(
+            f"| {label} | | "
+            + " | ".join(f"{t:,.0f} H100-h / {t / args.gpus_per_node:,.0f} node-h" for t in totals)
+            + " |"
+        )
+    print_layouts(
+        args,
+        {
+            length: sum(h for stage, (_, _, h) in tables[length].items() if stage != "verification, screened")
+            for length in args.root_tokens
+        },
     )
+
+
+def layout_node_hours(args: CostArguments, gpu_hours: float) -> dict[str, tuple[float, float]]:
+    """{layout: (GPU node-hours, CPU node-hours)} of a build whose GPU stages take `gpu_hours` H100-hours."""
+    index_hours = args.corpus_documents / args.index_vectors_per_s / 3600
+    publish_hours = args.published_tokens / args.publish_tokens_per_s / 3600
+    load_hours = args.lm_load_minutes / 60
+    gpn, ranks = args.gpus_per_node, args.gang_nodes * args.gpus_per_node
+    root_tasks = -(-args.roots // args.shard_size)
+    gang = gpu_hours / gpn + ranks * load_hours / gpn + args.gang_nodes * (index_hours + publish_hours)
+    return {
+        f"torchrun / accelerate gang, {args.gang_nodes} GPU nodes": (gang, 0.0),
+        f"datatrove, a task per root shard ({root_tasks:,})": (
+            gpu_hours / gpn + (root_tasks * load_hours + index_hours) / gpn,
+            publish_hours,
+        ),
+        f"datatrove, --executor_tasks {ranks}": (
+            gpu_hours / gpn + (ranks * load_hours + index_hours) / gpn,
+            publish_hours,
+        ),
+    }
+
+
+def print_layouts(args: CostArguments, gpu_hours: dict[int, float]) -> None:
+    """The node-hours of each layout (`layout_node_hours`) for the GPU-hours of each root length."""
+    print(f"\n| layout | {' | '.join(f'L = {length:,}: GPU / CPU node-h' for length in gpu_hours)} |")
+    print("|---|" + "---|" * len(gpu_hours))
+    layouts = {length: layout_node_hours(args, hours) for length, hours in gpu_hours.items()}
+    for layout in layouts[next(iter(gpu_hours))]:
+        cells = [
+            f"{layouts[length][layout][0]:,.1f} / {layouts[length][layout][1]:,.1f}" for length in gpu_hours
+        ]
+        print(f"| {layout} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

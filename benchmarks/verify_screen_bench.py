@@ -100,6 +100,9 @@ class ScreenArguments:
     mention_positions: int = field(
         default=12, metadata={"help": "make_roots: positions in mentions, at most."}
     )
+    mention_alpha: float = field(
+        default=1.0, metadata={"help": "make_roots: a position in a mention has H > μ + mention_alpha·σ."}
+    )
     other_positions: int = field(default=4, metadata={"help": "make_roots: other positions, at most."})
     num_passages: int = field(
         default=1500, metadata={"help": "make_roots: corpus passages of other documents."}
@@ -222,11 +225,13 @@ def make_roots(args: ScreenArguments) -> None:
         embed_batch_size=64, index=index, corpus=corpus, same_source=False,
     )  # fmt: skip
     batch = {"id": [r["id"] for r in roots], "text": [r["text"] for r in roots]}
-    batch.update(ENTROPY_STAGE.function(batch, EntropySettings(), inputs))
+    alpha = min(args.mention_alpha, EntropySettings.alpha) if args.cuts_per_root else EntropySettings.alpha
+    batch.update(ENTROPY_STAGE.function(batch, EntropySettings(alpha=alpha), inputs))
     in_mention = []
     for number, positions in enumerate(batch["positions"]):
         inside = [p for p in positions if any(s <= p["char_start"] < e for s, e in mentions[number])]
-        rest = [p for p in positions if p not in inside]
+        high = batch["entropy_mean"][number] + EntropySettings.alpha * batch["entropy_std"][number]
+        rest = [p for p in positions if p not in inside and p["entropy"] > high]
         best = sorted(inside, key=lambda p: -p["entropy"])[: args.mention_positions]
         best += sorted(rest, key=lambda p: -p["entropy"])[: args.other_positions]
         batch["positions"][number] = sorted(best, key=lambda p: p["token_index"])

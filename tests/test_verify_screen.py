@@ -185,3 +185,17 @@ def test_the_screen_drops_an_unrelated_document_and_keeps_the_exact_decision_on_
         0
     ]
     assert cascade["status"] == exact["status"] == ["ok"]
+
+
+def test_the_card_says_when_verification_was_screened(tmp_path):
+    from test_cards import EMBEDDED, make_counts
+
+    from hf_entropylong.builder import BuildConfig
+    from hf_entropylong.publish.card import render_dataset_card
+
+    files = {"default": "default/*.parquet"}
+    screened = BuildConfig(**EMBEDDED, verify_screen=256, verify_screen_epsilon=0.1, output_dir=str(tmp_path))
+    card = render_dataset_card(screened, make_counts(), files, "")
+    assert "screened (`verify_screen: 256`)" in card and "ΔI ≥ 0.1\nthere were verified" in card
+    plain = render_dataset_card(BuildConfig(**EMBEDDED, output_dir=str(tmp_path)), make_counts(), files, "")
+    assert "verify_screen" not in plain
