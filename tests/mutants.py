@@ -64,6 +64,13 @@ MUTANTS = (
         ("tests/test_distributed.py::test_two_processes_build_the_one_process_dataset",),
     ),
     Mutant(
+        "every datatrove task of the root shards runs the first task's shards",
+        "hf_entropylong/builder/pipelines.py",
+        "shards = range(rank, -(-len(roots) // self.config.shard_size), world_size)",
+        "shards = range(0, -(-len(roots) // self.config.shard_size), world_size)",
+        ("tests/test_executors.py::test_local_executor_with_two_workers_builds_the_one_process_tables",),
+    ),
+    Mutant(
         "epsilon declared output-neutral (a changed epsilon would reuse stale verification caches)",
         "hf_entropylong/stages/verify.py",
         'output_neutral: ClassVar[tuple[str, ...]] = ("verify_batch_size",)',
