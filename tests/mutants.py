@@ -211,6 +211,13 @@ MUTANTS = (
         "",
         ("tests/train/test_recipes.py::test_recipe_trains_a_step_with_its_own_settings",),
     ),
+    Mutant(
+        "the verification screen re-checks every candidate, whatever its screen ΔI",
+        "hf_entropylong/stages/verify.py",
+        "g is None or bool((g >= settings.verify_screen_epsilon).any())",
+        "True",
+        ("tests/test_verify_screen.py::test_every_candidate_re_checked_gets_the_exact_scores_bit_for_bit",),
+    ),
 )
 
 
