@@ -117,6 +117,7 @@ class ScreenArguments:
     )
     epsilon: float = field(default=0.4, metadata={"help": "measure: ΔI threshold of the exact decision."})
     recommend: str = field(default="256,0.1", metadata={"help": "measure: window,threshold shown by length."})
+    max_roots: int | None = field(default=None, metadata={"help": "measure: the first roots of a set only."})
     dtype: str = field(default="float32", metadata={"help": "The LM's dtype."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per forward."})
     bin_tokens: int = field(default=2000, metadata={"help": "measure: width of the root-length bins."})
@@ -263,35 +264,41 @@ def load_set(path: str, tokenizer) -> list:
     return load_build(path, tokenizer, corpus)
 
 
-def scored(model, roots: list, label: str, root_window: int | None, batch_size: int) -> list[list]:
-    """Per root and candidate: its entropies at its positions with it prepended, through `root_window` when set
+def scored(model, root, root_window: int | None, batch_size: int) -> list:
+    """Per candidate of `root`: its entropies at its positions with it prepended, through `root_window` when set
     (then only for the candidates worth screening, None for the others)."""
-    found = []
-    for root in tqdm(roots, desc=label):
-        request = RootCandidates(root.root_ids, list(root.contexts.values()), list(root.candidates.values()))
-        chosen = [True] * len(request.context_ids)
-        if root_window is not None:
-            chosen = worth_screening(request, context_window(model), root_window)
-        picked = [i for i, keep in enumerate(chosen) if keep]
-        request = RootCandidates(
-            request.root_ids, [request.context_ids[i] for i in picked], [request.positions[i] for i in picked]
-        )
-        scores = iter(roots_context_scores(model, [request], batch_size, root_window=root_window)[0])
-        found.append([next(scores).entropy.tolist() if keep else None for keep in chosen])
-    return found
+    request = RootCandidates(root.root_ids, list(root.contexts.values()), list(root.candidates.values()))
+    chosen = [True] * len(request.context_ids)
+    if root_window is not None:
+        chosen = worth_screening(request, context_window(model), root_window)
+    picked = [i for i, keep in enumerate(chosen) if keep]
+    request = RootCandidates(
+        request.root_ids, [request.context_ids[i] for i in picked], [request.positions[i] for i in picked]
+    )
+    scores = iter(roots_context_scores(model, [request], batch_size, root_window=root_window)[0])
+    return [next(scores).entropy.tolist() if keep else None for keep in chosen]
 
 
 def measure_set(path: str, model, tokenizer, args: ScreenArguments) -> list[tuple]:
-    """Scores of a set (cached), then one row per (window, threshold) and per root-length bin."""
-    roots = load_set(path, tokenizer)
+    """Scores of a set, root by root (cached: a run stopped early keeps its finished roots), then one row per
+    (window, threshold) and root for the roots fully scored."""
+    roots = load_set(path, tokenizer)[: args.max_roots]
     cache = Path(path) / f"screen_scores-{args.dtype}.json"
-    scores = json.loads(cache.read_text()) if cache.is_file() else {}
-    for label, root_window in [("exact", None)] + [(f"window {w}", w) for w in args.windows]:
-        if label not in scores:
-            start = time.perf_counter()
-            scores[label] = scored(model, roots, f"{Path(path).name}: {label}", root_window, args.batch_size)
-            print(f"{Path(path).name}, {label}: {time.perf_counter() - start:.0f} s", flush=True)
-            cache.write_text(json.dumps(scores))
+    found = json.loads(cache.read_text()) if cache.is_file() else {}
+    labels = [(f"window {w}", w) for w in args.windows] + [("exact", None)]  # the cheap screens first
+    for number, root in enumerate(tqdm(roots, desc=Path(path).name)):
+        per_root = found.setdefault(str(number), {})
+        for label, root_window in labels:
+            if label not in per_root:
+                start = time.perf_counter()
+                per_root[label] = scored(model, root, root_window, args.batch_size)
+                cache.write_text(json.dumps(found))
+                print(
+                    f"root {number} ({len(root.root_ids):,} tokens), {label}: {time.perf_counter() - start:.0f} s"
+                )
+    done = [n for n in range(len(roots)) if all(label in found.get(str(n), {}) for label, _ in labels)]
+    roots = [roots[n] for n in done]
+    scores = {label: [found[str(n)][label] for n in done] for label, _ in labels}
     window = context_window(model)
     requests = [
         RootCandidates(r.root_ids, list(r.contexts.values()), list(r.candidates.values())) for r in roots
