@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -200,3 +201,40 @@ def test_slurm_job_arrays_ask_for_their_resources_and_depend_on_each_other(docs_
 def test_slurm_without_a_partition_is_refused():
     with pytest.raises(ValueError, match="--executor slurm needs --slurm_partition"):
         small_config("docs.jsonl", "out", executor="slurm")
+
+
+def _slurm_partition() -> str | None:
+    """The default partition of a Slurm cluster this machine can submit to (None: no Slurm answers)."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return None
+    done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    partitions = done.stdout.split() if done.returncode == 0 else []
+    return next((p.rstrip("*") for p in partitions if p.endswith("*")), partitions[0] if partitions else None)
+
+
+@pytest.mark.skipif(
+    _slurm_partition() is None, reason="no Slurm cluster answers (tests/single_machine_slurm.sh)"
+)
+def test_slurm_cluster_builds_the_one_process_tables(docs_file, demo_build, tmp_path):
+    reference_dir, _ = demo_build
+    output_dir = tmp_path / "slurm"
+    partition = _slurm_partition()
+    settings = dict(slurm_partition=partition, gpus_per_task=0, cpus_per_task=1, mem_per_cpu_gb=2)
+    build(small_config(docs_file, output_dir, executor="slurm", slurm_time="00:30:00", **settings))
+    deadline = time.monotonic() + 900
+    while (
+        time.monotonic() < deadline
+        and subprocess.run(
+            [
+                "squeue",
+                "-h",
+                "-n",
+                ",".join(f"hf_entropylong-{p}" for p in ("embed", "index", "roots", "publish")),
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    ):
+        time.sleep(2)
+    assert_same_dataset(output_dir, reference_dir)
+    assert completions(output_dir / ".cache", "roots") == ["00000", "00001", "00002"]
