@@ -100,8 +100,8 @@ def main() -> None:
     parser.add_argument(
         "--quest_max_keyword_share",
         type=float,
-        default=0.01,
-        help="Quest's document-frequency cap (a share).",
+        default=None,
+        help="Quest's document-frequency cap (a share; default: the documents that fill 4 rows).",
     )
     parser.add_argument("--work_dir", default=None)
     args = parser.parse_args()

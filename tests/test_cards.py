@@ -219,9 +219,10 @@ def test_card_states_how_much_of_each_document_the_embedder_reads(tmp_path):
         (
             "quest",
             [
-                "Quest (Gao et al. 2024)",
+                "**keyword groups**",
                 "RAKE's over each document's own text",
-                "the offline default",
+                "Quest as its authors compare it",
+                "the documents that fill 4 rows",
                 "**one attention span**",
             ],
         ),
@@ -244,6 +245,23 @@ def test_the_card_describes_the_method_that_built_the_data(method, says, tmp_pat
         assert text in card, text
     assert ("model-verified" in card) == (method == "entropylong")
     assert ("baseline" in card_metadata(card)["tags"]) == (method != "entropylong")
+
+
+def test_quest_is_named_quest_only_with_a_query_model(tmp_path):
+    counts, files = make_counts(), {"default": "default/*.parquet"}
+    offline = render_dataset_card(
+        BuildConfig(**EMBEDDED, method="quest", output_dir=str(tmp_path)), counts, files, ""
+    )
+    assert (
+        card_metadata(offline)["pretty_name"] == "keyword groups baseline 128K"
+        and "Quest (Gao" not in offline
+    )
+    config = BuildConfig(
+        **EMBEDDED, method="quest", quest_query_model="doc2query/t5", output_dir=str(tmp_path)
+    )
+    card = render_dataset_card(config, counts, files, "")
+    assert card_metadata(card)["pretty_name"] == "quest baseline 128K" and "Quest (Gao et al. 2024)" in card
+    assert "`doc2query/t5` predicts 5\nqueries per document" in card and "keyword groups" not in card
 
 
 def test_the_stricter_criterion_is_named_beside_the_verified_count(tmp_path):

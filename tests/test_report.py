@@ -223,8 +223,8 @@ def test_headline_shows_each_builds_counts_from_its_files(builds, page):
             assert shown(headline[key][column]) == pytest.approx(value), key
             if key in stats:
                 assert value == pytest.approx(stats[key]), key
-        assert headline["method"][column] == stats["method"]
-    assert [headline["method"][0], headline["method"][1]] == ["entropylong", "quest"]
+    # a quest build without a query model is shown under the name of what it is: keyword groups
+    assert [headline["method"][0], headline["method"][1]] == ["entropylong", "keyword groups"]
     assert headline["mean_delta_i"][1] == "—" and headline["high_entropy_positions"][1] == "0"  # a baseline
 
 
@@ -366,7 +366,7 @@ def test_report_never_overwrites_a_file_it_did_not_write(builds, tmp_path, capsy
     # a second report rewrites its own files, and drops those of the first that it does not write
     report.main([str(builds[1]), "--report_dir", str(ours)])
     assert (ours / "plots" / "stale.png").exists() and not (ours / "plots" / "entropy.png").exists()
-    assert json.loads(parsed_script(ours))["label"] == "quest · kw"
+    assert json.loads(parsed_script(ours))["label"] == "keyword groups · kw"
 
 
 def parsed_script(report_dir: Path) -> str:
