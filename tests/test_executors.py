@@ -238,3 +238,26 @@ def test_slurm_cluster_builds_the_one_process_tables(docs_file, demo_build, tmp_
         time.sleep(2)
     assert_same_dataset(output_dir, reference_dir)
     assert completions(output_dir / ".cache", "roots") == ["00000", "00001", "00002"]
+
+
+def test_local_workers_each_take_a_gpu_no_other_holds(tmp_path, monkeypatch):
+    import torch
+
+    from hf_entropylong.builder import pipelines
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+    def new_worker():
+        pipelines._local_gpu.cache_clear()  # what a fresh worker process starts with
+        return pipelines._local_gpu(str(tmp_path))
+
+    held = [new_worker(), new_worker()]
+    assert [device for device, _ in held] == ["cuda:0", "cuda:1"]
+    with pytest.raises(RuntimeError, match="all 2 GPUs of this machine are held by other workers"):
+        new_worker()
+    held[0][1].release()  # that worker ended
+    assert new_worker()[0] == "cuda:0"
+    pipelines._local_gpu.cache_clear()
+    with pytest.raises(ValueError, match="--executor_workers 3 is more than this machine's 2 GPUs"):
+        pipelines.local_workers(small_config("docs.jsonl", "out", executor="local", executor_workers=3))

@@ -38,8 +38,9 @@ GPU_PIPELINES = ("embed", "roots")
 
 
 @functools.cache
-def _local_gpu(lock_dir: str) -> str | None:
-    """A GPU of this machine that no other worker process holds (held until this process ends); None without GPUs."""
+def _local_gpu(lock_dir: str) -> tuple[str, FileLock] | None:
+    """A GPU of this machine that no other worker process holds, with its lock (held while this process lives: the
+    cache keeps it); None without GPUs."""
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     Path(lock_dir).mkdir(parents=True, exist_ok=True)
     for device in range(count):
@@ -48,16 +49,12 @@ def _local_gpu(lock_dir: str) -> str | None:
             lock.acquire(timeout=0)
         except Timeout:
             continue
-        _held_locks.append(lock)
-        return f"cuda:{device}"
+        return f"cuda:{device}", lock
     if count:
         raise RuntimeError(
             f"all {count} GPUs of this machine are held by other workers: lower --executor_workers."
         )
     return None
-
-
-_held_locks: list[FileLock] = []
 
 
 def task_device(config: BuildConfig, workers: int) -> str | None:
@@ -68,7 +65,7 @@ def task_device(config: BuildConfig, workers: int) -> str | None:
         gpu = _local_gpu(str(runner.stage_cache_dir(config) / "datatrove"))
         if gpu is None:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-        return gpu
+        return gpu and gpu[0]
     return "cuda" if torch.cuda.is_available() else None
 
 
