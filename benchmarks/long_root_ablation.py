@@ -82,7 +82,9 @@ def nextlong_detail(roots, texts: dict[str, str], config: BuildConfig) -> str:
     return (
         f"root chunks interleaved per row {spread(chunks_in_row)} (of {spread(len(r['positions']) for r in ok)}); "
         f"negatives per row {spread(negatives)}, per chunk {spread(per_chunk)}; {restored} of {sum(negatives)} "
-        "placed negatives share ≥ 30% of their shingles with the root (dropped before, kept now)"
+        "placed negatives share ≥ 30% of their shingles with the root (dropped before, kept now); excluded: "
+        f"{sum(roots['num_excluded_self'])} of the root's document, {sum(roots['num_excluded_near_duplicate'])} "
+        "copying the whole root"
     )
 
 
