@@ -172,21 +172,21 @@ def make_executors(config: BuildConfig) -> dict[str, object]:
             depends=previous,
             skip_completed=name != "publish",  # publishing always runs (into this command's output_dir)
         )
-        previous = executors[name] = _executor(
-            config, name, config.gpus_per_task if uses_gpu else 0, workers, common
-        )
+        previous = executors[name] = _executor(config, name, uses_gpu, workers, common)
     return executors
 
 
-def _executor(config: BuildConfig, name: str, gpus: int, workers: int, common: dict):
+def _executor(config: BuildConfig, name: str, uses_gpu: bool, workers: int, common: dict):
+    """Pipeline `name` on `config.executor`: Slurm and Ray tasks ask for GPUs only where `uses_gpu`."""
     if config.executor == "local":
         return LocalPipelineExecutor(workers=workers, **common)
     resources = dict(
-        cpus_per_task=config.cpus_per_task, mem_per_cpu_gb=config.mem_per_cpu_gb, gpus_per_task=gpus
+        cpus_per_task=config.cpus_per_task,
+        mem_per_cpu_gb=config.mem_per_cpu_gb,
+        gpus_per_task=config.gpus_per_task if uses_gpu else 0,
     )
     if config.executor == "ray":
         return RayPipelineExecutor(workers=config.executor_workers or -1, **resources, **common)
-    uses_gpu = gpus > 0 or name in GPU_PIPELINES
     in_venv = sys.prefix != sys.base_prefix
     return SlurmPipelineExecutor(
         workers=config.executor_workers or -1,
