@@ -317,6 +317,18 @@ def measure_set(path: str, model, tokenizer, args: ScreenArguments) -> list[tupl
         for label, found in scores.items()
     }
     kept = [[g >= args.epsilon for g in per_root] for per_root in gains["exact"]]
+    for w in args.windows:  # how far below ε the screen must go to keep every kept context
+        best = [
+            float(np.max(g)) if g is not None else None
+            for per_root, screen in zip(kept, gains[f"window {w}"], strict=True)
+            for k, g in zip(per_root, screen, strict=True)
+            if k.any()
+        ]
+        screened = sorted(b for b in best if b is not None)
+        print(
+            f"{Path(path).name}, window {w}: {len(best)} kept contexts, {len(screened)} of them screened; their best "
+            f"screen ΔI: {', '.join(f'{b:.2f}' for b in screened) or '–'}"
+        )
     rows = []
     for w in args.windows:
         screen_tokens = [planned_tokens(request, window, w) for request in requests]
@@ -374,7 +386,7 @@ def print_tables(name: str, rows: list[tuple], args: ScreenArguments) -> None:
     w, threshold = args.recommend.split(",")
     chosen = [r for r in rows if r[:2] == (int(w), float(threshold))]
     print(f"\n{name}, window {w}, screen ΔI ≥ {threshold}, by root length:")
-    print(f"| root tokens | roots | {header}")
+    print(f"| root tokens | roots {header}")
     print("|---|---|---|---|---|---|---|---|")
     for start in sorted({r[2] // args.bin_tokens * args.bin_tokens for r in chosen}):
         group = [r for r in chosen if start <= r[2] < start + args.bin_tokens]
