@@ -86,7 +86,9 @@ class VerifySettings:
         "every candidate is verified exactly when unset.",
     )
     verify_screen_epsilon: float = setting(
-        0.2, help="The screen's ΔI threshold, at most epsilon (read only with verify_screen)."
+        0.1,
+        help="The screen's ΔI threshold, at most epsilon (read only with verify_screen; 0.1 keeps a wide margin "
+        "below epsilon: BENCHMARKS.md).",
     )
     verify_batch_size: int = setting(
         8, help="(candidate; root prefix) sequences per LM forward pass, at most."
