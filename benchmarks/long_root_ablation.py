@@ -150,7 +150,11 @@ def main() -> None:
             continue
         roots = load_dataset(config.output_dir, "dependencies", split="train")
         rows = load_dataset(config.output_dir, split="train")
-        spans = [n for lengths in rows["seq_lengths"] for n in lengths]
+        spans = [  # the attention spans, a row's padding tail left out
+            n
+            for lengths, padding in zip(rows["seq_lengths"], rows["num_padding_tokens"], strict=True)
+            for n in (lengths[:-1] if padding else lengths)
+        ]
         dropped = ", ".join(f"{s} {n}" for s, n in counts.roots_by_status.items() if s != "ok" and n)
         if method == "nextlong":
             detail = nextlong_detail(roots, texts, config)
