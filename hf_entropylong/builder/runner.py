@@ -51,7 +51,7 @@ import torch
 from ..files import cache_is_sound, cached_map, write_text
 from ..index.gpu_placement import this_node
 from ..methods import stages_of
-from ..publish.counts import BuildCounts, print_summary
+from ..publish.counts import BuildCounts, method_label, print_summary
 from ..publish.packing import PackSettings, pack_sequences
 from ..publish.writer import OutputSettings, claim_output_dir, lock_output_dir, publish, push_folder
 from ..settings import settings_of
@@ -389,5 +389,5 @@ def main(argv: list[str] | None = None) -> BuildCounts | None:
     (config,) = TrlParser((BuildConfig,)).parse_args_and_config(args=argv)
     counts = build(config)
     if counts is not None:  # the main process
-        print_summary(counts, config.output_dir)
+        print_summary(counts, config.output_dir, method_label(config.method, asdict(config)))
     return counts
