@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from hf_entropylong.models import encode_documents
-from hf_entropylong.stages.token_scores import batch_document_scores, document_scores, next_token_scores
 from hf_entropylong.stages.context_scores import RootCandidates, roots_context_scores
+from hf_entropylong.stages.token_scores import batch_document_scores, document_scores, next_token_scores
 
 
 def encode_document(tokenizer, text: str) -> list[int]:

@@ -9,7 +9,6 @@ from tiny_models import tiny_llama
 from transformers import LlamaForCausalLM
 
 from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
-from hf_entropylong.stages.token_scores import document_scores
 from hf_entropylong.stages.context_scores import (
     RootCandidates,
     padded_batches,
@@ -17,6 +16,7 @@ from hf_entropylong.stages.context_scores import (
     roots_context_scores,
     verification_plan,
 )
+from hf_entropylong.stages.token_scores import document_scores
 from hf_entropylong.stages.verify import VerifySettings, delta_i, is_kept, verify_candidates
 
 
