@@ -102,9 +102,9 @@ class VerifySettings:
                 f"verify_criterion must be one of {', '.join(VERIFY_CRITERIA)}, got {self.verify_criterion!r}."
             )
         require_positive(self, "verify_root_window", "verify_screen", "verify_batch_size")
-        if not (math.isfinite(self.verify_screen_epsilon) and self.verify_screen_epsilon <= self.epsilon):
+        if not (math.isfinite(self.verify_screen_epsilon) and 0 < self.verify_screen_epsilon <= self.epsilon):
             raise ValueError(
-                f"verify_screen_epsilon must be a number at most epsilon ({self.epsilon}), got "
+                f"verify_screen_epsilon must be above 0 and at most epsilon ({self.epsilon}), got "
                 f"{self.verify_screen_epsilon}."
             )
         if self.verify_screen is not None and self.verify_root_window is not None:
