@@ -12,7 +12,7 @@ import datasets
 import numpy as np
 import pytest
 import yaml
-from builds import DOCS, assert_close, published_tables, rebuild_settings, small_config
+from builds import DOCS, assert_close, assert_same_dataset, published_tables, rebuild_settings, small_config
 from datasets import load_dataset
 
 from hf_entropylong import cli
@@ -130,10 +130,7 @@ def test_interrupted_build_resumes_and_matches(docs_file, demo_build, tmp_path, 
     calls.update(verify=-10, entropy=0)  # the resumed run verifies the two unfinished shards
     counts = build(config)
     assert calls == {"verify": -10 + 2, "entropy": 1}  # only the third shard is scored: two were cached
-    for name in ("default", "dependencies"):
-        resumed = load_dataset(str(tmp_path / "out"), name, split="train").to_list()
-        reference = load_dataset(str(reference_dir), name, split="train").to_list()
-        assert resumed == reference
+    assert_same_dataset(tmp_path / "out", reference_dir)
     assert dataclasses.replace(counts, seconds={}) == dataclasses.replace(reference_counts, seconds={})
 
 
