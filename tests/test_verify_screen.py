@@ -54,7 +54,10 @@ def tiny():
 @pytest.mark.parametrize("screen_epsilon", [-5.0, 0.2])
 def test_every_candidate_re_checked_gets_the_exact_scores_bit_for_bit(tiny, screen_epsilon):
     requests, baselines = random_requests(tiny)
-    settings = VerifySettings(verify_screen=8, verify_screen_epsilon=screen_epsilon, verify_batch_size=1)
+    settings = VerifySettings(verify_screen=8, verify_batch_size=1)
+    settings.verify_screen_epsilon = (
+        screen_epsilon  # -5: past the setting's check, a screen every candidate passes
+    )
     exact_alone = roots_context_scores(tiny, requests, batch_size=1)
     windowed = roots_context_scores(tiny, requests, batch_size=1, root_window=8)
     cascade, screen = cascade_scores(tiny, requests, baselines, settings)
