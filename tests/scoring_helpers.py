@@ -1,5 +1,5 @@
 """The package's scoring functions called the way the tests (and benchmarks) read them: entropies only, one root
-or one document at a time."""
+or one document at a time; and the verification stage's input row built from them."""
 
 import numpy as np
 import torch
@@ -46,3 +46,29 @@ def context_entropy(
     """Entropy at `positions[i]` of the root with `context_ids[i]` prepended (one root's request)."""
     request = RootCandidates(root_ids, context_ids, positions)
     return roots_context_entropy(model, [request], batch_size, max_length, root_window)[0]
+
+
+def verification_row(text: str, scores, indices: list[int], contexts: list[int]) -> dict:
+    """One verification-stage row: `text` with positions at `indices` (entropy and target log-probability from the
+    entropy stage's `scores`), every corpus row of `contexts` retrieved for every position."""
+    return {
+        "text": [text],
+        "status": ["ok"],
+        "positions": [
+            [
+                {
+                    "token_index": t,
+                    "entropy": float(scores.entropy[t]),
+                    "target_logprob": float(scores.logprob[t]),
+                }
+                for t in indices
+            ]
+        ],
+        "retrieved": [
+            [
+                {"token_index": t, "corpus_index": c, "corpus_id": f"doc{c}", "similarity": 0.5}
+                for c in contexts
+                for t in indices
+            ]
+        ],
+    }

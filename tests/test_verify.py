@@ -4,7 +4,13 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from scoring_helpers import context_entropy, document_entropy, encode_document, roots_context_entropy
+from scoring_helpers import (
+    context_entropy,
+    document_entropy,
+    encode_document,
+    roots_context_entropy,
+    verification_row,
+)
 from tiny_models import tiny_llama
 from transformers import LlamaForCausalLM
 
@@ -312,32 +318,11 @@ VAULT_CONTEXTS = [
 
 
 def vault_batch(tokenizer, model, positions: list[str], contexts: list[int]) -> dict:
-    """One verification-stage row: the vault root, its positions at the first token of each of `positions`
-    (scored as the entropy stage does), every context of `contexts` retrieved for every position."""
+    """The vault root, its positions at the first token of each of `positions` (scored as the entropy stage does),
+    every context of `contexts` retrieved for every position."""
     root_ids = encode_document(tokenizer, VAULT)
-    scores = document_scores(model, root_ids)
     indices = [first_token_of(tokenizer, root_ids, word) for word in positions]
-    return {
-        "text": [VAULT],
-        "status": ["ok"],
-        "positions": [
-            [
-                {
-                    "token_index": t,
-                    "entropy": float(scores.entropy[t]),
-                    "target_logprob": float(scores.logprob[t]),
-                }
-                for t in indices
-            ]
-        ],
-        "retrieved": [
-            [
-                {"token_index": t, "corpus_index": c, "corpus_id": f"doc{c}", "similarity": 0.5}
-                for c in contexts
-                for t in indices
-            ]
-        ],
-    }
+    return verification_row(VAULT, document_scores(model, root_ids), indices, contexts)
 
 
 def vault_inputs(model, tokenizer) -> SimpleNamespace:

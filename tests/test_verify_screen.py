@@ -7,7 +7,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from scoring_helpers import encode_document
+from scoring_helpers import encode_document, verification_row
 from tiny_models import tiny_llama
 
 from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
@@ -145,27 +145,7 @@ def test_the_screen_drops_an_unrelated_document_and_keeps_the_exact_decision_on_
     words = [tokenizer.decode(t).strip() for t in root_ids]
     indices = [t for t in range(len(root_ids)) if words[t] in ("7", "Mar") and t > 60]
     assert len(indices) == 2, words
-    batch = {
-        "text": [ROOT],
-        "status": ["ok"],
-        "positions": [
-            [
-                {
-                    "token_index": t,
-                    "entropy": float(scores.entropy[t]),
-                    "target_logprob": float(scores.logprob[t]),
-                }
-                for t in indices
-            ]
-        ],
-        "retrieved": [
-            [
-                {"token_index": t, "corpus_index": c, "corpus_id": f"doc{c}", "similarity": 0.5}
-                for c in (0, 1)
-                for t in indices
-            ]
-        ],
-    }
+    batch = verification_row(ROOT, scores, indices, [0, 1])
     inputs = SimpleNamespace(
         tokenizer=tokenizer, lm=model, lm_window=None, corpus=datasets.Dataset.from_dict({"text": CORPUS})
     )
