@@ -175,7 +175,7 @@ def test_recipe_trains_a_step_with_its_own_settings(recipe, packed_dir, tmp_path
     assert type(optimizer) is torch.optim.AdamW
     assert trainer.args.optim.value == settings.get("optim", trainer.args.optim.value)
     assert bool(optimizer.defaults["fused"]) == trainer.args.optim.value.endswith("_fused")
-    assert trainer.model.is_gradient_checkpointing == settings["activation_checkpointing"]
+    assert trainer.model.is_activation_checkpointing == settings["activation_checkpointing"]
     assert (tmp_path / "checkpoint-1").is_dir() and trainer.state.global_step == 1
     if "tensorboard" in report_to:
         assert list(
