@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import os
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -26,12 +25,13 @@ DEV_EXTRA = "dev"
 
 def extras_providing(package: str) -> list[str]:
     """The extras of the installed `hf_entropylong` that list `package`, user-facing ones first (`dev` last)."""
+    declared = importlib.metadata.metadata(DISTRIBUTION).get_all("Provides-Extra") or []
     extras = []
     for line in importlib.metadata.requires(DISTRIBUTION) or []:
         requirement = Requirement(line)
         if canonicalize_name(requirement.name) != canonicalize_name(package) or requirement.marker is None:
             continue
-        for extra in importlib.metadata.metadata(DISTRIBUTION).get_all("Provides-Extra") or []:
+        for extra in declared:
             if extra not in extras and requirement.marker.evaluate({"extra": extra}):
                 extras.append(extra)
     return sorted(extras, key=lambda extra: extra == DEV_EXTRA)
@@ -72,11 +72,10 @@ def check_run_packages(report_to: list[str], liger_kernels: bool, source: str) -
         liger_kernels (`bool`): whether the run applies Liger's kernels.
         source (`str`): the recipe (or command) the settings came from, for the message.
     """
+    from accelerate.utils import parse_flag_from_env
     from transformers.integrations.integration_utils import get_available_reporting_integrations
 
-    deepspeed = (
-        os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    )  # set by accelerate launch
+    deepspeed = parse_flag_from_env("ACCELERATE_USE_DEEPSPEED")  # set by accelerate launch from its config
     available = set(get_available_reporting_integrations())
     for package, (setting, module) in run_packages(report_to, liger_kernels, deepspeed).items():
         if setting.startswith("report_to"):  # transformers' own test: tensorboard also counts as tensorboardX
