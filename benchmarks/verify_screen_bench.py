@@ -9,13 +9,13 @@ the entropy and retrieval stages, with its corpus, to DIR:
   separated, `--min_cut_chars` to `--max_cut_chars` characters) scores the later mentions of the terms it is the
   first to use; the N best (none the document's first paragraph, no two adjacent) are cut out into the corpus
   and the rest of the document is the root. A later mention lost its definition: the model is unsure there and
-  the cut passage resolves it. Positions: the root's high-entropy tokens (α = 2, the entropy stage) inside a
-  mention of a cut term first (at most `--mention_positions`, highest entropy first), then up to
-  `--other_positions` other high-entropy tokens.
+  the cut passage resolves it. Positions: the root's high-entropy tokens (H > μ + `--mention_alpha`·σ) inside the
+  first mention in the root of a cut term (later mentions have the term in their own prefix), at most
+  `--mention_positions` of them, highest entropy first, then up to `--other_positions` other tokens of H > μ + 2σ.
 - `--cuts_per_root 0`: whole documents, `--num_roots` of them spread over equal length bins, each with its
   `--other_positions` highest-entropy positions (the long-documents recipe's way).
 
-The corpus (`corpus.jsonl`): the cut passages and `--num_passages` passages (whole lines, ≤ `--max_cut_chars`
+The corpus (`corpus.jsonl`; the roots are also in `roots.jsonl`, for `long_root_ablation.py`): the cut passages and `--num_passages` passages (whole lines, ≤ `--max_cut_chars`
 characters, NExtLong's chunker) of the documents not drawn as roots. Retrieval: all-MiniLM-L6-v2 (128 tokens),
 a Flat index, top `--top_k`, the root's near-copies excluded (the recipe's settings otherwise).
 
@@ -107,7 +107,9 @@ class ScreenArguments:
     num_passages: int = field(
         default=1500, metadata={"help": "make_roots: corpus passages of other documents."}
     )
-    top_k: int = field(default=2, metadata={"help": "make_roots: candidates per position."})
+    top_k: int = field(
+        default=5, metadata={"help": "make_roots: candidates per position (the builder's default)."}
+    )
     windows: list[int] = field(
         default_factory=lambda: [64, 256], metadata={"help": "measure: screen windows."}
     )
@@ -199,7 +201,10 @@ def make_roots(args: ScreenArguments) -> None:
         pattern = re.compile(
             r"(?<![\w])(" + "|".join(map(re.escape, sorted(terms, key=len, reverse=True))) + r")(?![\w])"
         )
-        mentions.append([(m.start(), m.end()) for m in pattern.finditer(root)])
+        first_mentions: dict[str, tuple[int, int]] = {}
+        for match in pattern.finditer(root):
+            first_mentions.setdefault(match.group(), (match.start(), match.end()))
+        mentions.append(sorted(first_mentions.values()))
     if len(roots) < args.num_roots:
         raise SystemExit(f"only {len(roots)} documents fit; lower --num_roots or widen the token range.")
     taken = {r["id"] for r in roots}
@@ -215,6 +220,7 @@ def make_roots(args: ScreenArguments) -> None:
     output = Path(args.make_roots)
     output.mkdir(parents=True, exist_ok=True)
     corpus.to_json(output / "corpus.jsonl", lines=True)
+    datasets.Dataset.from_list(roots).to_json(output / "roots.jsonl", lines=True)
 
     lm = load_causal_lm(EMBEDDED_LM, dtype=args.dtype, device="cpu")
     embedder = load_embedder(EMBEDDED_EMBEDDER)
