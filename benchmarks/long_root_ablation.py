@@ -109,11 +109,17 @@ def quest_detail(roots, corpus, config: BuildConfig) -> str:
 
 
 def dependency_detail(roots) -> str:
+    """Positions and pairs tested, pairs placed, contexts per unit (and how many are passages cut from the root's
+    own document, in a set made by `verify_screen_bench.py --make_roots`)."""
     ok = [row for row in roots if row["status"] == "ok"]
+    tested = sum(len(r["candidates"]) for r in roots) if "candidates" in roots.column_names else None
+    own = sum(i.startswith(f"{r['root_id']}#cut") for r in ok for i in r["unit_context_ids"])
     return (
-        f"positions tested {sum(len(r['positions']) for r in roots)}, pairs placed "
-        f"{sum(len(c['token_indices']) for r in ok for c in r['contexts'])}, contexts per unit "
-        f"{spread(len(r['unit_context_ids']) for r in ok)}, unit tokens {spread(r['num_unit_tokens'] for r in ok)}"
+        f"positions tested {sum(len(r['positions']) for r in roots)}"
+        + (f", pairs tested {tested}" if tested is not None else "")
+        + f", pairs placed {sum(len(c['token_indices']) for r in ok for c in r['contexts'])}, contexts per unit "
+        f"{spread(len(r['unit_context_ids']) for r in ok)} ({own} of them cut from the root's own document), unit "
+        f"tokens {spread(r['num_unit_tokens'] for r in ok)}"
     )
 
 
@@ -122,17 +128,28 @@ def main() -> None:
     parser.add_argument("--data_dir", default="outputs/linux-doc")
     parser.add_argument("--work_dir", default="outputs/long-ablation")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--corpus",
+        nargs="+",
+        default=None,
+        help="Corpus files (default: DATA_DIR/passages.jsonl and wiki.jsonl).",
+    )
     parser.add_argument("--max_positions_per_root", type=int, default=4)
+    parser.add_argument("--top_k", type=int, default=1)
+    parser.add_argument(
+        "--verify_screen", type=int, default=None, help="Screen verification (stages/verify.py)."
+    )
     parser.add_argument("--quest_query_model", default=None, help="A doc2query model: Quest as compared.")
     args = parser.parse_args()
 
     data, work = Path(args.data_dir), Path(args.work_dir)
-    files = [str(data / "passages.jsonl"), str(data / "wiki.jsonl")]
+    files = args.corpus or [str(data / "passages.jsonl"), str(data / "wiki.jsonl")]
     settings = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
     texts = corpus_texts(files)
     corpus = load_dataset("json", data_files=files, split="train")
     print(
-        f"Roots: {data / 'roots.jsonl'}; corpus: {len(texts):,} passages and summaries; 8,192-token rows.\n"
+        f"Roots: {data / 'roots.jsonl'}; corpus: {len(texts):,} documents ({', '.join(files)}); 8,192-token rows; "
+        f"{args.max_positions_per_root} positions per root, top {args.top_k}, verify_screen {args.verify_screen}.\n"
     )
     print("| method (shown as) | roots kept (dropped) | rows | span length (median / p90) | "
           "dependency distance (median / p90) | what the original would show |")  # fmt: skip
@@ -140,7 +157,8 @@ def main() -> None:
     for method in args.methods:
         config = BuildConfig(**{**settings, **dict(
             method=method, roots=str(data / "roots.jsonl"), corpus=files, output_dir=str(work / method),
-            cache_dir=str(work / "cache"), max_positions_per_root=args.max_positions_per_root, min_row_fill=0.0,
+            cache_dir=str(work / "cache"), max_positions_per_root=args.max_positions_per_root, top_k=args.top_k,
+            verify_screen=args.verify_screen, min_row_fill=0.0,
             quest_query_model=args.quest_query_model, overwrite_output_dir=True, pretty_name=None,
         )})  # fmt: skip
         try:
