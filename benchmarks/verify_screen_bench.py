@@ -37,6 +37,12 @@ Scores are cached in DIR/screen_scores-<dtype>.json (a rerun computes only the m
     python benchmarks/verify_screen_bench.py --make_roots outputs/screen-whole --cuts_per_root 0 --min_tokens 1000
     python benchmarks/verify_screen_bench.py --measure outputs/screen-cut outputs/screen-whole outputs/demo
 
+An 8B-class LM on a GPU (the set keeps its LM in DIR/lm.txt; its positions are that tokenizer's):
+
+    python benchmarks/verify_screen_bench.py --make_roots outputs/screen-8b --lm meta-llama/Meta-Llama-3-8B \
+        --dtype bfloat16 --num_roots 40 && python benchmarks/verify_screen_bench.py --measure outputs/screen-8b \
+        --dtype bfloat16 --batch_size 4
+
 Prints Markdown tables.
 """
 
@@ -120,6 +126,13 @@ class ScreenArguments:
     epsilon: float = field(default=0.4, metadata={"help": "measure: ΔI threshold of the exact decision."})
     recommend: str = field(default="256,0.1", metadata={"help": "measure: window,threshold shown by length."})
     max_roots: int | None = field(default=None, metadata={"help": "measure: the first roots of a set only."})
+    lm: str = field(
+        default=EMBEDDED_LM,
+        metadata={"help": "make_roots: the causal LM (Hub id or path); a set keeps its own."},
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "The LM's device (default: CUDA when present)."}
+    )
     dtype: str = field(default="float32", metadata={"help": "The LM's dtype."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per forward."})
     bin_tokens: int = field(default=2000, metadata={"help": "measure: width of the root-length bins."})
@@ -169,7 +182,7 @@ def choose_cuts(text: str, spans: list[tuple[int, int]], args: ScreenArguments) 
 def make_roots(args: ScreenArguments) -> None:
     """Roots (cut or whole) with their corpus, through the entropy and retrieval stages, saved to `make_roots`."""
     documents = read_documents(find_doc_dir(args.doc_dir))
-    tokenizer = load_tokenizer(EMBEDDED_LM)
+    tokenizer = load_tokenizer(args.lm)
     rng = random.Random(args.seed)
     likely = {n: t for n, t in documents.items() if 2 * args.min_tokens <= len(t) <= 6 * args.max_tokens}
     lengths = {n: len(tokenizer(t)["input_ids"]) for n, t in tqdm(likely.items(), desc="measuring documents")}
@@ -221,8 +234,9 @@ def make_roots(args: ScreenArguments) -> None:
     output.mkdir(parents=True, exist_ok=True)
     corpus.to_json(output / "corpus.jsonl", lines=True)
     datasets.Dataset.from_list(roots).to_json(output / "roots.jsonl", lines=True)
+    (output / "lm.txt").write_text(args.lm)
 
-    lm = load_causal_lm(EMBEDDED_LM, dtype=args.dtype, device="cpu")
+    lm = load_causal_lm(args.lm, dtype=args.dtype, device=args.device)
     embedder = load_embedder(EMBEDDED_EMBEDDER)
     embedder.max_seq_length = 128  # as the recipes
     index = new_index(embedder.get_embedding_dimension(), "Flat")
@@ -270,9 +284,9 @@ def load_set(path: str, tokenizer) -> list:
     return load_build(path, tokenizer, corpus)
 
 
-def scored(model, root, root_window: int | None, batch_size: int) -> list:
+def scored(model, root, root_window: int | None, batch_size: int) -> tuple[list, int]:
     """Per candidate of `root`: its entropies at its positions with it prepended, through `root_window` when set
-    (then only for the candidates worth screening, None for the others)."""
+    (then only for the candidates worth screening, None for the others); and the LM tokens that took."""
     request = RootCandidates(root.root_ids, list(root.contexts.values()), list(root.candidates.values()))
     chosen = [True] * len(request.context_ids)
     if root_window is not None:
@@ -282,12 +296,25 @@ def scored(model, root, root_window: int | None, batch_size: int) -> list:
         request.root_ids, [request.context_ids[i] for i in picked], [request.positions[i] for i in picked]
     )
     scores = iter(roots_context_scores(model, [request], batch_size, root_window=root_window)[0])
-    return [next(scores).entropy.tolist() if keep else None for keep in chosen]
+    tokens = sum(planned_tokens(request, context_window(model), root_window))
+    return [next(scores).entropy.tolist() if keep else None for keep in chosen], tokens
 
 
-def measure_set(path: str, model, tokenizer, args: ScreenArguments) -> list[tuple]:
+def set_lm(path: str) -> str:
+    """The causal LM a set was made with (`--lm`; published builds and older sets: the embedded one)."""
+    recorded = Path(path) / "lm.txt"
+    return recorded.read_text().strip() if recorded.is_file() else EMBEDDED_LM
+
+
+def measure_set(path: str, args: ScreenArguments) -> list[tuple]:
     """Scores of a set, root by root (cached: a run stopped early keeps its finished roots), then one row per
     (window, threshold) and root for the roots fully scored."""
+    name = set_lm(path)
+    model = load_causal_lm(name, dtype=args.dtype, device=args.device)
+    tokenizer = load_tokenizer(name)
+    print(
+        f"{Path(path).name}: {name} ({args.dtype}, {model.device}); LM tokens are the planned sequences' (no padding)."
+    )
     roots = load_set(path, tokenizer)[: args.max_roots]
     cache = Path(path) / f"screen_scores-{args.dtype}.json"
     found = json.loads(cache.read_text()) if cache.is_file() else {}
@@ -297,10 +324,12 @@ def measure_set(path: str, model, tokenizer, args: ScreenArguments) -> list[tupl
         for label, root_window in labels:
             if label not in per_root:
                 start = time.perf_counter()
-                per_root[label] = scored(model, root, root_window, args.batch_size)
+                per_root[label], tokens = scored(model, root, root_window, args.batch_size)
                 cache.write_text(json.dumps(found))
+                seconds = time.perf_counter() - start
                 print(
-                    f"root {number} ({len(root.root_ids):,} tokens), {label}: {time.perf_counter() - start:.0f} s"
+                    f"root {number} ({len(root.root_ids):,} tokens), {label}: {seconds:.0f} s, {tokens:,} LM tokens, "
+                    f"{tokens / seconds:,.0f} tokens/s"
                 )
     done = [n for n in range(len(roots)) if all(label in found.get(str(n), {}) for label, _ in labels)]
     roots = [roots[n] for n in done]
@@ -403,11 +432,8 @@ def main(args: ScreenArguments) -> None:
     if args.make_roots:
         make_roots(args)
         return
-    model = load_causal_lm(EMBEDDED_LM, dtype=args.dtype, device="cpu")
-    tokenizer = load_tokenizer(EMBEDDED_LM)
-    print(f"{EMBEDDED_LM} ({args.dtype}, CPU); LM tokens are the planned sequences' (no padding).")
     for path in args.measure:
-        print_tables(Path(path).name, measure_set(path, model, tokenizer, args), args)
+        print_tables(Path(path).name, measure_set(path, args), args)
 
 
 if __name__ == "__main__":
