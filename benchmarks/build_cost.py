@@ -43,7 +43,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from hf_entropylong.stages.verify import SCREEN_MAX_SHARE
+from hf_entropylong.stages.screen import SCREEN_MAX_SHARE
 
 
 @dataclass

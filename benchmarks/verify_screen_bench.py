@@ -20,8 +20,9 @@ characters, NExtLong's chunker) of the documents not drawn as roots. Retrieval: 
 a Flat index, top `--top_k`, the root's near-copies excluded (the recipe's settings otherwise).
 
 `--measure DIR...` verifies every (position, candidate) pair of each set exactly (`roots_context_scores`, the
-builder's forwards) and screens it through each local root window of `--windows`, then, for each window and
-screen threshold of `--thresholds`, counts what the cascade would do (`stages/verify.py`: a candidate with a
+builder's forwards) and screens it through each local root window of `--windows` (and each with the candidate cut
+to its passage nearest the query, for each length of `--passages`: `verify_screen_context`), then, for each screen
+and threshold of `--thresholds`, counts what the cascade would do (`stages/verify.py`: a candidate with a
 position at screen ΔI ≥ the threshold, or not worth screening, is verified exactly at all its positions):
 
 - LM tokens: screen + exact re-check against the exact verification, both as the exact minimum (Σ of the
@@ -78,7 +79,8 @@ from hf_entropylong.sources import load_text_source
 from hf_entropylong.stages.context_scores import RootCandidates, roots_context_scores
 from hf_entropylong.stages.entropy import ENTROPY_STAGE, EntropySettings
 from hf_entropylong.stages.retrieval import RETRIEVAL_STAGE, RetrievalStageSettings
-from hf_entropylong.stages.verify import delta_i, planned_tokens, worth_screening
+from hf_entropylong.stages.screen import planned_tokens, screen_entropies, screen_tokens, worth_screening
+from hf_entropylong.stages.verify import delta_i
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from builder_bench import load_build  # noqa: E402
@@ -119,12 +121,18 @@ class ScreenArguments:
     windows: list[int] = field(
         default_factory=lambda: [64, 256], metadata={"help": "measure: screen windows."}
     )
+    passages: list[int] = field(
+        default_factory=list,
+        metadata={"help": "measure: screen passages (verify_screen_context), each with every window too."},
+    )
     thresholds: list[float] = field(
         default_factory=lambda: [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
         metadata={"help": "measure: screen ΔI."},
     )
     epsilon: float = field(default=0.4, metadata={"help": "measure: ΔI threshold of the exact decision."})
-    recommend: str = field(default="256,0.1", metadata={"help": "measure: window,threshold shown by length."})
+    recommend: str = field(
+        default="64,0.2", metadata={"help": "measure: window[/passage],threshold shown by root length."}
+    )
     max_roots: int | None = field(default=None, metadata={"help": "measure: the first roots of a set only."})
     lm: str = field(
         default=EMBEDDED_LM,
@@ -284,20 +292,29 @@ def load_set(path: str, tokenizer) -> list:
     return load_build(path, tokenizer, corpus)
 
 
-def scored(model, root, root_window: int | None, batch_size: int) -> tuple[list, int]:
-    """Per candidate of `root`: its entropies at its positions with it prepended, through `root_window` when set
+def screen_of(label: str) -> tuple[int, int | None]:
+    """(window, passage) of a screen's label: "64" or "64/128"."""
+    window, _, passage = label.partition("/")
+    return int(window), int(passage) if passage else None
+
+
+def scored(model, root, screen: str | None, batch_size: int) -> tuple[list, int]:
+    """Per candidate of `root`: its entropies at its positions with it prepended, exactly or through `screen`
     (then only for the candidates worth screening, None for the others); and the LM tokens that took."""
     request = RootCandidates(root.root_ids, list(root.contexts.values()), list(root.candidates.values()))
-    chosen = [True] * len(request.context_ids)
-    if root_window is not None:
-        chosen = worth_screening(request, context_window(model), root_window)
+    window = context_window(model)
+    if screen is None:
+        found = roots_context_scores(model, [request], batch_size)[0]
+        return [f.entropy.tolist() for f in found], sum(planned_tokens(request, window))
+    root_window, passage = screen_of(screen)
+    chosen = worth_screening(request, window, root_window, passage)
     picked = [i for i, keep in enumerate(chosen) if keep]
     request = RootCandidates(
         request.root_ids, [request.context_ids[i] for i in picked], [request.positions[i] for i in picked]
     )
-    scores = iter(roots_context_scores(model, [request], batch_size, root_window=root_window)[0])
-    tokens = sum(planned_tokens(request, context_window(model), root_window))
-    return [next(scores).entropy.tolist() if keep else None for keep in chosen], tokens
+    found = iter(screen_entropies(model, [request], root_window, passage, batch_size)[0])
+    tokens = sum(screen_tokens(request, window, root_window, passage))
+    return [next(found).tolist() if keep else None for keep in chosen], tokens
 
 
 def set_lm(path: str) -> str:
@@ -318,13 +335,16 @@ def measure_set(path: str, args: ScreenArguments) -> list[tuple]:
     roots = load_set(path, tokenizer)[: args.max_roots]
     cache = Path(path) / f"screen_scores-{args.dtype}.json"
     found = json.loads(cache.read_text()) if cache.is_file() else {}
-    labels = [(f"window {w}", w) for w in args.windows] + [("exact", None)]  # the cheap screens first
+    screens = [str(w) for w in args.windows] + [f"{w}/{n}" for w in args.windows for n in args.passages]
+    labels = [(f"window {screen}", screen) for screen in screens] + [
+        ("exact", None)
+    ]  # the cheap screens first
     for number, root in enumerate(tqdm(roots, desc=Path(path).name)):
         per_root = found.setdefault(str(number), {})
-        for label, root_window in labels:
+        for label, screen in labels:
             if label not in per_root:
                 start = time.perf_counter()
-                per_root[label], tokens = scored(model, root, root_window, args.batch_size)
+                per_root[label], tokens = scored(model, root, screen, args.batch_size)
                 cache.write_text(json.dumps(found))
                 seconds = time.perf_counter() - start
                 print(
@@ -352,30 +372,30 @@ def measure_set(path: str, args: ScreenArguments) -> list[tuple]:
         for label, found in scores.items()
     }
     kept = [[g >= args.epsilon for g in per_root] for per_root in gains["exact"]]
-    for w in args.windows:  # how far below ε the screen must go to keep every kept context
+    for screen_label in screens:  # how far below ε the screen must go to keep every kept context
         best = [
             float(np.max(g)) if g is not None else None
-            for per_root, screen in zip(kept, gains[f"window {w}"], strict=True)
+            for per_root, screen in zip(kept, gains[f"window {screen_label}"], strict=True)
             for k, g in zip(per_root, screen, strict=True)
             if k.any()
         ]
         screened = sorted(b for b in best if b is not None)
         print(
-            f"{Path(path).name}, window {w}: {len(best)} kept contexts, {len(screened)} of them screened; their best "
+            f"{Path(path).name}, window {screen_label}: {len(best)} kept contexts, {len(screened)} of them screened; their best "
             f"screen ΔI: {', '.join(f'{b:.2f}' for b in screened) or '–'}"
         )
     rows = []
-    for w in args.windows:
-        screen_tokens = [planned_tokens(request, window, w) for request in requests]
+    for screen_label in screens:
+        costs = [screen_tokens(request, window, *screen_of(screen_label)) for request in requests]
         for threshold in args.thresholds:
             for number, root in enumerate(roots):
-                screen = gains[f"window {w}"][number]
+                screen = gains[f"window {screen_label}"][number]
                 passes = [g is None or bool((g >= threshold).any()) for g in screen]
                 rows.append(
                     (
-                        w, threshold, len(root.root_ids),
+                        screen_label, threshold, len(root.root_ids),
                         sum(exact_tokens[number]),
-                        sum(t for t, g in zip(screen_tokens[number], screen, strict=True) if g is not None)
+                        sum(t for t, g in zip(costs[number], screen, strict=True) if g is not None)
                         + sum(t for t, p in zip(exact_tokens[number], passes, strict=True) if p),
                         sum(int(k.sum()) for k in kept[number]),
                         sum(int(k.sum()) for k, p in zip(kept[number], passes, strict=True) if p),
@@ -413,14 +433,16 @@ def print_tables(name: str, rows: list[tuple], args: ScreenArguments) -> None:
         "| LM tokens exact | LM tokens cascade | exact / cascade | kept pairs found | kept contexts found "
         "| screen pass rate (candidates) |"
     )
-    print(f"| window | screen ΔI ≥ {header}")
-    print("|---|---|---|---|---|---|---|---|")
-    for w in args.windows:
+    print(f"| window | candidate passage | screen ΔI ≥ {header}")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for screen_label in dict.fromkeys(r[0] for r in rows):
+        window, passage = screen_of(screen_label)
         for threshold in args.thresholds:
-            print(f"| {w} | {threshold:g} | " + summary([r for r in rows if r[:2] == (w, threshold)]) + " |")
+            group = [r for r in rows if r[:2] == (screen_label, threshold)]
+            print(f"| {window} | {passage or 'whole'} | {threshold:g} | " + summary(group) + " |")
     w, threshold = args.recommend.split(",")
-    chosen = [r for r in rows if r[:2] == (int(w), float(threshold))]
-    print(f"\n{name}, window {w}, screen ΔI ≥ {threshold}, by root length:")
+    chosen = [r for r in rows if r[:2] == (w, float(threshold))]
+    print(f"\n{name}, screen {w} (window[/passage]), screen ΔI ≥ {threshold}, by root length:")
     print(f"| root tokens | roots {header}")
     print("|---|---|---|---|---|---|---|---|")
     for start in sorted({r[2] // args.bin_tokens * args.bin_tokens for r in chosen}):

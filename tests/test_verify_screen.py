@@ -12,15 +12,9 @@ from tiny_models import tiny_llama
 
 from hf_entropylong.models import EMBEDDED_LM, load_causal_lm, load_tokenizer
 from hf_entropylong.stages.context_scores import RootCandidates, roots_context_scores
+from hf_entropylong.stages.screen import planned_tokens, screen_passages, worth_screening
 from hf_entropylong.stages.token_scores import document_scores
-from hf_entropylong.stages.verify import (
-    VerifySettings,
-    cascade_scores,
-    delta_i,
-    planned_tokens,
-    verify_candidates,
-    worth_screening,
-)
+from hf_entropylong.stages.verify import VerifySettings, cascade_scores, delta_i, verify_candidates
 
 
 def random_requests(
@@ -51,10 +45,10 @@ def tiny():
     return tiny_llama(max_position_embeddings=256, initializer_range=0.5)
 
 
-@pytest.mark.parametrize("screen_epsilon", [-5.0, 0.2])
-def test_every_candidate_re_checked_gets_the_exact_scores_bit_for_bit(tiny, screen_epsilon):
+@pytest.mark.parametrize(("screen_epsilon", "screen_context"), [(-5.0, None), (0.2, None), (0.2, 5)])
+def test_every_candidate_re_checked_gets_the_exact_scores_bit_for_bit(tiny, screen_epsilon, screen_context):
     requests, baselines = random_requests(tiny)
-    settings = VerifySettings(verify_screen=8, verify_batch_size=1)
+    settings = VerifySettings(verify_screen=8, verify_screen_context=screen_context, verify_batch_size=1)
     settings.verify_screen_epsilon = (
         screen_epsilon  # -5: past the setting's check, a screen every candidate passes
     )
@@ -65,11 +59,11 @@ def test_every_candidate_re_checked_gets_the_exact_scores_bit_for_bit(tiny, scre
     for request, found, gains, exact, window, baseline in zip(
         requests, cascade, screen, exact_alone, windowed, baselines, strict=True
     ):
-        assert worth_screening(request, 256, 8) == [g is not None for g in gains]
+        assert worth_screening(request, 256, 8, screen_context) == [g is not None for g in gains]
         for scores, gain, alone, through_window, base in zip(
             found, gains, exact, window, baseline, strict=True
         ):
-            if gain is not None:  # the screen's ΔI is the window's, against the whole-root entropy
+            if gain is not None and screen_context is None:  # the window's ΔI, against the whole-root entropy
                 np.testing.assert_allclose(gain, delta_i(base, through_window.entropy), rtol=1e-5, atol=1e-6)
             passes = gain is None or (gain >= screen_epsilon).any()
             assert (scores is not None) == passes
@@ -95,6 +89,27 @@ def test_without_a_screen_every_candidate_is_verified_exactly(tiny):
             assert np.array_equal(scores.entropy, alone.entropy)
 
 
+def test_the_screen_reads_the_passage_sharing_the_roots_rare_tokens_near_each_position():
+    common, rare_a, rare_b = 1, 500, 600
+    root = [common] * 100
+    root[30], root[80] = rare_a, rare_b  # each occurs once in the root: the heaviest tokens
+    candidate = [common] * 10 + [rare_a] + [common] * 19 + [rare_b] + [common] * 9  # 40 tokens
+    request = RootCandidates(root, [candidate, [7, 8, 9]], [[35, 82, 90], [60]])
+    passages, where = screen_passages(request, 8)
+    # around 35 only rare_a is near, around 82 and 90 rare_b: two passages, each holding its token
+    first, second, third = (passages.context_ids[k] for k, _ in where[0])
+    assert rare_a in first and rare_b in second and second == third
+    assert all(len(passage) == 8 for passage in (first, second))
+    assert passages.context_ids[where[1][0][0]] == [7, 8, 9]  # shorter than the passage: whole
+    for wanted, landing in zip(request.positions, where, strict=True):  # every position lands once, in order
+        assert [passages.positions[k][j] for k, j in landing] == wanted
+    unchanged, identity = screen_passages(request, None)
+    assert unchanged is request and identity == [[(0, 0), (0, 1), (0, 2)], [(1, 0)]]
+    # the screen's cost: 40 + 4 at 35, then 82 and 90 joined (96 > half of 40 + 90) against 8 + 4, then 8 + 4 + 8
+    assert worth_screening(request, 512, 4) == [False, True]
+    assert worth_screening(request, 512, 4, 8) == [True, True]
+
+
 def test_a_candidate_is_screened_only_when_its_screen_costs_at_most_half_its_exact_sequences():
     root = list(range(300))
     request = RootCandidates(root, [[1] * 10, [2] * 10, [3] * 10], [[12], [250], [60, 120, 180, 240, 290]])
@@ -108,6 +123,7 @@ def test_a_candidate_is_screened_only_when_its_screen_costs_at_most_half_its_exa
     ("overrides", "message"),
     [
         ({"verify_screen": 0}, "verify_screen must be positive"),
+        ({"verify_screen": 64, "verify_screen_context": 0}, "verify_screen_context must be positive"),
         (
             {"verify_screen": 64, "verify_screen_epsilon": 0.5},
             "verify_screen_epsilon must be above 0 and at most epsilon",

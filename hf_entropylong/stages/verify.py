@@ -28,6 +28,7 @@ batch's shapes, as the exact verification itself). A candidate screened out keep
 difference from the paper's method is a positive the screen dropped (`benchmarks/verify_screen_bench.py`
 measures that recall and the tokens). A candidate whose screen would cost more than half its exact sequences
 (short roots, positions within w of the root's start) skips the screen and is verified exactly at once.
+`stages.screen` plans the screen's sequences (and, with `verify_screen_context`, cuts the candidate).
 
 The build's verification stage (`VERIFY_STAGE`, `verify_candidates`) groups each root's retrieved hits by
 document, verifies every distinct document once, records every (position, document) pair tried with its ΔI,
@@ -51,13 +52,12 @@ import numpy as np
 from ..models import context_window, encode_documents
 from ..settings import require_positive, setting
 from . import Stage
-from .context_scores import RootCandidates, roots_context_scores, verification_plan
+from .context_scores import RootCandidates, roots_context_scores
 from .retrieval import RETRIEVED
+from .screen import screen_entropies, worth_screening
 from .token_scores import TokenScores
 
 VERIFY_CRITERIA = ("entropy", "entropy_and_target")
-SCREEN_MAX_SHARE = 0.5
-"""A candidate is screened only when its screen forwards at most this share of its exact sequences' tokens."""
 
 
 @dataclass
@@ -85,6 +85,12 @@ class VerifySettings:
         "fewer LM tokens on long roots, at the risk of a positive the screen drops (BENCHMARKS.md measures it); "
         "every candidate is verified exactly when unset.",
     )
+    verify_screen_context: int | None = setting(
+        None,
+        help="The screen reads only this many tokens of each candidate at a position: the span sharing the most of "
+        "the root's rarer tokens around it (the passage nearest the query; read only with verify_screen). Cheaper "
+        "screens of long candidates; the whole candidate when unset.",
+    )
     verify_screen_epsilon: float = setting(
         0.1,
         help="The screen's ΔI threshold, at most epsilon (read only with verify_screen; 0.1 keeps a wide margin "
@@ -101,7 +107,9 @@ class VerifySettings:
             raise ValueError(
                 f"verify_criterion must be one of {', '.join(VERIFY_CRITERIA)}, got {self.verify_criterion!r}."
             )
-        require_positive(self, "verify_root_window", "verify_screen", "verify_batch_size")
+        require_positive(
+            self, "verify_root_window", "verify_screen", "verify_screen_context", "verify_batch_size"
+        )
         if not (math.isfinite(self.verify_screen_epsilon) and 0 < self.verify_screen_epsilon <= self.epsilon):
             raise ValueError(
                 f"verify_screen_epsilon must be above 0 and at most epsilon ({self.epsilon}), got "
@@ -142,19 +150,6 @@ def is_kept(
     if settings.verify_criterion == "entropy_and_target":
         kept &= np.asarray(target_gain, dtype=np.float64) > 0
     return kept
-
-
-def planned_tokens(request: RootCandidates, window: int, root_window: int | None = None) -> list[int]:
-    """Tokens of the sequences that score each candidate of `request` (whole root prefix, or `root_window`)."""
-    sequences, (owners,) = verification_plan([request], window, root_window)
-    return [sum(len(sequences[i].input_ids) for i in owner) for owner in owners]
-
-
-def worth_screening(request: RootCandidates, window: int, screen_window: int) -> list[bool]:
-    """For each candidate: whether its screen forwards at most `SCREEN_MAX_SHARE` of its exact sequences' tokens."""
-    exact = planned_tokens(request, window)
-    screen = planned_tokens(request, window, screen_window)
-    return [s <= SCREEN_MAX_SHARE * e for s, e in zip(screen, exact, strict=True)]
 
 
 def _select(request: RootCandidates, chosen: Sequence[bool]) -> RootCandidates:
@@ -198,14 +193,22 @@ def cascade_scores(
     if settings.verify_screen is None:
         return run(requests, settings.verify_root_window), [[None] * len(r.context_ids) for r in requests]
     window = context_window(model, max_length)
-    screened = [worth_screening(request, window, settings.verify_screen) for request in requests]
-    screen_scores = run(
-        [_select(r, chosen) for r, chosen in zip(requests, screened, strict=True)], settings.verify_screen
+    screened = [
+        worth_screening(request, window, settings.verify_screen, settings.verify_screen_context)
+        for request in requests
+    ]
+    screen_scores = screen_entropies(
+        model,
+        [_select(r, chosen) for r, chosen in zip(requests, screened, strict=True)],
+        settings.verify_screen,
+        settings.verify_screen_context,
+        settings.verify_batch_size,
+        max_length,
     )
     screen_gains, to_verify = [], []
     for scores, chosen, baseline in zip(screen_scores, screened, baselines, strict=True):
         gains = [
-            None if found is None else delta_i(alone, found.entropy)
+            None if found is None else delta_i(alone, found)
             for found, alone in zip(_spread(scores, chosen), baseline, strict=True)
         ]
         screen_gains.append(gains)
