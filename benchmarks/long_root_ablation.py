@@ -135,9 +135,12 @@ def main() -> None:
         help="Corpus files (default: DATA_DIR/passages.jsonl and wiki.jsonl).",
     )
     parser.add_argument("--max_positions_per_root", type=int, default=4)
-    parser.add_argument("--top_k", type=int, default=1)
     parser.add_argument(
-        "--verify_screen", type=int, default=None, help="Screen verification (stages/verify.py)."
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Build settings over the recipe's (YAML values).",
     )
     parser.add_argument("--quest_query_model", default=None, help="A doc2query model: Quest as compared.")
     args = parser.parse_args()
@@ -145,11 +148,12 @@ def main() -> None:
     data, work = Path(args.data_dir), Path(args.work_dir)
     files = args.corpus or [str(data / "passages.jsonl"), str(data / "wiki.jsonl")]
     settings = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
+    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     texts = corpus_texts(files)
     corpus = load_dataset("json", data_files=files, split="train")
     print(
         f"Roots: {data / 'roots.jsonl'}; corpus: {len(texts):,} documents ({', '.join(files)}); 8,192-token rows; "
-        f"{args.max_positions_per_root} positions per root, top {args.top_k}, verify_screen {args.verify_screen}.\n"
+        f"{args.max_positions_per_root} positions per root; over the recipe: {overrides or 'nothing'}.\n"
     )
     print("| method (shown as) | roots kept (dropped) | rows | span length (median / p90) | "
           "dependency distance (median / p90) | what the original would show |")  # fmt: skip
@@ -157,10 +161,9 @@ def main() -> None:
     for method in args.methods:
         config = BuildConfig(**{**settings, **dict(
             method=method, roots=str(data / "roots.jsonl"), corpus=files, output_dir=str(work / method),
-            cache_dir=str(work / "cache"), max_positions_per_root=args.max_positions_per_root, top_k=args.top_k,
-            verify_screen=args.verify_screen, min_row_fill=0.0,
+            cache_dir=str(work / "cache"), max_positions_per_root=args.max_positions_per_root, min_row_fill=0.0,
             quest_query_model=args.quest_query_model, overwrite_output_dir=True, pretty_name=None,
-        )})  # fmt: skip
+        ), **overrides})  # fmt: skip
         try:
             counts = build(config)
         except ValueError as error:  # nothing to pack
