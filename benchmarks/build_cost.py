@@ -9,8 +9,9 @@ Per root of L tokens (the counts' ratios come from a long-root build, `--from_bu
   `last_position_share` × L tokens, the exact minimum (`stages/verify.py`; the builder forwards ≤ 1.1× of it,
   1.01× on 2.9K-token roots in BENCHMARKS.md);
 - the corpus index, once: `corpus_documents` × `document_tokens` embedded tokens;
-- verification with the screen (`verify_screen` = `screen_window`): each distinct candidate is screened at every
-  one of its positions through the local root window, (`candidate_tokens` + `screen_window`) tokens per position
+- verification with the screen (`verify_screen` = `screen_window`, `verify_screen_context` = `screen_context`): each
+  distinct candidate is screened at every one of its positions through the local root window, its passage nearest
+  the query (min(`candidate_tokens`, `screen_context`) + `screen_window`) tokens per position
   (each position its own window: an upper bound), when that is at most half its exact sequence (else it is
   verified exactly at once, as the builder does); `screen_pass_rate` of the screened candidates (measured:
   `benchmarks/verify_screen_bench.py`) are then verified exactly.
@@ -81,7 +82,13 @@ class CostArguments:
     )
     scan_tb_per_s: float = field(default=1.0, metadata={"help": "Assumed IVF scan rate per H100 (TB/s)."})
     screen_window: int = field(
-        default=256, metadata={"help": "verify_screen: root tokens before each position."}
+        default=64, metadata={"help": "verify_screen: root tokens before each position."}
+    )
+    screen_context: int | None = field(
+        default=128,
+        metadata={
+            "help": "verify_screen_context: candidate tokens the screen reads (None: the whole candidate)."
+        },
     )
     screen_pass_rate: float = field(
         default=0.38,
@@ -189,7 +196,8 @@ def stage_hours(args: CostArguments, root_tokens: int) -> dict[str, tuple[float,
         * (args.candidate_tokens + args.last_position_share * root_tokens)
     )
     exact_per_candidate = args.candidate_tokens + args.last_position_share * root_tokens
-    screen_per_candidate = (args.candidate_tokens + args.screen_window) / args.distinct_share
+    screen_candidate = min(args.candidate_tokens, args.screen_context or args.candidate_tokens)
+    screen_per_candidate = (screen_candidate + args.screen_window) / args.distinct_share
     screened = screen_per_candidate <= SCREEN_MAX_SHARE * exact_per_candidate
     screened_share = (screen_per_candidate / exact_per_candidate + args.screen_pass_rate) if screened else 1.0
     corpus = args.corpus_documents * args.document_tokens
@@ -233,7 +241,9 @@ def main(args: CostArguments) -> None:
         "query embedding": f"{args.embed_tokens_per_s:,.0f} tok/s (assumed)",
         "index search": f"{args.scan_tb_per_s:g} TB/s scanned (assumed)",
         "verification": f"{args.verify_tokens_per_s:,.0f} tok/s ({source})",
-        "verification, screened": f"window {args.screen_window}, pass rate {args.screen_pass_rate:g}",
+        "verification, screened": (
+            f"window {args.screen_window}, passage {args.screen_context or 'whole'}, pass rate {args.screen_pass_rate:g}"
+        ),
     }
     for stage, rate in rates.items():
         cells = []

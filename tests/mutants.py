@@ -218,6 +218,16 @@ MUTANTS = (
         "True",
         ("tests/test_verify_screen.py::test_every_candidate_re_checked_gets_the_exact_scores_bit_for_bit",),
     ),
+    Mutant(
+        "the screen reads the candidate's first passage, not the one nearest the query",
+        "hf_entropylong/stages/screen.py",
+        "start = starts[shared.index(max(shared))]",
+        "start = starts[0]",
+        (
+            "tests/test_verify_screen.py::"
+            "test_the_screen_reads_the_passage_sharing_the_roots_rare_tokens_near_each_position",
+        ),
+    ),
 )
 
 
