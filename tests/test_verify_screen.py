@@ -196,5 +196,10 @@ def test_the_card_says_when_verification_was_screened(tmp_path):
     screened = BuildConfig(**EMBEDDED, verify_screen=256, verify_screen_epsilon=0.1, output_dir=str(tmp_path))
     card = render_dataset_card(screened, make_counts(), files, "")
     assert "screened (`verify_screen: 256`)" in card and "ΔI ≥ 0.1\nthere were verified" in card
+    assert "passage nearest the query" not in card
+    cut = BuildConfig(**EMBEDDED, verify_screen=64, verify_screen_context=128, output_dir=str(tmp_path))
+    assert "only its\n128-token passage nearest the query there" in render_dataset_card(
+        cut, make_counts(), files, ""
+    )
     plain = render_dataset_card(BuildConfig(**EMBEDDED, output_dir=str(tmp_path)), make_counts(), files, "")
     assert "verify_screen" not in plain
