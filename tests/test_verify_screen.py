@@ -128,13 +128,19 @@ def test_a_candidate_is_screened_only_when_its_screen_costs_at_most_half_its_exa
             {"verify_screen": 64, "verify_screen_epsilon": 0.5},
             "verify_screen_epsilon must be above 0 and at most epsilon",
         ),
-        ({"verify_screen_epsilon": math.nan}, "verify_screen_epsilon"),
+        ({"verify_screen": 64, "verify_screen_epsilon": math.nan}, "verify_screen_epsilon"),
         ({"verify_screen": 64, "verify_root_window": 128}, "cannot both be set"),
     ],
 )
 def test_screen_settings_are_checked(overrides, message):
     with pytest.raises(ValueError, match=message):
         VerifySettings(**overrides)
+
+
+def test_the_screens_threshold_binds_only_a_screened_build():
+    assert VerifySettings(epsilon=0.2).verify_screen is None  # the default threshold 0.3 > ε is not read
+    with pytest.raises(ValueError, match="at most epsilon"):
+        VerifySettings(epsilon=0.2, verify_screen=64)
 
 
 FILLER = (
@@ -193,11 +199,17 @@ def test_the_card_says_when_verification_was_screened(tmp_path):
     from hf_entropylong.publish.card import render_dataset_card
 
     files = {"default": "default/*.parquet"}
-    screened = BuildConfig(**EMBEDDED, verify_screen=256, verify_screen_epsilon=0.1, output_dir=str(tmp_path))
+    screened = BuildConfig(
+        **EMBEDDED,
+        verify_screen=256,
+        verify_screen_context=None,
+        verify_screen_epsilon=0.1,
+        output_dir=str(tmp_path),
+    )
     card = render_dataset_card(screened, make_counts(), files, "")
     assert "screened (`verify_screen: 256`)" in card and "ΔI ≥ 0.1\nthere were verified" in card
     assert "passage nearest the query" not in card
-    cut = BuildConfig(**EMBEDDED, verify_screen=64, verify_screen_context=128, output_dir=str(tmp_path))
+    cut = BuildConfig(**EMBEDDED, verify_screen=64, output_dir=str(tmp_path))  # the default passage
     assert "only its\n128-token passage nearest the query there" in render_dataset_card(
         cut, make_counts(), files, ""
     )

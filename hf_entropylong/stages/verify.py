@@ -86,15 +86,15 @@ class VerifySettings:
         "every candidate is verified exactly when unset.",
     )
     verify_screen_context: int | None = setting(
-        None,
+        128,
         help="The screen reads only this many tokens of each candidate at a position: the span sharing the most of "
-        "the root's rarer tokens around it (the passage nearest the query; read only with verify_screen). Cheaper "
-        "screens of long candidates; the whole candidate when unset.",
+        "the root's rarer tokens around it (the passage nearest the query; read only with verify_screen; null: the "
+        "whole candidate). 128 with verify_screen 64 kept every exact positive measured (BENCHMARKS.md).",
     )
     verify_screen_epsilon: float = setting(
-        0.1,
-        help="The screen's ΔI threshold, at most epsilon (read only with verify_screen; 0.1 keeps a wide margin "
-        "below epsilon: BENCHMARKS.md).",
+        0.3,
+        help="The screen's ΔI threshold, above 0 and at most epsilon (read only with verify_screen; the exact "
+        "positives measured reached at least 0.56 through the screen: BENCHMARKS.md).",
     )
     verify_batch_size: int = setting(
         8, help="(candidate; root prefix) sequences per LM forward pass, at most."
@@ -110,7 +110,10 @@ class VerifySettings:
         require_positive(
             self, "verify_root_window", "verify_screen", "verify_screen_context", "verify_batch_size"
         )
-        if not (math.isfinite(self.verify_screen_epsilon) and 0 < self.verify_screen_epsilon <= self.epsilon):
+        screen_epsilon = self.verify_screen_epsilon
+        if self.verify_screen is not None and not (
+            math.isfinite(screen_epsilon) and 0 < screen_epsilon <= self.epsilon
+        ):
             raise ValueError(
                 f"verify_screen_epsilon must be above 0 and at most epsilon ({self.epsilon}), got "
                 f"{self.verify_screen_epsilon}."
