@@ -126,7 +126,7 @@ def test_a_candidate_is_screened_only_when_its_screen_costs_at_most_half_its_exa
         ({"verify_screen": 64, "verify_screen_context": 0}, "verify_screen_context must be positive"),
         (
             {"verify_screen": 64, "verify_screen_epsilon": 0.5},
-            "verify_screen_epsilon must be above 0 and at most epsilon",
+            "verify_screen_epsilon must be at most epsilon",
         ),
         ({"verify_screen": 64, "verify_screen_epsilon": math.nan}, "verify_screen_epsilon"),
         ({"verify_screen": 64, "verify_root_window": 128}, "cannot both be set"),

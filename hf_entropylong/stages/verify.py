@@ -111,12 +111,12 @@ class VerifySettings:
             self, "verify_root_window", "verify_screen", "verify_screen_context", "verify_batch_size"
         )
         screen_epsilon = self.verify_screen_epsilon
-        if self.verify_screen is not None and not (
-            math.isfinite(screen_epsilon) and 0 < screen_epsilon <= self.epsilon
-        ):
+        if not (math.isfinite(screen_epsilon) and 0 < screen_epsilon <= 1):
+            raise ValueError(f"verify_screen_epsilon must be in (0, 1], got {screen_epsilon}.")
+        if self.verify_screen is not None and screen_epsilon > self.epsilon:
             raise ValueError(
-                f"verify_screen_epsilon must be above 0 and at most epsilon ({self.epsilon}), got "
-                f"{self.verify_screen_epsilon}."
+                f"verify_screen_epsilon must be at most epsilon ({self.epsilon}) when verify_screen is set, got "
+                f"{screen_epsilon}: lower it, or the screen drops pairs the exact test would keep."
             )
         if self.verify_screen is not None and self.verify_root_window is not None:
             raise ValueError(
