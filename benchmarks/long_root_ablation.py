@@ -19,6 +19,13 @@ and what the originals would show:
         --max_tokens 7000 --length_bins 3 --num_passages 2000 --wiki_summaries 2000
     nice -n 10 python benchmarks/long_root_ablation.py --data_dir outputs/linux-doc --work_dir outputs/long-ablation
 
+Roots whose corpus holds what they depend on (`verify_screen_bench.py --make_roots`: passages cut out of each root
+into the corpus), more positions, and EntropyLong verified through the screen:
+
+    python benchmarks/long_root_ablation.py --data_dir outputs/screen-rich --corpus outputs/screen-rich/corpus.jsonl \
+        --work_dir outputs/long-ablation-rich --max_positions_per_root 24 \
+        --set top_k=2 verify_screen=64 verify_screen_context=128 verify_screen_epsilon=0.2
+
 Prints Markdown tables.
 """
 
