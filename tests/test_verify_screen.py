@@ -210,7 +210,7 @@ def test_the_card_says_when_verification_was_screened(tmp_path):
     assert "screened (`verify_screen: 256`)" in card and "ΔI ≥ 0.1\nthere were verified" in card
     assert "passage nearest the query" not in card
     cut = BuildConfig(**EMBEDDED, verify_screen=64, output_dir=str(tmp_path))  # the default passage
-    assert "only its\n128-token passage nearest the query there" in render_dataset_card(
+    assert "(and, of the\ndocument, its 128-token passage nearest the query)" in render_dataset_card(
         cut, make_counts(), files, ""
     )
     plain = render_dataset_card(BuildConfig(**EMBEDDED, output_dir=str(tmp_path)), make_counts(), files, "")
