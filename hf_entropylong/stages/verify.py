@@ -94,7 +94,7 @@ class VerifySettings:
     verify_screen_epsilon: float = setting(
         0.3,
         help="The screen's ΔI threshold, above 0 and at most epsilon (read only with verify_screen; the exact "
-        "positives measured reached at least 0.56 through the screen: BENCHMARKS.md).",
+        "positives measured reached at least 0.41 through the screen: BENCHMARKS.md).",
     )
     verify_batch_size: int = setting(
         8, help="(candidate; root prefix) sequences per LM forward pass, at most."
